@@ -1,0 +1,3 @@
+from bioprune.cli import main
+
+raise SystemExit(main())

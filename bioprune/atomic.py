@@ -1,0 +1,80 @@
+"""Write outputs so that a failed step leaves nothing half-written behind.
+
+Every file is first written under a staging folder beside its final place (same file system, so the
+final rename is atomic) and only moved into place once the whole step has succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from bioprune.errors import BiopruneError
+
+_OS_HINTS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+}
+
+
+def os_error_message(exc: OSError, path: os.PathLike | str) -> str:
+    """A one-line, user-facing description of an OS error on an output path."""
+    hint = _OS_HINTS.get(exc.errno, exc.strerror or str(exc))
+    return f"{path}: cannot write output: {hint}"
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: os.PathLike | str) -> Iterator[Path]:
+    """Yield a staging folder; on success move every file in it into ``out_dir``.
+
+    Files are moved in sorted order except ``*report*.json`` which is moved last, so a report's
+    presence means the step finished. On any error the staging folder is removed and ``out_dir``
+    keeps whatever it held before.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    except OSError as exc:
+        raise BiopruneError(os_error_message(exc, out)) from exc
+    try:
+        yield stage
+        entries = sorted(stage.iterdir(), key=lambda p: ("report" in p.name, p.name))
+        for entry in entries:
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    except OSError as exc:
+        raise BiopruneError(os_error_message(exc, out)) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success, delete it on error."""
+    final = Path(path)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise BiopruneError(os_error_message(exc, final)) from exc
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    except OSError as exc:
+        raise BiopruneError(os_error_message(exc, final)) from exc
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
