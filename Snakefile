@@ -11,4 +11,4 @@ include: "rules/pool.smk"
 
 rule all:
     input:
-        pool_targets(),
+        rules.shard.output.report,

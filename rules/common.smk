@@ -1,12 +1,10 @@
 import os
-import sys
 
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
+from bioprune.workflow import expose_package
 
-# Rules call the `bioprune` command: make the one installed beside this Python (a venv's bin) visible
-# even when the venv is not activated. Under --sdm conda each job's env comes first on PATH.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+expose_package(workflow.basedir)
 
 try:
     validate_config(config)
@@ -15,16 +13,30 @@ except ConfigError as exc:
 
 RESULTS = config["results"]
 POOL = f"{RESULTS}/pool"
-LOGS = "logs"
+LOGS = config["logs"]
+ENV_POOL = "../envs/pool.yaml"
+ENV_TORCH = "../envs/torch.yaml"
 
 
-def pool_dir_after_filtering():
-    """The pool folder that shards (and everything after) read: clustered or not."""
-    return f"{POOL}/cluster" if config["cluster"]["enabled"] else f"{POOL}/decontaminate"
+def folder_of(name):
+    """A params function giving the folder of a named input or output file (a step's --out / INPUT)."""
+    kind, key = name.split(".")
+    return lambda wildcards, input, output: os.path.dirname(
+        getattr(input if kind == "input" else output, key)
+    )
 
 
 def decontaminated_dir():
-    return f"{POOL}/decontaminate" if config["decontaminate"]["enabled"] else f"{POOL}/dedup"
+    return (
+        f"{POOL}/decontaminate"
+        if config["decontaminate"]["enabled"]
+        else f"{POOL}/dedup"
+    )
+
+
+def filtered_pool_dir():
+    """The pool folder that shards (and everything after) read: clustered or not."""
+    return f"{POOL}/cluster" if config["cluster"]["enabled"] else decontaminated_dir()
 
 
 def shard_ids():
