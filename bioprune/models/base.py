@@ -5,7 +5,8 @@ transformers directly, so a new backend is one new module.
 
 Data flow of one forward pass::
 
-    tokens [B, L] --embed--> hidden [B, L, H] --head_dense--> y [B, L, H'] --head_after_dense--> logits [B, L, V]
+    tokens [B, L] --embed--> hidden [B, L, H] --head_dense--> y [B, L, H']
+                  --head_after_dense--> logits [B, L, V]
 
 ``head_dense`` is the default influence parameter block W (the dense layer inside the MLM head);
 ``last_block`` is the alternative block. ``embed`` runs the whole trunk, so influence scoring with W in
@@ -40,6 +41,7 @@ class MaskedLM(nn.Module, ABC):
 
     tokens: TokenSpec
     alphabet: str  # "rna" or "protein"
+    max_tokens: int  # longest input the model takes, <cls>/<eos> included (RNA-FM: 1024)
 
     @abstractmethod
     def encode(self, seq: str) -> list[int]:

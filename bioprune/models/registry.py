@@ -1,0 +1,217 @@
+"""Named model sizes, building models, and the one model file format every step reads and writes.
+
+Sizes (layers / hidden / heads / FFN / max tokens incl. ``<cls>``/``<eos>``):
+
+=========  ==========  ===================================================================
+backend    size        shape
+=========  ==========  ===================================================================
+rnafm      tiny        4 / 128 / 4 / 512 / 1024  (~0.8M parameters; tests and CPU runs)
+rnafm      small       6 / 320 / 8 / 1280 / 1024  (~7.6M)
+rnafm      official    12 / 640 / 20 / 5120 / 1024  (~99.5M, RNA-FM as published)
+esmc       tiny        4 / 128 / 4 / 512 / 1024
+esmc       small       6 / 384 / 6 / 1024 / 2048
+esmc       300m        30 / 960 / 15 / 2560 / 2048  (ESM-C 300M)
+esmc       600m        36 / 1152 / 18 / 3072 / 2048  (ESM-C 600M)
+=========  ==========  ===================================================================
+
+Any field can be overridden (``build_model("rnafm", "tiny", layers=2)``; ``model.overrides`` in the
+config); the spec then records ``size`` as e.g. ``"tiny+layers=2"``.
+
+Model file format (``.pt``, written by :func:`save_model`): one ``torch.save`` dict::
+
+    {"format": "bioprune.model", "version": 1,
+     "spec": {"backend": "rnafm", "size": "tiny", "layers": 4, "hidden": 128, "heads": 4,
+              "ffn": 512, "max_tokens": 1024},
+     "state_dict": {...}}          # the MaskedLM's own state_dict
+
+It holds only tensors, strings and numbers, so it loads with ``torch.load(weights_only=True)``.
+:func:`load_model` also reads an official ``RNA-FM_pretrained.pth`` and a transformers ESM-C folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bioprune.atomic import atomic_path
+from bioprune.errors import ConfigError, InputError
+from bioprune.models.base import MaskedLM
+from bioprune.models.checkpoint import load_checked, safe_load
+
+FORMAT = "bioprune.model"
+VERSION = 1
+BACKENDS = ("rnafm", "esmc")
+BACKEND_ALPHABET = {"rnafm": "rna", "esmc": "protein"}
+ARCH_FIELDS = ("layers", "hidden", "heads", "ffn", "max_tokens")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    backend: str
+    layers: int
+    hidden: int
+    heads: int
+    ffn: int
+    max_tokens: int
+    size: str = "custom"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        return cls(**{k: d[k] for k in ("backend", *ARCH_FIELDS)}, size=str(d.get("size", "custom")))
+
+
+def _spec(backend, size, layers, hidden, heads, ffn, max_tokens):
+    return ModelSpec(backend, layers, hidden, heads, ffn, max_tokens, size)
+
+
+SIZES: dict[str, dict[str, ModelSpec]] = {
+    "rnafm": {
+        "tiny": _spec("rnafm", "tiny", 4, 128, 4, 512, 1024),
+        "small": _spec("rnafm", "small", 6, 320, 8, 1280, 1024),
+        "official": _spec("rnafm", "official", 12, 640, 20, 5120, 1024),
+    },
+    "esmc": {
+        "tiny": _spec("esmc", "tiny", 4, 128, 4, 512, 1024),
+        "small": _spec("esmc", "small", 6, 384, 6, 1024, 2048),
+        "300m": _spec("esmc", "300m", 30, 960, 15, 2560, 2048),
+        "600m": _spec("esmc", "600m", 36, 1152, 18, 3072, 2048),
+    },
+}
+
+
+def default_backend(alphabet: str) -> str:
+    return {"rna": "rnafm", "protein": "esmc"}[alphabet]
+
+
+def resolve_spec(backend: str, size: str, **overrides) -> ModelSpec:
+    """A named size with field overrides applied (None values are ignored). ConfigError on bad names."""
+    if backend not in SIZES:
+        raise ConfigError(f"unknown model backend {backend!r}; choose one of {list(SIZES)}")
+    if size not in SIZES[backend]:
+        raise ConfigError(f"unknown {backend} size {size!r}; choose one of {list(SIZES[backend])}")
+    extra = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(extra) - set(ARCH_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown model setting(s) {sorted(unknown)}; allowed: {list(ARCH_FIELDS)}")
+    for k, v in extra.items():
+        if not isinstance(v, int) or v < 1:
+            raise ConfigError(f"model setting {k} must be a positive integer, got {v!r}")
+    spec = SIZES[backend][size]
+    changed = {k: v for k, v in extra.items() if getattr(spec, k) != v}
+    if changed:
+        label = size + "".join(f"+{k}={v}" for k, v in sorted(changed.items()))
+        spec = replace(spec, **changed, size=label)
+    if spec.hidden % spec.heads:
+        raise ConfigError(f"hidden size {spec.hidden} is not divisible by {spec.heads} attention heads")
+    if spec.max_tokens < 3:
+        raise ConfigError("max_tokens must leave room for <cls>, one residue and <eos> (>= 3)")
+    return spec
+
+
+def build_from_spec(spec: ModelSpec, *, seed: int | None = None) -> MaskedLM:
+    """A randomly initialised model; ``seed`` makes the initialisation reproducible."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        if spec.backend == "rnafm":
+            from bioprune.models.rnafm import RnaFM
+
+            model = RnaFM(spec.layers, spec.hidden, spec.heads, spec.ffn, spec.max_tokens)
+        elif spec.backend == "esmc":
+            from bioprune.models.esmc import Esmc
+
+            model = Esmc(spec.layers, spec.hidden, spec.heads, spec.ffn, spec.max_tokens)
+        else:
+            raise ConfigError(f"unknown model backend {spec.backend!r}")
+    model.spec = spec
+    return model
+
+
+def build_model(backend: str, size: str = "tiny", *, seed: int | None = None, **overrides) -> MaskedLM:
+    """``build_model("rnafm", "official")``; overrides: layers, hidden, heads, ffn, max_tokens."""
+    return build_from_spec(resolve_spec(backend, size, **overrides), seed=seed)
+
+
+def spec_of(model: MaskedLM) -> ModelSpec:
+    spec = getattr(model, "spec", None)
+    if spec is None:  # a model loaded from an official file: describe its shape
+        backend = "rnafm" if model.alphabet == "rna" else "esmc"
+        spec = ModelSpec(backend, **model.arch(), size="custom")
+        model.spec = spec
+    return spec
+
+
+def save_model(model: MaskedLM, path: os.PathLike | str) -> Path:
+    """Write ``model`` in the bioprune model format (see module doc), atomically."""
+    spec = spec_of(model)
+    payload = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), "state_dict": model.state_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_model(path: os.PathLike | str) -> MaskedLM:
+    """Load a model from any supported source, on CPU, in eval mode.
+
+    - a bioprune model file (``save_model``),
+    - an official RNA-FM checkpoint (``RNA-FM_pretrained.pth``, fairseq layout),
+    - a transformers ESM-C model folder (``config.json`` + safetensors).
+
+    Raises InputError naming the file and, for a mismatch, the first missing/unexpected/mis-shaped key.
+    """
+    p = Path(path)
+    if p.is_dir():
+        from bioprune.models.esmc import is_hf_dir, load_hf_dir
+
+        if not is_hf_dir(p):
+            raise InputError(
+                p, "is a folder without config.json; expected a model file or a transformers folder"
+            )
+        model = load_hf_dir(p)
+        spec_of(model)
+        return model.eval()
+    data = safe_load(p, opaque=True)
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        model = _load_own(p, data)
+    else:
+        from bioprune.models.rnafm import is_official, load_official
+
+        if not is_official(data):
+            keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
+            raise InputError(
+                p,
+                "not a recognised model file: expected a bioprune model (save_model), an official "
+                f"RNA-FM checkpoint or a transformers ESM-C folder; top-level keys: {keys}",
+            )
+        model = load_official(p, data)
+        spec_of(model)
+    return model.eval()
+
+
+def _load_own(path: Path, data: dict) -> MaskedLM:
+    if data.get("version") != VERSION:
+        raise InputError(
+            path, f"model file version {data.get('version')!r} is not supported (expected {VERSION})"
+        )
+    try:
+        spec = ModelSpec.from_dict(data["spec"])
+    except (KeyError, TypeError) as exc:
+        raise InputError(path, f"model file has an invalid 'spec' ({exc})") from exc
+    state = data.get("state_dict")
+    if not isinstance(state, dict):
+        raise InputError(path, "model file has no 'state_dict'")
+    model = build_from_spec(spec)
+    load_checked(model, path, state)
+    return model
+
+
+def param_count(model: nn.Module) -> int:
+    """Distinct parameters (tied weights counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
