@@ -1,0 +1,222 @@
+"""Per-sequence losses: how a sequence becomes model rows, which tokens carry loss, and with what weight.
+
+Every loss here is a weighted sum of per-token cross-entropies, l(z) = sum_t w_t CE_t, which lets one
+batched backward pass give each sequence its own gradient (sequences never interact in a batch):
+
+``mlm`` (default)
+    BERT-style mask drawn from the sequence id (:mod:`bioprune.influence.masking`); the loss is the
+    mean cross-entropy over the masked residues; <cls>/<eos> and pads carry no loss and pads are
+    excluded from attention. Rows are padded only to the longest row of their batch.
+``compat`` (the official code)
+    No masking: the model reconstructs its unmasked input. Every row is padded to the fixed window
+    ``max_length`` (1024 for RNA-FM), pads are attended to, and the loss is the mean over all window
+    positions, pads, <cls> and <eos> included.
+
+Long sequences (more than ``max_length - 2`` residues): ``truncate`` keeps the first
+``max_length - 2`` residues; ``windows`` splits the sequence into the fewest equal-length
+non-overlapping windows that fit, each its own row with <cls>/<eos>, and the sequence's loss is the
+mean over the loss tokens of all its windows (so its gradient is the sum over windows before squaring).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bioprune.influence.masking import draw_mask
+from bioprune.influence.settings import InfluenceSettings
+from bioprune.models.base import MaskedLM
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One sequence turned into model rows with its loss tokens."""
+
+    order: int  # position in the input stream (results are written back in this order)
+    seq_id: str
+    length: int  # residues in the input sequence
+    rows: list[np.ndarray]  # model input token ids per row (compat: already padded to the window)
+    loss_pos: list[np.ndarray]  # positions within each row that carry loss
+    targets: list[np.ndarray]  # target token id at each of those positions
+    weight: float  # loss weight of every loss token (1 / number of loss tokens)
+    n_tokens: int  # loss tokens over all rows
+    truncated: bool
+    n_windows: int
+
+    @property
+    def width(self) -> int:
+        return max(len(r) for r in self.rows)
+
+
+def check_tokeniser(model: MaskedLM) -> None:
+    """The row building below assumes <cls> + one token per residue + <eos>; check it once per model."""
+    ids = model.encode("AAA")
+    spec = model.tokens
+    if len(ids) != 5 or ids[0] != spec.cls_idx or ids[-1] != spec.eos_idx:
+        raise ValueError(
+            f"{type(model).__name__}.encode('AAA') gave {ids}: influence scoring needs "
+            "<cls> + one token per residue + <eos>"
+        )
+
+
+def _windows(n: int, cap: int) -> list[tuple[int, int]]:
+    k = -(-n // cap)
+    return [(i * n // k, (i + 1) * n // k) for i in range(k)]
+
+
+def _encode(model: MaskedLM, chunk: str) -> np.ndarray:
+    ids = model.encode(chunk)
+    if len(ids) != len(chunk) + 2:
+        raise ValueError(f"tokeniser gave {len(ids)} tokens for {len(chunk)} residues")
+    return np.asarray(ids, dtype=np.int64)
+
+
+def prepare(model: MaskedLM, order: int, seq_id: str, seq: str, settings: InfluenceSettings) -> Prepared:
+    """Rows, loss tokens and weights of one sequence. Raises ValueError for a sequence the model
+    cannot tokenise (the caller names the file and record)."""
+    if not seq:
+        raise ValueError("empty sequence")
+    cap = settings.max_length - 2
+    n = len(seq)
+    truncated = False
+    if n <= cap:
+        spans = [(0, n)]
+    elif settings.long_sequences == "truncate":
+        spans, truncated = [(0, cap)], True
+    else:
+        spans = _windows(n, cap)
+    encoded = [_encode(model, seq[a:b]) for a, b in spans]
+    spec = model.tokens
+
+    if settings.loss_mode == "compat":
+        window = settings.max_length
+        rows = []
+        for ids in encoded:
+            row = np.full(window, spec.pad_idx, dtype=np.int64)
+            row[: len(ids)] = ids
+            rows.append(row)
+        positions = [np.arange(window, dtype=np.int64)] * len(rows)
+        targets = [r.copy() for r in rows]
+        n_tokens = window * len(rows)
+        return Prepared(
+            order, seq_id, n, rows, positions, targets, 1.0 / n_tokens, n_tokens, truncated, len(rows)
+        )
+
+    residues = np.concatenate([ids[1:-1] for ids in encoded])
+    draw = draw_mask(
+        seq_id,
+        residues,
+        seed=settings.mask_seed,
+        prob=settings.mask_prob,
+        mask_idx=spec.mask_idx,
+        residue_ids=spec.residue_ids,
+    )
+    rows, positions, targets = [], [], []
+    offset = 0
+    for ids in encoded:
+        n_res = len(ids) - 2
+        in_row = (draw.positions >= offset) & (draw.positions < offset + n_res)
+        pos = draw.positions[in_row] - offset + 1  # +1: <cls>
+        row = ids.copy()
+        row[pos] = draw.replacement[in_row]
+        rows.append(row)
+        positions.append(pos)
+        targets.append(ids[pos])
+        offset += n_res
+    n_tokens = int(draw.positions.size)
+    return Prepared(
+        order, seq_id, n, rows, positions, targets, 1.0 / n_tokens, n_tokens, truncated, len(rows)
+    )
+
+
+@dataclass
+class Batch:
+    """Sequences batched for one forward pass; loss tokens listed flat, grouped by sequence."""
+
+    items: list[Prepared]
+    tokens: torch.Tensor  # [R, L] padded rows
+    row_seq: torch.Tensor  # [R] index into items of each row
+    flat_idx: torch.Tensor  # [N] loss token index into the flattened [R * L] positions
+    seg: torch.Tensor  # [N] index into items of each loss token (non-decreasing)
+    targets: torch.Tensor  # [N]
+    weights: torch.Tensor  # [N] float64 loss weight of each loss token
+
+    @property
+    def n_seqs(self) -> int:
+        return len(self.items)
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.items,
+            *(t.to(device, non_blocking=True) for t in (self.tokens, self.row_seq, self.flat_idx, self.seg)),
+            self.targets.to(device, non_blocking=True),
+            self.weights.to(device, non_blocking=True),
+        )
+
+
+def make_batch(items: list[Prepared], pad_idx: int) -> Batch:
+    n_rows = sum(len(it.rows) for it in items)
+    width = max(it.width for it in items)
+    tokens = np.full((n_rows, width), pad_idx, dtype=np.int64)
+    row_seq = np.empty(n_rows, dtype=np.int64)
+    flat, seg, tgt, wts = [], [], [], []
+    r = 0
+    for i, it in enumerate(items):
+        for row, pos, t in zip(it.rows, it.loss_pos, it.targets, strict=True):
+            tokens[r, : len(row)] = row
+            row_seq[r] = i
+            flat.append(pos + r * width)
+            seg.append(np.full(len(pos), i, dtype=np.int64))
+            tgt.append(t)
+            wts.append(np.full(len(pos), it.weight, dtype=np.float64))
+            r += 1
+    return Batch(
+        items,
+        torch.from_numpy(tokens),
+        torch.from_numpy(row_seq),
+        torch.from_numpy(np.concatenate(flat)),
+        torch.from_numpy(np.concatenate(seg)),
+        torch.from_numpy(np.concatenate(tgt)),
+        torch.from_numpy(np.concatenate(wts)),
+    )
+
+
+def make_batches(items: list[Prepared], pad_idx: int, batch_tokens: int) -> Iterator[Batch]:
+    """Bucket by length: sort by row width, then fill each batch up to ``batch_tokens`` padded tokens.
+    All rows of one sequence stay in one batch; a sequence larger than the budget is batched alone."""
+    ordered = sorted(items, key=lambda it: (it.width, it.order))
+    current: list[Prepared] = []
+    rows = 0
+    for it in ordered:
+        n = len(it.rows)
+        # sorted ascending, so this item's width is the batch's padded width
+        if current and (rows + n) * it.width > batch_tokens:
+            yield make_batch(current, pad_idx)
+            current, rows = [], 0
+        current.append(it)
+        rows += n
+    if current:
+        yield make_batch(current, pad_idx)
+
+
+def chunked(iterable: Iterable, size: int) -> Iterator[list]:
+    buf: list = []
+    for x in iterable:
+        buf.append(x)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def weighted_token_losses(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """w_t * CE_t for each loss token, computed in at least float32 (bf16 logits are upcast)."""
+    if logits.dtype in (torch.bfloat16, torch.float16):
+        logits = logits.float()
+    ce = F.cross_entropy(logits, targets, reduction="none")
+    return ce * weights.to(ce.dtype)

@@ -1,0 +1,95 @@
+"""What the Fisher and the score passes share: loading the model, hashing it, and streaming sequences
+through the gradient engine in length-bucketed batches, yielding per-sequence gradients in input order
+chunk by chunk (memory stays bounded by ``buffer`` sequences)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bioprune.errors import InputError
+from bioprune.fasta import Record
+from bioprune.influence.grads import GradientEngine
+from bioprune.influence.losses import Prepared, check_tokeniser, chunked, make_batches, prepare
+from bioprune.influence.settings import InfluenceSettings
+from bioprune.models.base import MaskedLM
+
+log = logging.getLogger(__name__)
+
+# Sequences read, bucketed by length and processed together; results come back in input order.
+BUFFER = 4096
+
+
+def file_sha256(path: os.PathLike | str) -> str:
+    """sha256 of a file, or of a folder (sorted relative paths and contents, e.g. a transformers model)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def load_scoring_model(path: os.PathLike | str, device: torch.device) -> tuple[MaskedLM, str]:
+    """The model (eval mode, on ``device``) and the sha256 of its checkpoint (its provenance)."""
+    from bioprune.models.registry import load_model
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(p, "no such model checkpoint")
+    model = load_model(p)
+    digest = file_sha256(p)
+    return model.to(device).eval(), digest
+
+
+def iter_gradients(
+    model: MaskedLM,
+    engine: GradientEngine,
+    records: Iterable[Record],
+    source: os.PathLike | str,
+    settings: InfluenceSettings,
+    *,
+    progress: bool = True,
+    buffer: int = BUFFER,
+    on_item: Callable[[Prepared], None] | None = None,
+) -> Iterator[tuple[list[Prepared], np.ndarray, Iterator[tuple[torch.Tensor, torch.Tensor]]]]:
+    """For each batch: (its sequences, their losses, chunks of (index into the batch, gradients)).
+
+    Batches are formed per buffer of ``buffer`` sequences sorted by length; callers that need input
+    order use ``Prepared.order``."""
+    check_tokeniser(model)
+    bar = tqdm(unit="seq", file=sys.stderr, disable=not progress, mininterval=2.0, desc=Path(source).name)
+    order = 0
+
+    def prepared() -> Iterator[Prepared]:
+        nonlocal order
+        for rec in records:
+            try:
+                item = prepare(model, order, rec.id, rec.seq.decode("ascii", "replace"), settings)
+            except ValueError as exc:
+                raise InputError(source, str(exc), line=rec.line, record=rec.id) from exc
+            order += 1
+            if on_item is not None:
+                on_item(item)
+            yield item
+
+    try:
+        for items in chunked(prepared(), buffer):
+            for batch in make_batches(items, model.tokens.pad_idx, settings.batch_tokens):
+                bg = engine.batch_grads(batch)
+                yield batch.items, bg.losses.cpu().numpy(), bg.chunks
+                bar.update(batch.n_seqs)
+    finally:
+        bar.close()

@@ -1,0 +1,243 @@
+"""Self-influence of every sequence of a shard, s(z) = sum_j g_j(z)^2 / (F_j + eps), written to Parquet.
+
+The score is reported as a positive number: higher = more influential. The official code stores -s
+(its selection code sorts ascending); the selection step here sorts by ``self_influence`` descending.
+
+Output columns: ``id`` (string), ``self_influence`` (float64), ``loss`` (float64, the per-sequence loss
+l(z) the gradient is of), ``n_tokens`` (int32, tokens in that loss: masked residues in mlm mode, window
+positions in compat mode), ``length`` (int32, residues of the input sequence). Rows follow the shard's
+order. The file's schema metadata key ``bioprune`` holds JSON with the provenance (model hash, loss
+definition), eps and the Fisher file's hash; :func:`merge_scores` requires it to agree across shards.
+Memory is bounded: results are written in row groups as they come.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import xxhash
+
+from bioprune.atomic import atomic_path
+from bioprune.errors import InputError
+from bioprune.fasta import Record, read_fasta
+from bioprune.influence.fisher import Fisher, provenance
+from bioprune.influence.grads import GradientEngine
+from bioprune.influence.passes import iter_gradients
+from bioprune.influence.settings import InfluenceSettings
+from bioprune.models.base import MaskedLM
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("self_influence", pa.float64()),
+        ("loss", pa.float64()),
+        ("n_tokens", pa.int32()),
+        ("length", pa.int32()),
+    ]
+)
+META_KEY = b"bioprune"
+ROW_GROUP = 65536
+SIGN_NOTE = "positive: s = sum_j g_j^2 / (F_j + eps); the official code stores -s"
+
+
+def check_fisher(
+    fisher: Fisher, model_sha256: str, settings: InfluenceSettings, engine: GradientEngine, path
+) -> None:
+    """Refuse a Fisher computed with another model, block or loss definition."""
+    mine = provenance(model_sha256, settings)
+    if fisher.provenance != mine:
+        diff = ", ".join(
+            f"{k}: Fisher {fisher.provenance.get(k)!r} vs score {mine.get(k)!r}"
+            for k in sorted(set(mine) | set(fisher.provenance))
+            if fisher.provenance.get(k) != mine.get(k)
+        )
+        raise InputError(path, f"Fisher does not match this model and settings ({diff})")
+    if fisher.kind != "total":
+        raise InputError(path, "is a partial Fisher of one shard; run `bioprune fisher-reduce` first")
+    if fisher.n < 1:
+        raise InputError(path, "Fisher over zero sequences")
+    shapes = {k: tuple(v.shape) for k, v in fisher.sums.items()}
+    if shapes != engine.param_shapes:
+        raise InputError(
+            path, f"Fisher parameters {shapes} do not match the model's block {engine.param_shapes}"
+        )
+
+
+def inverse_fisher(fisher: Fisher, eps: float, engine: GradientEngine) -> torch.Tensor:
+    """1 / (F + eps), flattened in the engine's parameter order, in the gradients' dtype."""
+    diag = fisher.diagonal()
+    flat = torch.cat([diag[k].reshape(-1) for k in engine.param_shapes])
+    return (1.0 / (flat + eps)).to(device=engine.device, dtype=engine.grad_dtype())
+
+
+def score_records(
+    model: MaskedLM,
+    engine: GradientEngine,
+    inv_f: torch.Tensor,
+    records: Iterable[Record],
+    source,
+    settings: InfluenceSettings,
+    *,
+    progress: bool = True,
+    on_item=None,
+):
+    """Yield pyarrow RecordBatches of scores in input order (about ROW_GROUP rows each)."""
+    pending: dict[int, tuple] = {}
+    next_order = 0
+    cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+
+    def take(item, s, loss):
+        pending[item.order] = (item.seq_id, s, loss, item.n_tokens, item.length)
+
+    grads = iter_gradients(model, engine, records, source, settings, progress=progress, on_item=on_item)
+    for items, losses, chunks in grads:
+        for idx, g in chunks:
+            s = (g.square() @ inv_f).double().cpu().numpy()
+            for j, sj in zip(idx.tolist(), s, strict=True):
+                take(items[j], float(sj), float(losses[j]))
+        while next_order in pending:
+            for name, v in zip(SCHEMA.names, pending.pop(next_order), strict=True):
+                cols[name].append(v)
+            next_order += 1
+        if len(cols["id"]) >= ROW_GROUP:
+            yield pa.RecordBatch.from_pydict(cols, schema=SCHEMA)
+            cols = {name: [] for name in SCHEMA.names}
+    if pending:  # cannot happen: every item of every batch is scored
+        raise RuntimeError(f"{len(pending)} sequences were not scored")
+    if cols["id"]:
+        yield pa.RecordBatch.from_pydict(cols, schema=SCHEMA)
+
+
+def score_shard(
+    model: MaskedLM,
+    model_sha256: str,
+    fisher: Fisher,
+    fisher_path: os.PathLike | str,
+    fisher_sha256: str,
+    shard: os.PathLike | str,
+    out: os.PathLike | str,
+    settings: InfluenceSettings,
+    *,
+    progress: bool = True,
+) -> dict:
+    """Score every sequence of ``shard`` into the Parquet file ``out``; return the report dict."""
+    device = next(model.parameters()).device
+    engine = GradientEngine(model, settings, device)
+    check_fisher(fisher, model_sha256, settings, engine, fisher_path)
+    inv_f = inverse_fisher(fisher, settings.eps, engine)
+    meta = {
+        "provenance": provenance(model_sha256, settings),
+        "eps": settings.eps,
+        "fisher_sha256": fisher_sha256,
+        "fisher_n": fisher.n,
+        "sign": SIGN_NOTE,
+    }
+    schema = SCHEMA.with_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+    counts = {"n_truncated": 0, "n_windowed": 0}
+
+    def count(item):
+        counts["n_truncated"] += item.truncated
+        counts["n_windowed"] += item.n_windows > 1
+
+    n = 0
+    t0 = time.perf_counter()
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            batches = score_records(
+                model, engine, inv_f, read_fasta(shard), shard, settings, progress=progress, on_item=count
+            )
+            for rb in batches:
+                writer.write_batch(rb, row_group_size=ROW_GROUP)
+                n += rb.num_rows
+    seconds = time.perf_counter() - t0
+    return {
+        "shard": str(shard),
+        "n_sequences": n,
+        **counts,
+        "seconds": round(seconds, 3),
+        "sequences_per_s": round(n / seconds, 2) if seconds > 0 else None,
+        "block_params": engine.n_params,
+        "device": str(device),
+        "bf16": engine.bf16,
+        **meta,
+        "settings": settings.as_dict(),
+    }
+
+
+def read_score_meta(path: os.PathLike | str) -> dict:
+    p = Path(path)
+    try:
+        schema = pq.read_schema(p)
+    except FileNotFoundError:
+        raise InputError(p, "no such score file") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(p, f"not a readable Parquet file ({exc})") from exc
+    if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in SCHEMA]:
+        raise InputError(p, f"columns {schema.names} are not a bioprune score table {SCHEMA.names}")
+    raw = (schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise InputError(p, "score table has no bioprune metadata (not written by `bioprune score`)")
+    return json.loads(raw)
+
+
+def merge_scores(paths: list[os.PathLike | str], out: os.PathLike | str) -> dict:
+    """Concatenate per-shard score tables (streaming, row group by row group) into one. Refuses tables
+    scored with a different model, loss definition, eps or Fisher, and any id that occurs twice."""
+    if not paths:
+        raise InputError("merge-scores", "no score files given")
+    paths = [Path(p) for p in paths]
+    metas = [read_score_meta(p) for p in paths]
+    keys = ("provenance", "eps", "fisher_sha256")
+    for p, m in zip(paths[1:], metas[1:], strict=True):
+        diff = [k for k in keys if m.get(k) != metas[0].get(k)]
+        if diff:
+            raise InputError(p, f"scored with a different {', '.join(diff)} than {paths[0].name}")
+    meta = {k: metas[0][k] for k in (*keys, "fisher_n", "sign") if k in metas[0]}
+    meta["shards"] = [p.name for p in paths]
+    schema = SCHEMA.with_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+    hashes: list[np.ndarray] = []
+    per_file = {}
+    with atomic_path(out) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for p in paths:
+                n = 0
+                for rb in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP):
+                    writer.write_batch(pa.RecordBatch.from_arrays(rb.columns, schema=SCHEMA))
+                    h = np.fromiter(
+                        (xxhash.xxh64_intdigest(x.encode()) for x in rb.column(0).to_pylist()), np.uint64
+                    )
+                    hashes.append(h)
+                    n += rb.num_rows
+                per_file[p.name] = n
+        _check_unique_ids(paths, hashes)
+    return {"n_sequences": sum(per_file.values()), "per_shard": per_file, **meta}
+
+
+def _check_unique_ids(paths: list[Path], hashes: list[np.ndarray]) -> None:
+    """Hash ids (8 bytes each, not the strings); re-read only the ids whose hashes collide."""
+    if not hashes:
+        return
+    h = np.concatenate(hashes)
+    h_sorted = np.sort(h)
+    suspects = set(h_sorted[1:][h_sorted[1:] == h_sorted[:-1]].tolist())
+    if not suspects:
+        return
+    where: dict[str, Path] = {}
+    for p in paths:
+        for rb in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP, columns=["id"]):
+            for rid in rb.column(0).to_pylist():
+                if xxhash.xxh64_intdigest(rid.encode()) in suspects:
+                    if rid in where:
+                        raise InputError(p, f"sequence id {rid!r} occurs twice (also in {where[rid].name})")
+                    where[rid] = p

@@ -1,0 +1,82 @@
+"""``bioprune score`` (self-influence of every sequence of one shard, to Parquet) and
+``bioprune merge-scores`` (collect per-shard tables). See :mod:`bioprune.influence.score`.
+
+Scores are positive, s = sum_j g_j^2 / (F_j + eps), higher = more influential; the official code
+stores -s."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from bioprune.atomic import atomic_path
+from bioprune.influence.fisher import load_fisher
+from bioprune.influence.passes import file_sha256, load_scoring_model
+from bioprune.influence.score import merge_scores, score_shard
+from bioprune.influence.settings import add_settings_arguments, settings_from_args
+
+log = logging.getLogger(__name__)
+
+
+def _write_report(path: str | None, report: dict) -> None:
+    if path:
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shard", help="shard FASTA (plain or gzip)")
+    parser.add_argument("--model", required=True, help="reference model checkpoint (as given to fisher)")
+    parser.add_argument("--fisher", required=True, help="reduced Fisher file (bioprune fisher-reduce)")
+    parser.add_argument("--out", required=True, help="score table to write (.parquet)")
+    parser.add_argument("--report", help="JSON report to write (counts, speed, provenance)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_settings_arguments(parser, score=True)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    fisher = load_fisher(args.fisher)  # before the model: a wrong file fails fast
+    model, digest = load_scoring_model(args.model, settings.torch_device())
+    report = score_shard(
+        model,
+        digest,
+        fisher,
+        args.fisher,
+        file_sha256(args.fisher),
+        args.shard,
+        args.out,
+        settings,
+        progress=not args.no_progress,
+    )
+    _write_report(args.report, report)
+    log.info(
+        "score: %d sequences of %s in %.1f s (%s seq/s), %d truncated, %d split into windows -> %s",
+        report["n_sequences"],
+        args.shard,
+        report["seconds"],
+        report["sequences_per_s"],
+        report["n_truncated"],
+        report["n_windowed"],
+        args.out,
+    )
+    return 0
+
+
+def add_merge_scores_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("tables", nargs="+", help="per-shard score tables (.parquet)")
+    parser.add_argument("--out", required=True, help="merged score table to write (.parquet)")
+    parser.add_argument("--report", help="JSON report to write (rows per shard, provenance)")
+
+
+def run_merge_scores(args: argparse.Namespace) -> int:
+    report = merge_scores(args.tables, args.out)
+    _write_report(args.report, report)
+    log.info("merge-scores: %d tables, %d sequences -> %s", len(args.tables), report["n_sequences"], args.out)
+    return 0

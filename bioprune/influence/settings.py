@@ -1,0 +1,155 @@
+"""The settings of the Fisher and score passes, their validation and their command-line flags.
+
+Two kinds of settings: those that define the per-sequence loss (and so the numbers: they are part of
+a Fisher file's provenance and a score file's metadata, see :meth:`InfluenceSettings.loss_definition`)
+and those that only change speed or memory (batch size, device, precision, gradient chunking).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+
+import torch
+
+from bioprune.errors import ConfigError
+
+BLOCKS = ("head_dense", "last_block")
+LOSS_MODES = ("mlm", "compat")
+LONG_RULES = ("truncate", "windows")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class InfluenceSettings:
+    # --- define the loss (provenance) ---
+    block: str = "head_dense"  # parameter block W: head_dense (its weight) | last_block (all its params)
+    loss_mode: str = "mlm"  # mlm: masked tokens only | compat: the official code's unmasked reconstruction
+    mask_seed: int = 0  # mlm: the mask of a sequence is drawn from (sequence id, mask_seed)
+    mask_prob: float = 0.15  # mlm: fraction of residues masked (at least one per sequence)
+    max_length: int = 1024  # tokens per model input incl. <cls>/<eos>; compat: the fixed window
+    long_sequences: str = "truncate"  # truncate | windows (split into equal windows, one loss)
+    # --- score only ---
+    eps: float = 1e-8  # s = sum_j g_j^2 / (F_j + eps)
+    # --- speed and memory only ---
+    batch_tokens: int = 16384  # padded tokens per batch (rows x longest row)
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    grad_memory_mb: int = 256  # per-sample gradients are formed this many MiB at a time
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.block not in BLOCKS:
+            problems.append(f"block must be one of {BLOCKS}, got {self.block!r}")
+        if self.loss_mode not in LOSS_MODES:
+            problems.append(f"loss_mode must be one of {LOSS_MODES}, got {self.loss_mode!r}")
+        if self.long_sequences not in LONG_RULES:
+            problems.append(f"long_sequences must be one of {LONG_RULES}, got {self.long_sequences!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not 0.0 < self.mask_prob <= 1.0:
+            problems.append(f"mask_prob must be in (0, 1], got {self.mask_prob}")
+        if self.max_length < 3:
+            problems.append(
+                f"max_length must be at least 3 tokens (<cls>, one residue, <eos>), got {self.max_length}"
+            )
+        if not self.eps > 0:  # F_j = 0 on coordinates no D_sub sequence moves: 0/0 without eps
+            problems.append(f"eps must be > 0, got {self.eps}")
+        if self.batch_tokens < 1:
+            problems.append(f"batch_tokens must be >= 1, got {self.batch_tokens}")
+        if self.grad_memory_mb < 1:
+            problems.append(f"grad_memory_mb must be >= 1, got {self.grad_memory_mb}")
+        if not 0 <= self.mask_seed < 2**62:
+            problems.append(f"mask_seed must be in [0, 2^62), got {self.mask_seed}")
+        if problems:
+            raise ConfigError("influence settings: " + "; ".join(problems))
+
+    def loss_definition(self) -> dict:
+        """The settings that change the per-sequence loss (and so every gradient)."""
+        out = {
+            "block": self.block,
+            "loss_mode": self.loss_mode,
+            "max_length": self.max_length,
+            "long_sequences": self.long_sequences,
+        }
+        if self.loss_mode == "mlm":  # compat has no masking: mask settings do not matter there
+            out.update(mask_seed=self.mask_seed, mask_prob=self.mask_prob)
+        return out
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dev = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ConfigError(f"influence settings: bad device {self.device!r} ({exc})") from exc
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                f"influence settings: device {self.device!r} asked for but CUDA is not available"
+            )
+        return dev
+
+    def use_bf16(self, device: torch.device) -> bool:
+        if self.precision == "auto":
+            return device.type == "cuda"
+        return self.precision == "bf16"
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, *, score: bool) -> None:
+    """Flags shared by ``bioprune fisher`` and ``bioprune score`` (defaults = InfluenceSettings)."""
+    d = InfluenceSettings()
+    g = parser.add_argument_group("loss definition (must match between fisher and score)")
+    g.add_argument("--block", choices=BLOCKS, default=d.block, help="parameter block W (default %(default)s)")
+    g.add_argument(
+        "--loss-mode",
+        choices=LOSS_MODES,
+        default=d.loss_mode,
+        help="mlm: masked-token loss, pads excluded; compat: the official code's unmasked reconstruction "
+        "over a fixed --max-length window, pads in loss and attention (default %(default)s)",
+    )
+    g.add_argument("--mask-seed", type=int, default=d.mask_seed, help="mlm mask seed (default %(default)s)")
+    g.add_argument("--mask-prob", type=float, default=d.mask_prob, help="mlm mask rate (default %(default)s)")
+    g.add_argument(
+        "--max-length",
+        type=int,
+        default=d.max_length,
+        help="tokens per model input incl. <cls>/<eos>; the window in compat mode (default %(default)s)",
+    )
+    g.add_argument(
+        "--long-sequences",
+        choices=LONG_RULES,
+        default=d.long_sequences,
+        help="longer sequences: keep the first max_length-2 residues, or split into equal windows whose "
+        "losses form one per-sequence loss (default %(default)s)",
+    )
+    if score:
+        parser.add_argument(
+            "--eps", type=float, default=d.eps, help="s = sum g^2/(F+eps) (default %(default)s)"
+        )
+    p = parser.add_argument_group("speed and memory (do not change the numbers)")
+    p.add_argument("--batch-tokens", type=int, default=d.batch_tokens, help="padded tokens per batch")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default=d.precision, help="auto: bf16 on CUDA, fp32 on CPU"
+    )
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N (default %(default)s)")
+    p.add_argument("--grad-memory-mb", type=int, default=d.grad_memory_mb, help="per-sample gradient chunk")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def settings_from_args(args: argparse.Namespace) -> InfluenceSettings:
+    return InfluenceSettings(
+        block=args.block,
+        loss_mode=args.loss_mode,
+        mask_seed=args.mask_seed,
+        mask_prob=args.mask_prob,
+        max_length=args.max_length,
+        long_sequences=args.long_sequences,
+        eps=getattr(args, "eps", InfluenceSettings.eps),
+        batch_tokens=args.batch_tokens,
+        precision=args.precision,
+        device=args.device,
+        grad_memory_mb=args.grad_memory_mb,
+    )
