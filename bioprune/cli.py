@@ -28,6 +28,8 @@ STEPS: dict[str, tuple[str, str]] = {
     "fisher-reduce": ("bioprune.influence.fisher_cli", "add partial Fisher sums (reduce step)"),
     "score": ("bioprune.influence.score_cli", "self-influence score of every sequence of a shard"),
     "merge-scores": ("bioprune.influence.score_cli", "collect per-shard score tables"),
+    "select": ("bioprune.select.select_cli", "pick a coreset (topi, cci, random, cluster, loss) at a budget"),
+    "select-report": ("bioprune.select.select_cli", "compare family/cluster coverage across selections"),
 }
 
 

@@ -1,0 +1,148 @@
+"""Figures: one diagnostics figure per selection, and a coverage comparison across selections."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+SELECTED = "tab:blue"
+POOL = "0.6"
+
+
+def diagnostics(
+    path: os.PathLike | str,
+    *,
+    title: str,
+    values: np.ndarray | None,
+    column: str | None,
+    selected_mask: np.ndarray,
+    topi_threshold: float | None,
+    cci: dict | None,
+    lengths: np.ndarray,
+) -> None:
+    """Score histogram (pool vs selected, Top-I region, CCI bins and dropped top), selected share per
+    score bin (per CCI bin for cci), and the length distributions."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), layout="constrained")
+    ax_hist, ax_bins, ax_len = axes
+    if values is not None and len(values):
+        lo, hi = float(values.min()), float(values.max())
+        # Influence scores are heavy-tailed: a log axis when they span more than two decades, so the
+        # bulk is visible. CCI's bins stay equal-width in score (they look unequal there).
+        log_x = lo > 0 and hi / lo > 100
+        if log_x:
+            edges = np.geomspace(lo, hi, 101)
+            ax_hist.set_xscale("log")
+        else:
+            edges = np.linspace(lo, hi if hi > lo else lo + 1, 101)
+        if cci is not None:
+            ax_hist.vlines(cci["edges"], 0, 1, transform=ax_hist.get_xaxis_transform(), color="tab:green",
+                           lw=0.5, alpha=0.5, zorder=0, label=f"CCI bin edges ({cci['bins']})")  # fmt: skip
+        ax_hist.hist(values, bins=edges, histtype="stepfilled", color=POOL, label="pool")
+        ax_hist.hist(
+            values[selected_mask], bins=edges, histtype="stepfilled", color=SELECTED, label="selected"
+        )
+        if topi_threshold is not None:
+            ax_hist.axvspan(topi_threshold, hi, color="tab:orange", alpha=0.15, label="Top-I region (same k)")
+        if cci is not None and cci["drop_threshold"] is not None:
+            ax_hist.axvspan(
+                cci["drop_threshold"], hi, fill=False, hatch="//", edgecolor="tab:red", alpha=0.4, lw=0,
+                label=f"CCI dropped top {cci['beta']:g}",
+            )  # fmt: skip
+        ax_hist.set_yscale("log")
+        ax_hist.set_xlabel(column)
+        ax_hist.set_ylabel("sequences")
+        ax_hist.legend(fontsize=8)
+
+        if cci is not None:
+            x = np.arange(cci["bins"])
+            ax_bins.bar(x, cci["bin_sizes"], color=POOL, label="bin size")
+            ax_bins.bar(x, cci["selected_per_bin"], color=SELECTED, label="selected")
+            ax_bins.set_yscale("log")
+            ax_bins.set_xlabel("CCI bin (ascending score)")
+            ax_bins.set_ylabel("sequences")
+            ax_bins.legend(fontsize=8)
+        else:
+            pool_counts, _ = np.histogram(values, bins=edges)
+            sel_counts, _ = np.histogram(values[selected_mask], bins=edges)
+            share = np.divide(sel_counts, pool_counts, out=np.zeros(len(sel_counts)), where=pool_counts > 0)
+            ax_bins.bar(edges[:-1], share, width=np.diff(edges), align="edge", color=SELECTED)
+            if log_x:
+                ax_bins.set_xscale("log")
+            ax_bins.set_xlabel(column)
+            ax_bins.set_ylabel("share of the bin selected")
+            ax_bins.set_ylim(0, 1.05)
+    else:
+        for ax in (ax_hist, ax_bins):
+            ax.text(0.5, 0.5, "no score column", ha="center", va="center", transform=ax.transAxes)
+    ax_hist.set_title("score distribution")
+    ax_bins.set_title("selected per score bin")
+
+    log_len = np.log10(np.maximum(lengths, 1))
+    len_edges = np.linspace(log_len.min(), log_len.max() + 1e-9, 61) if len(log_len) else 10
+    # stepfilled: one polygon per histogram instead of a patch per bar (drawing time)
+    ax_len.hist(log_len, bins=len_edges, density=True, histtype="stepfilled", color=POOL, label="pool")
+    ax_len.hist(
+        log_len[selected_mask], bins=len_edges, density=True, histtype="stepfilled", color=SELECTED,
+        alpha=0.7, label="selected",
+    )  # fmt: skip
+    for arr, color in ((lengths, "0.3"), (lengths[selected_mask], SELECTED)):
+        if len(arr):
+            ax_len.axvline(np.log10(max(np.median(arr), 1)), color=color, ls="--", lw=1)
+    ax_len.set_xlabel("log10 length (dashed: medians)")
+    ax_len.set_ylabel("density")
+    ax_len.set_title("lengths")
+    ax_len.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def coverage_comparison(path: os.PathLike | str, rows: list[dict]) -> None:
+    """Grouped bars per budget: families covered, clusters covered, median length; mean over seeds with
+    min-max whiskers."""
+    panels = [
+        ("families", "families_pool", "families covered (fraction of pool)"),
+        ("clusters", "clusters_pool", "clusters covered (fraction of pool)"),
+        ("median_length", "median_length_pool", "median length (line: pool)"),
+    ]
+    panels = [p for p in panels if any(r[p[0]] is not None for r in rows)]
+    budgets = sorted({r["budget"] for r in rows})
+    strategies = sorted({r["strategy"] for r in rows})
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.5 * len(panels), 4.5), layout="constrained", squeeze=False
+    )
+    width = 0.8 / max(len(strategies), 1)
+    for ax, (key, pool_key, label) in zip(axes[0], panels, strict=True):
+        groups = defaultdict(list)
+        pool_ref = {}
+        for r in rows:
+            if r[key] is None:
+                continue
+            value = r[key] if key == "median_length" else r[key] / r[pool_key]
+            groups[(r["budget"], r["strategy"])].append(value)
+            pool_ref[r["budget"]] = r[pool_key]
+        for j, strategy in enumerate(strategies):
+            xs, means, lo, hi = [], [], [], []
+            for i, budget in enumerate(budgets):
+                vals = groups.get((budget, strategy))
+                if vals:
+                    xs.append(i + (j - (len(strategies) - 1) / 2) * width)
+                    means.append(np.mean(vals))
+                    lo.append(np.mean(vals) - min(vals))
+                    hi.append(max(vals) - np.mean(vals))
+            ax.bar(xs, means, width=width, yerr=[lo, hi], capsize=2, label=strategy)
+        if key == "median_length":
+            for i, budget in enumerate(budgets):
+                if budget in pool_ref:
+                    ax.hlines(pool_ref[budget], i - 0.45, i + 0.45, color="k", lw=1)
+        ax.set_xticks(range(len(budgets)), budgets)
+        ax.set_title(label)
+    axes[0][0].legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,283 @@
+"""``bioprune select``: pick a coreset from a merged score table; ``bioprune select-report``: compare
+the coverage of several selections.
+
+Outputs of ``select`` (in ``--out``): ``ids.txt`` (one id per line, in pool order, the order of
+``coreset.fasta.gz``), ``coreset.fasta.gz`` (streamed from the pool FASTA), ``summary.json`` and
+``diagnostics.png``. Deterministic strategies (topi, loss) ignore the seed (``seed_used: false``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bioprune import __version__, pool
+from bioprune.atomic import staged_dir
+from bioprune.errors import ConfigError, InputError
+from bioprune.fasta import FastaWriter, read_fasta
+from bioprune.select import strategies as st
+from bioprune.select.budget import Budget, parse_budget
+from bioprune.select.inputs import SCORE_COLUMNS, load_candidates
+from bioprune.select.summary import COMPARISON_COLUMNS, comparison_rows, coverage, distribution, histogram
+
+log = logging.getLogger("bioprune.select")
+
+DEFAULT_FAMILY_REGEX = r"^(\S+)"
+_PROGRESS_EVERY = 1_000_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scores", type=Path, required=True, help="merged score table (Parquet: id, scores)")
+    parser.add_argument("--pool", type=Path, required=True, help="pool folder the scores were computed on")
+    parser.add_argument(
+        "--strategy",
+        required=True,
+        help="topi | cci | random | random<M>x (e.g. random10x) | cluster (cluster-balanced random) | loss",
+    )
+    parser.add_argument("--multiplier", type=int, help="random only: keep M times the budget (default 1)")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--rate", type=float, help="pruning rate: fraction of the scored pool removed")
+    budget.add_argument("--count", type=int, help="number of sequences kept")
+    budget.add_argument("--budget", help="workflow token: rate0.9 or n5000")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (cci, random, cluster)")
+    parser.add_argument("--beta", type=float, default=0.1, help="cci: fraction of top scores dropped")
+    parser.add_argument("--bins", type=int, default=50, help="cci: equal-width score bins")
+    parser.add_argument(
+        "--family-regex",
+        default=DEFAULT_FAMILY_REGEX,
+        help="family of a sequence: first group of this regex in its description ('none': no families)",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+
+
+def _budget(args) -> Budget:
+    if args.rate is not None:
+        return Budget(rate=args.rate)
+    if args.count is not None:
+        return Budget(count=args.count)
+    return parse_budget(args.budget)
+
+
+def _family_regex(text: str) -> str | None:
+    if text.strip().lower() in ("", "none", "null"):
+        return None
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ConfigError(f"--family-regex {text!r} is not a valid regular expression ({exc})") from None
+    return text
+
+
+def _score_columns(scores_path: Path, needed: str | None) -> tuple[list[str], str | None]:
+    """Columns to read: the strategy's own, plus self_influence (or loss) for the figure when present."""
+    try:
+        names = pq.read_schema(scores_path).names if scores_path.exists() else []
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(scores_path, f"not a readable Parquet table ({exc})") from exc
+    plot = needed or next((c for c in SCORE_COLUMNS if c in names), None)
+    return [c for c in dict.fromkeys([needed, plot]) if c], plot
+
+
+def run(args: argparse.Namespace) -> int:
+    strategy, multiplier = st.parse_strategy(args.strategy, args.multiplier)
+    label = st.strategy_label(strategy, multiplier)
+    budget = _budget(args)
+    family_regex = _family_regex(args.family_regex)
+    if strategy == "cci":
+        if not 0 <= args.beta < 1:
+            raise ConfigError(
+                f"--beta {args.beta} is outside [0, 1): it is the fraction of top scores dropped"
+            )
+        if args.bins < 1:
+            raise ConfigError(f"--bins {args.bins} must be at least 1")
+
+    t0 = time.perf_counter()
+    needed = st.STRATEGIES[strategy]
+    columns, plot_column = _score_columns(args.scores, needed)
+    cand = load_candidates(
+        args.scores, args.pool, columns, family_regex=family_regex, need_clusters=strategy == "cluster"
+    )
+    n = len(cand)
+    if n < cand.n_pool:
+        log.warning(
+            "%d of %d pool sequences have no score and cannot be selected", cand.n_pool - n, cand.n_pool
+        )
+    k = budget.k(n, multiplier)
+    t1 = time.perf_counter()
+
+    rng = np.random.default_rng(args.seed)
+    if strategy in ("topi", "loss"):
+        sel = st.select_topk(cand.scores[needed], k, needed)
+    elif strategy == "cci":
+        sel = st.select_cci(cand.scores[needed], k, args.beta, args.bins, rng)
+    elif strategy == "random":
+        sel = st.select_random(n, k, rng)
+    else:
+        sel = st.select_cluster_balanced(cand.clusters, k, rng)
+    if len(sel.rows) != k:  # a bug, not a user error
+        raise RuntimeError(f"{label} selected {len(sel.rows)} sequences instead of {k}")
+    t2 = time.perf_counter()
+    log.info(
+        "%s: selected %d of %d sequences (%s) in %.2f s", label, k, n, budget.describe(multiplier), t2 - t1
+    )
+
+    mask = np.zeros(n, dtype=bool)
+    mask[sel.rows] = True
+    # pool order: the order of the pool FASTA, so ids.txt and coreset.fasta.gz agree line by line
+    in_pool_order = sel.rows[np.argsort(cand.pool_rows[sel.rows], kind="stable")]
+    pool_rows = cand.pool_rows[in_pool_order]
+    ids = cand.ids.take(pa.array(in_pool_order))
+
+    with staged_dir(args.out) as stage:
+        _write_ids(stage / "ids.txt", ids)
+        _write_coreset(pool.fasta_path(args.pool), pool_rows, ids, stage / "coreset.fasta.gz")
+        t3 = time.perf_counter()
+        values = cand.scores.get(plot_column) if plot_column else None
+        topi_threshold = None
+        if "self_influence" in cand.scores:
+            si = cand.scores["self_influence"]
+            topi_threshold = float(np.partition(si, n - k)[n - k])
+        summary = {
+            "strategy": label,
+            "method": strategy,
+            "multiplier": multiplier,
+            "seed": args.seed,
+            "seed_used": strategy not in st.DETERMINISTIC,
+            "settings": {
+                **({"beta": args.beta, "bins": args.bins} if strategy == "cci" else {}),
+                "family_regex": family_regex,
+            },
+            "budget": {**budget.as_dict(), "multiplier": multiplier, "k": k},
+            "inputs": {"scores": str(args.scores), "pool": str(args.pool)},
+            "n_pool": cand.n_pool,
+            "n_scored": n,
+            "n_unscored": cand.n_pool - n,
+            "n_selected": int(k),
+            "fraction_kept": k / n,
+            "selection": sel.details,
+            "scores": {
+                col: {"pool": distribution(v), "selected": distribution(v[mask])}
+                for col, v in cand.scores.items()
+            },
+            "score_histogram": (
+                {
+                    "column": plot_column,
+                    **histogram(values, mask, np.linspace(values.min(), values.max(), 51)),
+                }
+                if values is not None
+                else None
+            ),
+            "coverage": {
+                "families": (
+                    coverage(cand.families, cand.families[mask], cand.family_names)
+                    if cand.families is not None
+                    else None
+                ),
+                "clusters": coverage(cand.clusters, cand.clusters[mask])
+                if cand.clusters is not None
+                else None,
+            },
+            "length": {"pool": distribution(cand.lengths), "selected": distribution(cand.lengths[mask])},
+            "seconds": {"load": round(t1 - t0, 3), "select": round(t2 - t1, 3), "write": round(t3 - t2, 3)},
+            "bioprune_version": __version__,
+        }
+        from bioprune.select import plots  # matplotlib only when writing the figure
+
+        plots.diagnostics(
+            stage / "diagnostics.png",
+            title=f"{label}, {budget.describe(multiplier)}: {k:,} of {n:,} (seed {args.seed})",
+            values=values,
+            column=plot_column,
+            selected_mask=mask,
+            topi_threshold=topi_threshold,
+            cci=sel.details if strategy == "cci" else None,
+            lengths=cand.lengths,
+        )
+        (stage / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log.info("wrote %s", args.out)
+    return 0
+
+
+def _write_ids(path: Path, ids: pa.ChunkedArray | pa.Array, chunk: int = 1 << 20) -> None:
+    with open(path, "w") as fh:
+        for start in range(0, len(ids), chunk):
+            fh.write("\n".join(ids.slice(start, chunk).to_pylist()) + "\n")
+
+
+def _write_coreset(fasta: Path, rows: np.ndarray, ids, out: Path) -> None:
+    """Stream the pool FASTA, writing the records at ``rows`` (ascending); checks each id against the
+    table so a FASTA out of step with its table is an error, not a wrong coreset."""
+    if len(rows) == 0:
+        return
+    expected = ids.to_pylist() if len(ids) <= 4 * _PROGRESS_EVERY else None
+    j = 0
+    with FastaWriter(out) as writer:
+        for i, rec in enumerate(read_fasta(fasta)):
+            if i % _PROGRESS_EVERY == 0 and i:
+                log.info("coreset: %d records read, %d written", i, j)
+            if i != rows[j]:
+                continue
+            want = expected[j] if expected is not None else ids[j].as_py()
+            if rec.id != want:
+                raise InputError(
+                    fasta,
+                    f"record {i + 1} is {rec.id!r} but the pool table has {want!r} there",
+                    line=rec.line,
+                )
+            writer.write(rec.id, rec.seq, rec.description)
+            j += 1
+            if j == len(rows):
+                return
+    raise InputError(fasta, f"has fewer records than its table: row {int(rows[j]) + 1} is missing")
+
+
+# --- select-report -------------------------------------------------------------------------------
+
+
+def add_select_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("selections", nargs="+", type=Path, help="selection folders (with summary.json)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+
+
+def run_select_report(args: argparse.Namespace) -> int:
+    summaries = []
+    for folder in args.selections:
+        path = folder / "summary.json"
+        if not path.exists():
+            raise InputError(path, "no such file: not a finished selection folder")
+        try:
+            summaries.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"not valid JSON ({exc})") from exc
+    rows = comparison_rows(summaries)
+    with staged_dir(args.out) as stage:
+        with open(stage / "coverage.tsv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, COMPARISON_COLUMNS, delimiter="\t", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        (stage / "coverage.md").write_text(_markdown(rows))
+        from bioprune.select import plots
+
+        plots.coverage_comparison(stage / "coverage.png", rows)
+    log.info("compared %d selections into %s", len(rows), args.out)
+    return 0
+
+
+def _markdown(rows: list[dict]) -> str:
+    def fmt(v):
+        if v is None:
+            return "-"
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(COMPARISON_COLUMNS) + " |", "|" + "---|" * len(COMPARISON_COLUMNS)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in COMPARISON_COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,201 @@
+"""Selection strategies over score columns. Everything is vectorised numpy: no Python loop runs per
+sequence, bin or cluster, so 20M scores take seconds (see benchmarks/results/select.md).
+
+Each function returns row indices into the score table, sorted ascending, plus what it decided
+(thresholds, bins, budgets) for the summary and the diagnostics figure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bioprune.errors import BiopruneError, ConfigError
+from bioprune.select.budget import drop_count
+
+# Strategy name -> the score column it needs (None: only the ids).
+STRATEGIES: dict[str, str | None] = {
+    "topi": "self_influence",
+    "cci": "self_influence",
+    "random": None,
+    "cluster": None,
+    "loss": "loss",
+}
+DETERMINISTIC = frozenset({"topi", "loss"})
+
+
+@dataclass
+class Selection:
+    rows: np.ndarray  # selected row indices into the score table, ascending
+    details: dict = field(default_factory=dict)
+
+
+def top_k(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values, largest first. Ties at the cut go to the lower row, so the
+    result does not depend on how ``argpartition`` happens to order equal values."""
+    n = len(values)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    if k >= n:
+        idx = np.arange(n, dtype=np.int64)
+    else:
+        cut = np.partition(values, n - k)[n - k]  # the k-th largest value
+        above = np.flatnonzero(values > cut)
+        tied = np.flatnonzero(values == cut)[: k - len(above)]
+        idx = np.concatenate([above, tied])
+    return idx[np.lexsort((idx, -values[idx]))]
+
+
+def allocate(sizes: np.ndarray, k: int) -> np.ndarray:
+    """Budget per group: groups in ascending size order (stable), each gets min(size, remaining // left).
+
+    This is CCS's ``bin_allocate`` in closed form. While groups are small enough to be taken whole
+    (``size * left <= remaining``) they are; from the first group that is not, every later group is at
+    least as large, so each gets ``q = remaining // left`` and the last ``remaining % left`` of them one
+    more, exactly as the sequential floor division does. The total is always ``k`` (if ``k <= sum``).
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(sizes.sum())
+    if not 0 <= k <= total:
+        raise ValueError(f"cannot allocate {k} over groups holding {total}")
+    order = np.argsort(sizes, kind="stable")
+    s = sizes[order]
+    g = len(s)
+    left = g - np.arange(g, dtype=np.int64)
+    remaining = k - (np.cumsum(s) - s)  # budget left when each group's turn comes, if all before were whole
+    whole = s * left <= remaining
+    got = s.copy()
+    if not whole.all():
+        first = int(np.argmin(whole))
+        q, r = divmod(int(remaining[first]), g - first)
+        got[first:] = q
+        if r:
+            got[g - r :] += 1
+    out = np.empty_like(got)
+    out[order] = got
+    return out
+
+
+def sample_in_groups(groups: np.ndarray, budgets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Uniformly sample ``budgets[g]`` members of each group ``g`` (``groups``: group index per row).
+
+    One random permutation, then a stable sort by group: inside each group the order is random, so the
+    first ``budgets[g]`` members are a uniform sample. Returns row indices, ascending.
+    """
+    n = len(groups)
+    perm = rng.permutation(n)
+    order = perm[np.argsort(groups[perm], kind="stable")]
+    del perm
+    counts = np.bincount(groups, minlength=len(budgets))
+    starts = np.cumsum(counts) - counts
+    g_sorted = groups[order]
+    rank = np.arange(n, dtype=np.int64) - starts[g_sorted]
+    chosen = order[rank < budgets[g_sorted]]
+    chosen.sort()
+    return chosen
+
+
+def select_topk(values: np.ndarray, k: int, column: str) -> Selection:
+    rows = top_k(values, k)
+    threshold = float(values[rows[-1]])
+    rows.sort()
+    return Selection(rows, {"column": column, "threshold": threshold})
+
+
+def select_random(n: int, k: int, rng: np.random.Generator) -> Selection:
+    rows = rng.choice(n, size=k, replace=False, shuffle=False).astype(np.int64)
+    rows.sort()
+    return Selection(rows, {})
+
+
+def cci_bins(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-width bin of each value over [min, max] and the ``bins + 1`` edges.
+
+    A value on an inner edge goes to the upper bin ([start, end) as in CCS) and the maximum is in the
+    last bin: searching only the inner edges makes that structural. (CCS gets it by widening the range
+    by max * 1.0001; the official pruning code dropped that, so its top remaining sequence is in no bin
+    and can never be selected.) When all values are equal every value is in the last bin.
+    """
+    lo, hi = float(values.min()), float(values.max())
+    edges = np.linspace(lo, hi, bins + 1)
+    idx_type = np.int16 if bins <= np.iinfo(np.int16).max else np.int32  # int16 sorts by radix
+    return np.searchsorted(edges[1:-1], values, side="right").astype(idx_type), edges
+
+
+def select_cci(values: np.ndarray, k: int, beta: float, bins: int, rng: np.random.Generator) -> Selection:
+    """Coverage-centric influence: drop the top ``beta`` fraction, ``bins`` equal-width score bins over
+    the rest, budget to bins by :func:`allocate`, uniform sampling inside each bin."""
+    if bins < 1:
+        raise BiopruneError(f"cci needs at least 1 bin, got {bins}")
+    n = len(values)
+    n_drop = drop_count(n, beta)
+    kept = np.ones(n, dtype=bool)
+    dropped = top_k(values, n_drop)
+    kept[dropped] = False
+    kept_rows = np.flatnonzero(kept)
+    del kept
+    if k > len(kept_rows):
+        raise BiopruneError(
+            f"cci budget of {k} sequences is larger than the {len(kept_rows)} left after dropping the top "
+            f"beta={beta} ({n_drop} of {n}); lower beta or the budget"
+        )
+    kept_values = values[kept_rows]
+    bin_of, edges = cci_bins(kept_values, bins)
+    sizes = np.bincount(bin_of, minlength=bins)
+    budgets = allocate(sizes, k)
+    chosen = sample_in_groups(bin_of, budgets, rng)
+    selected_per_bin = np.bincount(bin_of[chosen], minlength=bins)
+    details = {
+        "column": "self_influence",
+        "beta": beta,
+        "bins": bins,
+        "n_dropped_top": int(n_drop),
+        # the lowest dropped score: everything at or above it (bar ties kept by row order) is dropped
+        "drop_threshold": float(values[dropped[-1]]) if n_drop else None,
+        "edges": edges.tolist(),
+        "bin_sizes": sizes.tolist(),
+        "bin_budgets": budgets.tolist(),
+        "selected_per_bin": selected_per_bin.tolist(),
+    }
+    return Selection(kept_rows[chosen], details)
+
+
+def select_cluster_balanced(groups: np.ndarray, k: int, rng: np.random.Generator) -> Selection:
+    """Equal share per cluster (smallest clusters taken whole first, as CCI does for bins), uniform
+    sampling inside each cluster. ``groups``: dense cluster index per row."""
+    sizes = np.bincount(groups)
+    budgets = allocate(sizes, k)
+    rows = sample_in_groups(groups, budgets, rng)
+    return Selection(
+        rows,
+        {
+            "clusters": int(len(sizes)),
+            "clusters_taken_whole": int(np.count_nonzero(budgets == sizes)),
+            "max_per_cluster": int(budgets.max()) if len(budgets) else 0,
+        },
+    )
+
+
+def parse_strategy(label: str, multiplier: int | None = None) -> tuple[str, int]:
+    """``random10x`` -> ("random", 10); ``cci`` -> ("cci", 1). The workflow names random baselines by
+    their size multiplier so that each is its own wildcard value."""
+    m = re.fullmatch(r"random(\d+)x", label)
+    if m:
+        label_mult = int(m[1])
+        if multiplier not in (None, label_mult):
+            raise ConfigError(f"strategy {label!r} and --multiplier {multiplier} disagree")
+        if label_mult < 1:
+            raise ConfigError(f"strategy {label!r}: the multiplier must be at least 1")
+        return "random", label_mult
+    if label not in STRATEGIES:
+        choices = ", ".join([*STRATEGIES, "random<M>x"])
+        raise ConfigError(f"unknown strategy {label!r}; choose one of {choices}")
+    if multiplier not in (None, 1) and label != "random":
+        raise ConfigError(f"only the random strategy takes a size multiplier, not {label!r}")
+    return label, multiplier or 1
+
+
+def strategy_label(strategy: str, multiplier: int) -> str:
+    return f"random{multiplier}x" if strategy == "random" else strategy

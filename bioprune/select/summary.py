@@ -1,0 +1,86 @@
+"""What a selection kept: coverage of families and clusters, lengths, scores. All numbers go to
+``summary.json``; :func:`comparison_rows` flattens several summaries into one table."""
+
+from __future__ import annotations
+
+import numpy as np
+
+QUANTILES = {"min": 0.0, "q05": 0.05, "q25": 0.25, "median": 0.5, "q75": 0.75, "q95": 0.95, "max": 1.0}
+
+
+def distribution(values: np.ndarray) -> dict:
+    """Mean and quantiles (linear interpolation) of a numeric column."""
+    if len(values) == 0:
+        return {"n": 0}
+    qs = np.quantile(values, list(QUANTILES.values()))
+    out = {"n": int(len(values)), "mean": float(np.mean(values))}
+    out.update({name: float(q) for name, q in zip(QUANTILES, qs, strict=True)})
+    return out
+
+
+def _effective_number(counts: np.ndarray) -> float:
+    """exp(Shannon entropy) of a count vector: how many equally used groups it is worth."""
+    p = counts[counts > 0] / counts.sum()
+    return float(np.exp(-(p * np.log(p)).sum())) if len(p) else 0.0
+
+
+def coverage(
+    pool_codes: np.ndarray, selected_codes: np.ndarray, names: list[str] | None = None, top: int = 10
+):
+    """Groups (families or clusters, code -1 = none) represented in the pool and in the selection.
+
+    ``effective`` is exp(entropy) of the group counts: a selection spread evenly over its groups has
+    ``effective == selected``; one concentrated on a few large groups has far fewer.
+    """
+    n_codes = int(pool_codes.max()) + 1 if len(pool_codes) and pool_codes.max() >= 0 else 0
+    pool_counts = np.bincount(pool_codes[pool_codes >= 0], minlength=n_codes)
+    sel_counts = np.bincount(selected_codes[selected_codes >= 0], minlength=n_codes)
+    n_pool = int(np.count_nonzero(pool_counts))
+    n_sel = int(np.count_nonzero(sel_counts))
+    out = {
+        "pool": n_pool,
+        "selected": n_sel,
+        "fraction": n_sel / n_pool if n_pool else None,
+        "unlabelled_pool": int(np.count_nonzero(pool_codes < 0)),
+        "unlabelled_selected": int(np.count_nonzero(selected_codes < 0)),
+        "effective_pool": _effective_number(pool_counts),
+        "effective_selected": _effective_number(sel_counts),
+    }
+    if len(selected_codes):
+        order = np.argsort(-sel_counts, kind="stable")[: min(top, n_sel)]
+        out["top_share"] = float(sel_counts[order].sum() / len(selected_codes))
+        if names is not None:
+            out["top"] = [
+                {"name": names[i], "selected": int(sel_counts[i]), "pool": int(pool_counts[i])} for i in order
+            ]
+    return out
+
+
+def histogram(values: np.ndarray, selected_mask: np.ndarray, edges: np.ndarray) -> dict:
+    pool_counts, _ = np.histogram(values, bins=edges)
+    sel_counts, _ = np.histogram(values[selected_mask], bins=edges)
+    return {"edges": edges.tolist(), "pool": pool_counts.tolist(), "selected": sel_counts.tolist()}
+
+
+# Columns of the cross-selection table: (header, getter on a summary dict).
+_COLUMNS = [
+    ("strategy", lambda s: s["strategy"]),
+    ("budget", lambda s: s["budget"]["token"]),
+    ("seed", lambda s: s["seed"]),
+    ("n_selected", lambda s: s["n_selected"]),
+    ("families", lambda s: (s["coverage"].get("families") or {}).get("selected")),
+    ("families_pool", lambda s: (s["coverage"].get("families") or {}).get("pool")),
+    ("families_effective", lambda s: (s["coverage"].get("families") or {}).get("effective_selected")),
+    ("top10_family_share", lambda s: (s["coverage"].get("families") or {}).get("top_share")),
+    ("clusters", lambda s: (s["coverage"].get("clusters") or {}).get("selected")),
+    ("clusters_pool", lambda s: (s["coverage"].get("clusters") or {}).get("pool")),
+    ("median_length", lambda s: s["length"]["selected"].get("median")),
+    ("median_length_pool", lambda s: s["length"]["pool"].get("median")),
+]
+COMPARISON_COLUMNS = [name for name, _ in _COLUMNS]
+
+
+def comparison_rows(summaries: list[dict]) -> list[dict]:
+    """One row per selection, sorted by budget, strategy, seed."""
+    rows = [{name: get(s) for name, get in _COLUMNS} for s in summaries]
+    return sorted(rows, key=lambda r: (r["budget"], r["strategy"], r["seed"]))

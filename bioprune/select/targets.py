@@ -1,0 +1,54 @@
+"""The workflow's selection targets: ``{results}/select/{strategy}/{budget}/seed{seed}``.
+
+Random baselines are strategy names with their size multiplier (``random1x``, ``random10x``) so every
+selection is one (strategy, budget, seed) wildcard triple. A random multiplier that would need more
+than the whole pool at some pruning rate ((1 - rate) * multiplier > 1) cannot exist at any pool size;
+it is left out of the targets and named in :attr:`SelectionPlan.skipped`, which the workflow prints.
+Absolute counts are checked when the job runs (the pool size is not known before).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bioprune.errors import ConfigError
+from bioprune.select.budget import Budget, exact
+from bioprune.select.strategies import strategy_label
+
+
+@dataclass
+class SelectionPlan:
+    root: str  # the select folder, {results}/select
+    dirs: list[str]  # "strategy/budget/seedN", relative to root
+    skipped: list[str]  # human-readable reasons for combinations left out
+
+    def targets(self, name: str = "ids.txt") -> list[str]:
+        """File ``name`` (ids.txt, coreset.fasta.gz, summary.json...) of every selection."""
+        return [f"{self.root}/{d}/{name}" for d in self.dirs]
+
+
+def selection_plan(config: dict, root: str) -> SelectionPlan:
+    """Every configured selection below ``root``, from a validated config (schema defaults filled in)."""
+    sel = config["select"]
+    if "cluster" in sel["strategies"] and not config["cluster"]["enabled"]:
+        raise ConfigError(
+            "select.strategies has 'cluster' (cluster-balanced random) but cluster.enabled is false; "
+            "enable clustering or remove the strategy"
+        )
+    budgets = [Budget(rate=float(r)) for r in sel["rates"]] + [Budget(count=int(c)) for c in sel["counts"]]
+    if not budgets:
+        raise ConfigError("select: no budget; set select.rates and/or select.counts")
+    dirs, skipped = [], []
+    for strategy in sel["strategies"]:
+        multipliers = sel["random_multipliers"] if strategy == "random" else [1]
+        for multiplier in multipliers:
+            label = strategy_label(strategy, multiplier)
+            for budget in budgets:
+                if budget.rate is not None and (1 - exact(budget.rate)) * multiplier > 1:
+                    skipped.append(
+                        f"{label} at pruning rate {budget.rate}: {multiplier}x the kept fraction is more "
+                        "than the whole pool"
+                    )
+                    continue
+                dirs.extend(f"{label}/{budget.token}/seed{seed}" for seed in sel["seeds"])
+    return SelectionPlan(root, dirs, skipped)

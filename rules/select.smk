@@ -1,0 +1,76 @@
+# Selection stage: one job per (strategy, budget, seed), then a coverage comparison across them.
+# strategy: topi | cci | loss | cluster | random<M>x (a random baseline M times the budget);
+# budget: rate<R> (pruning rate R) or n<K> (K sequences). Settings that change one strategy's result
+# are params of that strategy's jobs only, so changing cci.beta reruns only cci selections and what
+# follows them, and adding a rate or a seed only adds jobs.
+import shlex
+import sys
+
+from bioprune.errors import ConfigError
+from bioprune.select.targets import selection_plan
+
+# The influence stage's merged score table (id, self_influence, loss, ...).
+SELECT_SCORES = f"{RESULTS}/influence/scores.parquet"
+SELECT = f"{RESULTS}/select"
+
+try:
+    SELECTION_PLAN = selection_plan(config, SELECT)
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
+for reason in SELECTION_PLAN.skipped:
+    print(f"bioprune: select: not run: {reason}", file=sys.stderr)
+
+# select_targets(name="ids.txt"): file `name` (ids.txt, coreset.fasta.gz, summary.json...) of every
+# configured selection. A bound method rather than a def: snakemake --lint flags functions in rule files.
+select_targets = SELECTION_PLAN.targets
+
+
+rule select:
+    input:
+        scores=SELECT_SCORES,
+        fasta=f"{filtered_pool_dir()}/sequences.fasta.gz",
+        table=f"{filtered_pool_dir()}/sequences.parquet",
+    output:
+        ids=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/ids.txt",
+        fasta=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/coreset.fasta.gz",
+        diagnostics=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/diagnostics.png",
+        summary=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/summary.json",
+    log:
+        f"{LOGS}/select/{{strategy}}_{{budget}}_seed{{seed}}.log",
+    wildcard_constraints:
+        strategy=r"topi|cci|loss|cluster|random\d+x",
+        budget=r"rate[0-9.e-]+|n\d+",
+        seed=r"\d+",
+    conda:
+        ENV_TORCH
+    params:
+        cci=lambda wildcards: (
+            f"--beta {config['select']['cci']['beta']} --bins {config['select']['cci']['bins']}"
+            if wildcards.strategy == "cci"
+            else ""
+        ),
+        family=shlex.quote(str(config["select"]["family_regex"] or "none")),
+        pool=folder_of("input.table"),
+        out=folder_of("output.summary"),
+    shell:
+        "python -m bioprune select --scores {input.scores} --pool {params.pool}"
+        " --strategy {wildcards.strategy} --budget {wildcards.budget} --seed {wildcards.seed}"
+        " {params.cci} --family-regex {params.family} --out {params.out} 2> {log}"
+
+
+rule select_report:
+    input:
+        select_targets("summary.json"),
+    output:
+        table=f"{SELECT}/report/coverage.tsv",
+        markdown=f"{SELECT}/report/coverage.md",
+        figure=f"{SELECT}/report/coverage.png",
+    log:
+        f"{LOGS}/select/report.log",
+    conda:
+        ENV_TORCH
+    params:
+        dirs=lambda wildcards, input: " ".join(os.path.dirname(p) for p in input),
+        out=folder_of("output.table"),
+    shell:
+        "python -m bioprune select-report --out {params.out} {params.dirs} 2> {log}"

@@ -1,0 +1,328 @@
+"""``bioprune select`` / ``select-report`` end to end on small pools built here, and the workflow's
+rerun behaviour (changing cci beta reruns only cci selections and what follows)."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bioprune import cli
+from bioprune.fasta import FastaWriter
+from bioprune.pool import TABLE_SCHEMA
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_pool(folder: Path, n=300, n_families=12, cluster_size=5, seed=0):
+    """A pool folder (FASTA + table with a cluster column) and a rows-shuffled score table for it."""
+    rng = np.random.default_rng(seed)
+    pool = folder / "pool"
+    pool.mkdir(parents=True)
+    ids = [f"seq{i}" for i in range(n)]
+    fams = [f"RF{int(f):05d} fam{int(f)}" for f in rng.integers(0, n_families, n)]
+    lengths = rng.integers(20, 400, n)
+    with FastaWriter(pool / "sequences.fasta.gz") as w:
+        for i in range(n):
+            w.write(ids[i], bytes(rng.choice(list(b"ACGU"), int(lengths[i]))), fams[i])
+    table = pa.table(
+        {
+            "id": ids,
+            "description": fams,
+            "source": ["in.fa"] * n,
+            "length": pa.array(lengths, pa.int32()),
+            "hash": [f"h{i}" for i in range(n)],
+        },
+        schema=TABLE_SCHEMA,
+    ).append_column("cluster", pa.array([ids[(i // cluster_size) * cluster_size] for i in range(n)]))
+    pq.write_table(table, pool / "sequences.parquet")
+    perm = rng.permutation(n)
+    scores = pa.table(
+        {
+            "id": [ids[i] for i in perm],
+            "self_influence": rng.lognormal(0, 1, n)[perm],
+            "loss": rng.normal(3, 0.5, n)[perm],
+            "n_tokens": lengths[perm],
+            "length": lengths[perm],
+        }
+    )
+    pq.write_table(scores, folder / "scores.parquet")
+    return pool, folder / "scores.parquet"
+
+
+def select(pool, scores, out, *args):
+    argv = ["select", "--scores", str(scores), "--pool", str(pool), "--out", str(out), *args]
+    return cli.main(argv)
+
+
+def fasta_ids(path):
+    with gzip.open(path, "rt") as fh:
+        return [line[1:].split()[0] for line in fh if line.startswith(">")]
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_pool(tmp_path)
+
+
+def test_cci_writes_ids_fasta_summary_and_figure(data, tmp_path):
+    pool, scores = data
+    out = tmp_path / "cci"
+    assert select(pool, scores, out, "--strategy", "cci", "--rate", "0.9", "--seed", "3", "--bins", "10") == 0
+    ids = (out / "ids.txt").read_text().split()
+    assert len(ids) == 30
+    assert fasta_ids(out / "coreset.fasta.gz") == ids  # same records, same (pool) order
+    assert ids == sorted(ids, key=lambda s: int(s[3:]))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_selected"] == summary["budget"]["k"] == 30
+    assert summary["settings"] == {"beta": 0.1, "bins": 10, "family_regex": r"^(\S+)"}
+    sel = summary["selection"]
+    assert sum(sel["selected_per_bin"]) == 30 and sum(sel["bin_sizes"]) == 300 - 30
+    # scores of the selected ids, from the table: none in the dropped top 10%
+    table = pq.read_table(scores).to_pandas().set_index("id")
+    assert table.loc[ids, "self_influence"].max() < sel["drop_threshold"]
+    fams = summary["coverage"]["families"]
+    pool_table = pq.read_table(pool / "sequences.parquet").to_pandas().set_index("id")
+    assert fams["pool"] == pool_table["description"].str.split().str[0].nunique()
+    assert fams["selected"] == pool_table.loc[ids, "description"].str.split().str[0].nunique()
+    assert summary["length"]["selected"]["median"] == float(np.median(pool_table.loc[ids, "length"]))
+    assert summary["coverage"]["clusters"]["pool"] == 60
+    assert (out / "diagnostics.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("column", ["self_influence", "loss"])
+def test_topi_and_loss_keep_the_highest_scores(data, tmp_path, column):
+    pool, scores = data
+    strategy = "topi" if column == "self_influence" else "loss"
+    out = tmp_path / strategy
+    assert select(pool, scores, out, "--strategy", strategy, "--count", "25") == 0
+    table = pq.read_table(scores).to_pandas()
+    expected = set(table.nlargest(25, column)["id"])
+    assert set((out / "ids.txt").read_text().split()) == expected
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed_used"] is False
+
+
+def test_same_seed_same_selection_other_seed_other_selection(data, tmp_path):
+    pool, scores = data
+    runs = {}
+    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        assert (
+            select(pool, scores, tmp_path / name, "--strategy", "random", "--rate", "0.8", "--seed", seed)
+            == 0
+        )
+        runs[name] = (tmp_path / name / "ids.txt").read_text()
+    assert runs["a"] == runs["b"] != runs["c"]
+
+
+def test_random_multiplier_and_cluster_balanced(data, tmp_path):
+    pool, scores = data
+    assert select(pool, scores, tmp_path / "r", "--strategy", "random10x", "--rate", "0.95") == 0
+    assert len((tmp_path / "r" / "ids.txt").read_text().split()) == 150
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["strategy"] == "random10x"
+    assert select(pool, scores, tmp_path / "c", "--strategy", "cluster", "--count", "60") == 0
+    ids = (tmp_path / "c" / "ids.txt").read_text().split()
+    clusters = [int(s[3:]) // 5 for s in ids]
+    assert sorted(clusters) == list(range(60))  # 60 clusters of 5: one from each
+
+
+def test_budget_larger_than_the_pool_is_one_line_and_leaves_nothing(data, tmp_path):
+    pool, scores = data
+    out = tmp_path / "big"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bioprune", "select", "--scores", str(scores), "--pool", str(pool),
+         "--strategy", "random", "--count", "500", "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("bioprune select: error:") and "Traceback" not in proc.stderr
+    assert "budget of 500 sequences" in lines[-1] and "pool of 300" in lines[-1]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def rewrite_scores(scores, **changes):
+    table = pq.read_table(scores)
+    for name, values in changes.items():
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
+    pq.write_table(table, scores)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda ids, si: {"id": ["ghost"] + ids[1:]}, "1 scored ids are not in the pool"),
+        (lambda ids, si: {"id": [ids[1]] + ids[1:]}, "1 ids are scored more than once"),
+        (lambda ids, si: {"self_influence": [-1.0] + si[1:]}, "official code stores -s"),
+        (lambda ids, si: {"self_influence": [float("nan")] + si[1:]}, "1 missing or non-finite values"),
+    ],
+)
+def test_bad_score_tables_are_input_errors(data, tmp_path, capsys, change, message):
+    pool, scores = data
+    table = pq.read_table(scores)
+    rewrite_scores(scores, **change(table["id"].to_pylist(), table["self_influence"].to_pylist()))
+    assert select(pool, scores, tmp_path / "o", "--strategy", "cci", "--rate", "0.5") == 2
+    err = capsys.readouterr().err
+    assert message in err and str(scores) in err
+
+
+def test_missing_columns_are_named(data, tmp_path, capsys):
+    pool, scores = data
+    pq.write_table(pq.read_table(scores).drop_columns(["loss"]), scores)
+    assert select(pool, scores, tmp_path / "o", "--strategy", "loss", "--rate", "0.5") == 2
+    assert "missing column(s) loss" in capsys.readouterr().err
+    pq.write_table(
+        pq.read_table(pool / "sequences.parquet").drop_columns(["cluster"]), pool / "sequences.parquet"
+    )
+    assert select(pool, scores, tmp_path / "o", "--strategy", "cluster", "--rate", "0.5") == 2
+    assert "no 'cluster' column" in capsys.readouterr().err
+    # the other strategies still work, without cluster coverage
+    assert select(pool, scores, tmp_path / "o", "--strategy", "topi", "--rate", "0.5") == 0
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["coverage"]["clusters"] is None
+
+
+def test_unscored_pool_sequences_are_counted_and_never_selected(data, tmp_path):
+    pool, scores = data
+    table = pq.read_table(scores)
+    pq.write_table(table.slice(0, 200), scores)
+    unscored = set(table["id"].to_pylist()[200:])
+    assert select(pool, scores, tmp_path / "o", "--strategy", "random", "--rate", "0.5") == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["n_unscored"] == 100 and summary["n_scored"] == 200 and summary["n_selected"] == 100
+    assert not unscored & set((tmp_path / "o" / "ids.txt").read_text().split())
+
+
+def test_family_rule(data, tmp_path):
+    pool, scores = data
+    args = ["--strategy", "topi", "--rate", "0.5"]
+    assert select(pool, scores, tmp_path / "none", *args, "--family-regex", "none") == 0
+    assert json.loads((tmp_path / "none" / "summary.json").read_text())["coverage"]["families"] is None
+    # second word of "RF00003 fam3": the name instead of the accession, same families
+    assert select(pool, scores, tmp_path / "name", *args, "--family-regex", r"^\S+\s+(\S+)") == 0
+    fams = json.loads((tmp_path / "name" / "summary.json").read_text())["coverage"]["families"]
+    assert fams["pool"] == 12 and all(t["name"].startswith("fam") for t in fams["top"])
+
+
+def test_fasta_out_of_step_with_its_table_is_an_error(data, tmp_path, capsys):
+    pool, scores = data
+    with FastaWriter(pool / "sequences.fasta.gz") as w:
+        for i in range(300):
+            w.write(f"other{i}", b"ACGU")
+    assert select(pool, scores, tmp_path / "o", "--strategy", "topi", "--rate", "0.5") == 2
+    assert "but the pool table has" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "ids.txt").exists()
+
+
+def test_select_report_compares_selections(data, tmp_path):
+    pool, scores = data
+    dirs = []
+    for strategy in ("topi", "cci", "random1x"):
+        for rate in ("0.9", "0.5"):
+            out = tmp_path / "sel" / strategy / rate
+            assert select(pool, scores, out, "--strategy", strategy, "--rate", rate) == 0
+            dirs.append(str(out))
+    assert cli.main(["select-report", "--out", str(tmp_path / "report"), *dirs]) == 0
+    lines = (tmp_path / "report" / "coverage.tsv").read_text().splitlines()
+    assert lines[0].split("\t")[:4] == ["strategy", "budget", "seed", "n_selected"]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert len(rows) == 6 and {(r[0], r[1]) for r in rows} == {
+        (s, b) for s in ("topi", "cci", "random1x") for b in ("rate0.9", "rate0.5")
+    }
+    assert all(r[3] == ("30" if r[1] == "rate0.9" else "150") for r in rows)
+    assert (tmp_path / "report" / "coverage.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "report" / "coverage.md").read_text().count("\n") == 8
+
+
+WORKFLOW = """
+configfile: "config.yaml"
+
+
+include: "{root}/rules/common.smk"
+include: "{root}/rules/select.smk"
+
+
+rule all:
+    input:
+        expand("train/{{d}}/done", d=SELECTION_PLAN.dirs),
+        rules.select_report.output,
+
+
+rule train:  # stands in for coreset pretraining
+    input:
+        f"{{SELECT}}/{{{{strategy}}}}/{{{{budget}}}}/seed{{{{seed}}}}/coreset.fasta.gz",
+    output:
+        "train/{{strategy}}/{{budget}}/seed{{seed}}/done",
+    shell:
+        "touch {{output}}"
+"""
+
+
+def planned_jobs(workdir: Path) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job ``snakemake -n`` would run."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs, rule = [], None
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line[5:-1]
+            jobs.append((rule, ""))
+        elif line.startswith("wildcards:") and rule:
+            jobs[-1] = (rule, line.split(":", 1)[1].strip())
+    return jobs
+
+
+@pytest.mark.slow
+def test_changing_cci_beta_reruns_only_cci_selections_and_what_follows(tmp_path):
+    pool, scores = write_pool(tmp_path / "data", n=200)
+    results = tmp_path / "results"
+    (results / "pool").mkdir(parents=True)
+    pool.rename(results / "pool" / "cluster")  # the clustered pool the select rule reads
+    (results / "influence").mkdir()
+    scores.rename(results / "influence" / "scores.parquet")
+    (tmp_path / "Snakefile").write_text(WORKFLOW.format(root=ROOT))
+    base = "alphabet: rna\ninputs: [x.fa]\nselect:\n  rates: [0.8]\n  random_multipliers: [1, 2]\n"
+    (tmp_path / "config.yaml").write_text(base)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((results / "select").glob("*/rate0.8/seed0/summary.json"))) == 6
+    assert planned_jobs(tmp_path) == []
+
+    (tmp_path / "config.yaml").write_text(base + "  cci: {beta: 0.2}\n")
+    jobs = planned_jobs(tmp_path)
+    assert sorted(jobs) == sorted(
+        [
+            ("select", "strategy=cci, budget=rate0.8, seed=0"),
+            ("train", "strategy=cci, budget=rate0.8, seed=0"),
+            ("select_report", ""),
+            ("all", ""),
+        ]
+    )
+
+    (tmp_path / "config.yaml").write_text(base.replace("[0.8]", "[0.8, 0.9]"))  # beta back, one more rate
+    jobs = planned_jobs(tmp_path)
+    selects = sorted(w for r, w in jobs if r == "select")
+    assert selects == sorted(
+        f"strategy={s}, budget=rate0.9, seed=0"
+        for s in ("topi", "cci", "loss", "cluster", "random1x", "random2x")
+    )
