@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -311,7 +312,9 @@ class _LastBlock:
         names = list(self.params)
         if self.vmap_ok:
             try:
-                with self.e.autocast():
+                with self.e.autocast(), warnings.catch_warnings():
+                    # SDPA on CPU has no vmap batching rule: torch loops inside and says so at every call
+                    warnings.filterwarnings("ignore", message="There is a performance drop")
                     g = vmap(grad(one), in_dims=(None, in_dims, out_dim, None))(
                         self.params, b_vals, u_rows, True
                     )

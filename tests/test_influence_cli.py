@@ -1,0 +1,165 @@
+"""The four CLI steps end to end on a tiny saved RNA-FM: fisher per shard, fisher-reduce, score per shard,
+merge-scores; and the refusals (mismatched provenance, partial Fisher, duplicate ids) with one-line
+errors and no output left behind."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from test_influence import random_seqs, write_fasta
+
+from bioprune.cli import main
+from bioprune.influence.score import META_KEY, SCHEMA
+from bioprune.models.registry import build_model, save_model
+
+SETTINGS = ["--max-length", "40", "--batch-tokens", "400", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("influence_cli")
+    save_model(build_model("rnafm", "tiny", layers=1, hidden=32, heads=2, ffn=64, seed=0), d / "model.pt")
+    seqs = random_seqs(30, 5, 70, seed=3)  # some longer than max_length - 2 = 38: truncated
+    for k in range(2):
+        write_fasta(d / f"shard_{k:03d}.fasta.gz", seqs[k::2])
+    (d / "dsub.txt").write_text("\n".join(sid for sid, _ in seqs[::3]) + "\n")  # in both shards
+    for k in range(2):
+        rc = main(
+            [
+                "fisher",
+                "--model",
+                str(d / "model.pt"),
+                "--ids",
+                str(d / "dsub.txt"),
+                "--out",
+                str(d / f"p{k}.pt"),
+            ]
+            + SETTINGS
+            + ["--no-progress", str(d / f"shard_{k:03d}.fasta.gz")]
+        )
+        assert rc == 0
+    assert main(["fisher-reduce", "--out", str(d / "fisher.pt"), str(d / "p0.pt"), str(d / "p1.pt")]) == 0
+    for k in range(2):
+        rc = main(
+            ["score", "--model", str(d / "model.pt"), "--fisher", str(d / "fisher.pt")]
+            + ["--out", str(d / f"s{k}.parquet"), "--report", str(d / f"s{k}.json")]
+            + SETTINGS
+            + [str(d / f"shard_{k:03d}.fasta.gz")]
+        )
+        assert rc == 0
+    rc = main(
+        ["merge-scores", "--out", str(d / "scores.parquet"), str(d / "s0.parquet"), str(d / "s1.parquet")]
+    )
+    assert rc == 0
+    return d, seqs
+
+
+def test_score_tables(run_dir):
+    d, seqs = run_dir
+    shard0 = pq.read_table(d / "s0.parquet")
+    assert shard0.schema.names == SCHEMA.names
+    assert shard0.column("id").to_pylist() == [sid for sid, _ in seqs[0::2]]  # the shard's order
+    merged = pq.read_table(d / "scores.parquet").to_pandas()
+    assert sorted(merged.id) == sorted(sid for sid, _ in seqs)
+    assert np.isfinite(merged.self_influence).all() and (merged.self_influence > 0).all()
+    assert (merged.loss > 0).all()
+    lengths = dict(seqs)
+    assert all(merged.length[i] == len(lengths[merged.id[i]]) for i in range(len(merged)))
+    # mlm: at least one and at most max_length - 2 masked residues per sequence
+    assert merged.n_tokens.between(1, 38).all()
+    meta = json.loads(pq.read_schema(d / "scores.parquet").metadata[META_KEY])
+    assert meta["provenance"]["loss_mode"] == "mlm" and meta["provenance"]["max_length"] == 40
+    assert meta["shards"] == ["s0.parquet", "s1.parquet"] and "-s" in meta["sign"]
+
+
+def test_score_report_counts_truncation(run_dir):
+    d, seqs = run_dir
+    report = json.loads((d / "s0.json").read_text())
+    assert report["n_sequences"] == len(seqs[0::2])
+    assert report["n_truncated"] == sum(len(s) > 38 for _, s in seqs[0::2]) > 0
+    assert report["n_windowed"] == 0
+
+
+def test_fisher_file_provenance(run_dir):
+    from bioprune.influence.fisher import load_fisher
+    from bioprune.influence.passes import file_sha256
+
+    d, seqs = run_dir
+    fisher = load_fisher(d / "fisher.pt")
+    assert fisher.kind == "total" and fisher.n == len(seqs[::3])
+    assert fisher.provenance["model_sha256"] == file_sha256(d / "model.pt")
+    assert fisher.provenance["block"] == "head_dense"
+    assert sorted(fisher.sources) == ["shard_000.fasta.gz", "shard_001.fasta.gz"]
+
+
+def _refused(capsys, argv, out, match):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0], err
+    assert not out.exists()
+
+
+def test_score_refuses_other_settings_or_partial(run_dir, capsys, tmp_path):
+    d, _ = run_dir
+    base = ["score", "--model", str(d / "model.pt"), "--out", str(tmp_path / "x.parquet")]
+    shard = str(d / "shard_000.fasta.gz")
+    _refused(
+        capsys,
+        base + ["--fisher", str(d / "fisher.pt")] + SETTINGS + ["--block", "last_block", shard],
+        tmp_path / "x.parquet",
+        "block: Fisher 'head_dense' vs score 'last_block'",
+    )
+    _refused(
+        capsys,
+        base + ["--fisher", str(d / "fisher.pt"), "--max-length", "50", shard],
+        tmp_path / "x.parquet",
+        "max_length",
+    )
+    _refused(
+        capsys,
+        base + ["--fisher", str(d / "p0.pt")] + SETTINGS + [shard],
+        tmp_path / "x.parquet",
+        "partial Fisher",
+    )
+    other = tmp_path / "other.pt"
+    save_model(build_model("rnafm", "tiny", layers=1, hidden=32, heads=2, ffn=64, seed=1), other)
+    argv = [
+        "score",
+        "--model",
+        str(other),
+        "--out",
+        str(tmp_path / "x.parquet"),
+        "--fisher",
+        str(d / "fisher.pt"),
+    ]
+    _refused(capsys, argv + SETTINGS + [shard], tmp_path / "x.parquet", "model_sha256")
+
+
+def test_merge_refuses_duplicates(run_dir, capsys, tmp_path):
+    d, _ = run_dir
+    out = tmp_path / "m.parquet"
+    argv = [
+        "merge-scores",
+        "--out",
+        str(out),
+        str(d / "s0.parquet"),
+        str(d / "s1.parquet"),
+        str(d / "s0.parquet"),
+    ]
+    _refused(capsys, argv, out, "occurs twice")
+
+
+def test_fisher_reduce_refuses_missing_shard(run_dir, capsys, tmp_path):
+    d, _ = run_dir
+    out = tmp_path / "f.pt"
+    _refused(capsys, ["fisher-reduce", "--out", str(out), str(d / "p0.pt")], out, "in none of the 1 shards")
+
+
+def test_not_a_fisher_file(run_dir, capsys, tmp_path):
+    d, _ = run_dir
+    out = tmp_path / "x.parquet"
+    argv = ["score", "--model", str(d / "model.pt"), "--fisher", str(d / "model.pt"), "--out", str(out)]
+    _refused(capsys, argv + [str(d / "shard_000.fasta.gz")], out, "not a bioprune Fisher file")
