@@ -6,17 +6,25 @@ Sequences stay ``bytes`` end to end: normalising and hashing bytes with C-level 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
 import zlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from bioprune.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
+# Compressions we do not read: named in the error instead of "text before the first header".
+_OTHER_COMPRESSION = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+# Bytes read at a time by iter_blocks: big enough that per-read overhead vanishes, small enough to stay
+# far below the pool's size.
+BLOCK_SIZE = 1 << 20
 # Level 1: pool files are rewritten at every step; level 1 compresses ~4x faster than the
 # default 9 for ~15% larger files.
 GZIP_LEVEL = 1
@@ -41,8 +49,13 @@ def open_maybe_gzip(path: os.PathLike | str) -> io.BufferedIOBase:
         fh = open(p, "rb")
     except OSError as exc:
         raise InputError(p, f"cannot open: {exc.strerror}") from exc
-    if fh.peek(2)[:2] == GZIP_MAGIC:
+    magic = fh.peek(6)[:6]
+    if magic[:2] == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
+    for other, name in _OTHER_COMPRESSION.items():
+        if magic.startswith(other):
+            fh.close()
+            raise InputError(p, f"{name}-compressed; bioprune reads plain or gzip FASTA (use gzip)")
     return fh
 
 
@@ -82,19 +95,93 @@ def read_fasta(path: os.PathLike | str) -> Iterator[Record]:
                 chunks.append(line)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise InputError(p, f"truncated or corrupt gzip stream after line {line_no} ({exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(p, f"header is not valid UTF-8 ({exc.reason})", line=line_no) from exc
     if header is None:
         raise InputError(p, "no FASTA records found (empty file or no '>' header)")
     yield _record(p, header, header_line, chunks)
 
 
+def iter_blocks(path: os.PathLike | str, block_size: int | None = None) -> Iterator[tuple[int, bytes]]:
+    r"""Yield ``(first_line, block)``: runs of whole FASTA records, read ``block_size`` (default
+    :data:`BLOCK_SIZE`) bytes at a time.
+
+    Each block starts with the ``>`` of a header at the start of a line and ends just before the
+    ``\n>`` of the next block's first record, so ``block.split(b"\n>")`` cuts it into records (the
+    first keeps its ``>``). The last block may end with newlines. ``first_line`` is the 1-based line
+    of the block's first header. This is the fast path for whole pools: per-record work is left to
+    the caller's C-level bytes methods instead of a Python loop over lines. Fatal cases raise
+    :class:`InputError` exactly as :func:`read_fasta` does.
+    """
+    p = Path(path)
+    block_size = block_size or BLOCK_SIZE  # read at call time, so tests can shrink it
+    fh = open_maybe_gzip(p)
+    line = 1
+    carry = b""
+    started = False
+    try:
+        # closing() first: the read-ahead thread must be done before fh is closed.
+        with fh, contextlib.closing(_read_ahead(fh, block_size)) as chunks:
+            for chunk in chunks:
+                buf = carry + chunk if carry else chunk
+                if not started:
+                    rest = buf.lstrip(b" \t\r\n\v\f")
+                    if not rest:  # only blank lines so far
+                        carry = buf
+                        continue
+                    blank = buf[: len(buf) - len(rest)]
+                    start = blank.rfind(b"\n") + 1  # the first non-blank line starts here
+                    line += blank.count(b"\n")
+                    buf = buf[start:]
+                    if buf[:1] != b">":
+                        first = buf.split(b"\n", 1)[0].rstrip(b"\r")
+                        if b"\x00" in first:
+                            raise InputError(p, "binary data, not a FASTA file", line=line)
+                        what = f"text before the first '>' header: {_show(first)}; not a FASTA file?"
+                        raise InputError(p, what, line=line)
+                    started = True
+                    carry = b""
+                # Search only the new bytes (and one before) so a record longer than a block costs
+                # linear, not quadratic, time.
+                cut = buf.rfind(b"\n>", max(0, len(carry) - 1))
+                if cut <= 0:
+                    carry = buf
+                    continue
+                block = buf[:cut]
+                yield line, block
+                line += block.count(b"\n") + 1
+                carry = buf[cut + 1 :]
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(p, f"truncated or corrupt gzip stream after line {line} ({exc})") from exc
+    except OSError as exc:
+        raise InputError(p, f"read error after line {line}: {exc.strerror or exc}") from exc
+    if not started:
+        raise InputError(p, "no FASTA records found (empty file or no '>' header)")
+    if carry:
+        yield line, carry
+
+
+def _read_ahead(fh: io.BufferedIOBase, size: int, depth: int = 2) -> Iterator[bytes]:
+    """``fh.read(size)`` chunks, read (and gunzipped: zlib drops the GIL) by a helper thread ahead of use."""
+    with ThreadPoolExecutor(1, thread_name_prefix="fasta-read") as pool:
+        pending = deque(pool.submit(fh.read, size) for _ in range(depth))
+        try:
+            while chunk := pending.popleft().result():
+                pending.append(pool.submit(fh.read, size))
+                yield chunk
+        finally:
+            for fut in pending:  # let queued reads finish before the caller closes fh
+                fut.cancel() or fut.exception()
+
+
 def _record(path: Path, header: bytes, line: int, chunks: list[bytes]) -> Record:
-    text = header[1:].rstrip(b"\r\n").decode("utf-8").strip()
-    rec_id, _, desc = text.partition(" ")
-    if not rec_id:
+    # The id ends at the first whitespace (space or tab), as in seqkit and ingest's fast path.
+    try:
+        parts = header[1:].decode("utf-8").split(None, 1)
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"header is not valid UTF-8 ({exc.reason})", line=line) from exc
+    if not parts:
         raise InputError(path, "header has no sequence id", line=line)
-    return Record(rec_id, desc.strip(), b"".join(chunks), line)
+    desc = parts[1].strip() if len(parts) > 1 else ""
+    return Record(parts[0], desc, b"".join(chunks), line)
 
 
 def _show(line: bytes, limit: int = 40) -> str:
@@ -106,10 +193,14 @@ class FastaWriter:
     """Write unwrapped FASTA (one sequence line per record, like ``seqkit -w 0``), gzip when the name ends
     in ``.gz``. Use inside :func:`bioprune.atomic.staged_dir` so a failed step leaves nothing behind."""
 
-    def __init__(self, path: os.PathLike | str):
+    def __init__(self, path: os.PathLike | str, background: bool = True):
         self.path = Path(path)
+        # Compression runs on a helper thread (zlib drops the GIL), overlapping the caller's parsing.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fasta-write") if background else None
+        self._pending: deque[Future] = deque()
         if self.path.suffix == ".gz":
-            self._fh = gzip.open(self.path, "wb", compresslevel=GZIP_LEVEL)
+            # mtime=0: the same records give the same bytes, run after run.
+            self._fh = gzip.GzipFile(self.path, "wb", compresslevel=GZIP_LEVEL, mtime=0)
         else:
             self._fh = open(self.path, "wb")
         self._buf: list[bytes] = []
@@ -123,13 +214,34 @@ class FastaWriter:
         if len(self._buf) >= 8192:
             self.flush()
 
+    def write_block(self, data: bytes, n_records: int) -> None:
+        """Write ``n_records`` records already formatted as unwrapped FASTA, every line newline-ended."""
+        self.flush()
+        self._write(data)
+        self.n += n_records
+
+    def _write(self, data: bytes) -> None:
+        if self._pool is None:
+            self._fh.write(data)
+            return
+        self._pending.append(self._pool.submit(self._fh.write, data))
+        while len(self._pending) > 4:  # bounded: a few blocks in flight, and write errors surface here
+            self._pending.popleft().result()
+
     def flush(self) -> None:
-        self._fh.write(b"".join(self._buf))
-        self._buf.clear()
+        if self._buf:
+            self._write(b"".join(self._buf))
+            self._buf.clear()
 
     def close(self) -> None:
-        self.flush()
-        self._fh.close()
+        try:
+            self.flush()
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self._fh.close()
 
     def __enter__(self) -> FastaWriter:
         return self

@@ -1,0 +1,228 @@
+"""``bioprune dedup``: remove exact duplicate sequences from a pool folder, keeping the first occurrence.
+
+Two sequences are duplicates when their normalised bytes have the same xxh3-128 hash (the ``hash``
+column written by ingest; a chance collision needs ~2^64 distinct sequences). Memory stays bounded
+by working from the hash column only: each hash becomes two uint64s, a stable sort groups equal
+hashes with the earliest row first, and the kept/duplicate decision is a boolean mask. Sequences
+are never held: the FASTA is streamed block by block and only the kept records are written.
+
+Outputs (atomically): ``sequences.fasta.gz`` and ``sequences.parquet`` (kept rows, input order and
+columns kept), ``duplicates.tsv`` (``duplicate_id<TAB>kept_id``, one line per removed record, in
+input order) and ``dedup_report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from itertools import compress
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from bioprune import __version__
+from bioprune.atomic import staged_dir
+from bioprune.errors import ConfigError, InputError
+from bioprune.fasta import FastaWriter, iter_blocks
+from bioprune.pool import FASTA_NAME, TABLE_NAME, fasta_path, table_path, write_report
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "dedup_report.json"
+DUPLICATES_NAME = "duplicates.tsv"
+HASH_HEX_CHARS = 32  # xxh3-128
+PROGRESS_EVERY = 1_000_000
+
+
+def hashes_to_u64(column: pa.Array | pa.ChunkedArray, path: Path, first_row: int = 0) -> np.ndarray:
+    """Hex xxh3-128 strings -> an ``(n, 2)`` uint64 array (8 + 8 bytes a row instead of ~80 as str)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = []
+    row = first_row
+    for chunk in chunks:
+        if chunk.null_count:
+            bad = row + int(np.flatnonzero(chunk.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError(path, f"row {bad}: missing hash; rerun bioprune ingest")
+        chunk = chunk.cast(pa.string())
+        offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+        sizes = np.diff(offsets)
+        if (sizes != HASH_HEX_CHARS).any():
+            bad = row + int(np.flatnonzero(sizes != HASH_HEX_CHARS)[0])
+            raise InputError(path, f"row {bad}: hash is not {HASH_HEX_CHARS} hex characters; rerun ingest")
+        text = chunk.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+        try:
+            raw = bytes.fromhex(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InputError(path, f"hash column holds non-hex text near row {row}; rerun ingest") from exc
+        out.append(np.frombuffer(raw, ">u8").astype(np.uint64).reshape(-1, 2))
+        row += len(chunk)
+    return np.concatenate(out) if out else np.empty((0, 2), np.uint64)
+
+
+def find_duplicates(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows that repeat an earlier row's hash, and for each the first row with that hash.
+
+    Both arrays are in increasing order of the duplicate row. A stable lexsort puts equal hashes
+    together with the earliest row first, so "first" is exact without comparing row numbers.
+    """
+    n = len(hashes)
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    order = np.lexsort((hashes[:, 1], hashes[:, 0]))
+    starts_group = np.empty(n, bool)
+    starts_group[0] = True
+    # One sorted key at a time keeps the peak at ~40 bytes a row.
+    key = hashes[order, 0]
+    np.not_equal(key[1:], key[:-1], out=starts_group[1:])
+    key = hashes[order, 1]
+    starts_group[1:] |= key[1:] != key[:-1]
+    del key
+    # Sorted position of each group's first member, carried forward over the group.
+    group_start = np.where(starts_group, np.arange(n), 0)
+    np.maximum.accumulate(group_start, out=group_start)
+    is_dup = ~starts_group
+    dup_rows = order[is_dup]
+    kept_rows = order[group_start[is_dup]]
+    by_row = np.argsort(dup_rows, kind="stable")
+    return dup_rows[by_row], kept_rows[by_row]
+
+
+def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:
+    """Write the deduplicated pool folder ``out_dir`` from the pool folder ``in_dir``; returns the report."""
+    src, out = Path(in_dir), Path(out_dir)
+    if src.resolve() == out.resolve():
+        raise ConfigError(f"--out {out} is the input folder; write the deduplicated pool elsewhere")
+    fasta_in, table_in = fasta_path(src), table_path(src)
+    try:
+        pf = pq.ParquetFile(table_in)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(table_in, f"not a readable Parquet table ({exc})") from exc
+    missing = {"id", "hash"} - set(pf.schema_arrow.names)
+    if missing:
+        raise InputError(table_in, f"missing column(s) {sorted(missing)}; not written by bioprune ingest?")
+    n = pf.metadata.num_rows
+    if n == 0:
+        raise InputError(table_in, "the pool is empty")
+
+    log.info("%s: reading %d hashes", table_in, n)
+    # Row group by row group: the hex strings (~80 bytes a row in Arrow) never exist all at once.
+    parts, row = [], 0
+    for i in range(pf.num_row_groups):
+        col = pf.read_row_group(i, columns=["hash"], use_threads=False).column("hash")
+        parts.append(hashes_to_u64(col, table_in, row))
+        row += len(col)
+    hashes = np.concatenate(parts)
+    del parts
+    dup_rows, kept_rows = find_duplicates(hashes)
+    del hashes
+    keep = np.ones(n, bool)
+    keep[dup_rows] = False
+    n_kept = int(keep.sum())
+    ids = pf.read(columns=["id"], use_threads=False).column("id")
+    log.info("%d distinct sequences, %d duplicates", n_kept, len(dup_rows))
+
+    with staged_dir(out) as stage:
+        _write_duplicates(ids, dup_rows, kept_rows, stage / DUPLICATES_NAME)
+        _write_table(pf, keep, stage / TABLE_NAME)
+        _write_fasta(fasta_in, keep, ids, stage / FASTA_NAME)
+        report = _report(src, n, n_kept, dup_rows, kept_rows, ids)
+        write_report(stage / REPORT_NAME, report)
+    log.info("kept %d of %d records (%d duplicates)", n_kept, n, n - n_kept)
+    return report
+
+
+def _write_duplicates(ids: pa.ChunkedArray, dup_rows, kept_rows, path: Path, chunk: int = 1 << 17) -> None:
+    """``duplicate_id<TAB>kept_id`` lines, unquoted (ids hold no whitespace, so no quoting is needed)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("duplicate_id\tkept_id\n")
+        for i in range(0, len(dup_rows), chunk):
+            pairs = pc.binary_join_element_wise(
+                ids.take(dup_rows[i : i + chunk]), ids.take(kept_rows[i : i + chunk]), "\t"
+            )
+            fh.write("\n".join(pairs.to_pylist()) + "\n")
+
+
+def _write_table(pf: pq.ParquetFile, keep: np.ndarray, path: Path) -> None:
+    """Copy the kept rows one row group at a time: descriptions and other columns are never all in memory."""
+    row = 0
+    with pq.ParquetWriter(path, pf.schema_arrow, use_dictionary=["source"], compression="zstd") as writer:
+        for i in range(pf.num_row_groups):
+            group = pf.read_row_group(i, use_threads=False)
+            mask = keep[row : row + group.num_rows]
+            row += group.num_rows
+            writer.write_table(group.filter(pa.array(mask)))
+
+
+def _write_fasta(src: Path, keep: np.ndarray, ids: pa.ChunkedArray, path: Path) -> None:
+    """Stream the pool FASTA (one header line and one sequence line per record) and keep the kept records."""
+    n = len(keep)
+    row = 0
+    next_log = PROGRESS_EVERY
+    with FastaWriter(path) as writer:
+        for first_line, block in iter_blocks(src):
+            lines = block.split(b"\n")
+            if lines[-1] == b"":
+                lines.pop()
+            m = len(lines) // 2
+            # Pool FASTA is unwrapped: anything but header/sequence pairs means a foreign or damaged file.
+            if len(lines) % 2 or block.count(b"\n>") + 1 != m:
+                raise InputError(
+                    src, "not an unwrapped pool FASTA (header/sequence line pairs)", line=first_line
+                )
+            if row + m > n:
+                raise InputError(
+                    src, f"more records than the table's {n} rows; rerun ingest", line=first_line
+                )
+            first_id = lines[0][1:].split(None, 1)[0].decode("utf-8", "replace")
+            if first_id != ids[row].as_py():
+                msg = f"record {first_id!r} but the table's row {row} is {ids[row].as_py()!r}; rerun ingest"
+                raise InputError(src, msg, line=first_line)
+            mask = keep[row : row + m]
+            if mask.all():
+                writer.write_block(block if block.endswith(b"\n") else block + b"\n", m)
+            elif mask.any():
+                sel = mask.tolist()
+                kept_lines: list[bytes] = [b""] * (2 * int(mask.sum()))
+                kept_lines[0::2] = compress(lines[0::2], sel)
+                kept_lines[1::2] = compress(lines[1::2], sel)
+                writer.write_block(b"\n".join(kept_lines) + b"\n", len(kept_lines) // 2)
+            row += m
+            if row >= next_log:
+                log.info("%s: %d of %d records streamed", src, row, n)
+                next_log += PROGRESS_EVERY
+    if row != n:
+        raise InputError(src, f"{row} records but the table has {n} rows; rerun ingest")
+
+
+def _report(src: Path, n: int, n_kept: int, dup_rows, kept_rows, ids: pa.ChunkedArray) -> dict:
+    groups, copies = np.unique(kept_rows, return_counts=True)
+    largest = None
+    if len(groups):
+        top = int(np.argmax(copies))
+        largest = {"kept_id": ids[int(groups[top])].as_py(), "copies": int(copies[top]) + 1}
+    return {
+        "step": "dedup",
+        "bioprune_version": __version__,
+        "input": str(src),
+        "input_records": n,
+        "kept": n_kept,
+        "duplicates": int(len(dup_rows)),
+        "duplicate_groups": int(len(groups)),
+        "largest_group": largest,
+        "method": "exact: equal xxh3-128 of the normalised sequence; the first occurrence is kept",
+        "outputs": [FASTA_NAME, TABLE_NAME, DUPLICATES_NAME, REPORT_NAME],
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT", help="pool folder written by bioprune ingest")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output pool folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    dedup(args.input, args.out)
+    return 0

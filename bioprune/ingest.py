@@ -1,0 +1,424 @@
+"""``bioprune ingest``: normalise, validate and filter FASTA inputs into one pool folder.
+
+Normalisation (in this order, one ``bytes.translate`` per record): remove whitespace (CR of CRLF files,
+line breaks of multi-line records, stray spaces) and alignment gaps (:data:`bioprune.alphabet.GAP_CHARS`),
+upper-case, and for RNA turn T into U. The result is checked against the alphabet's residues (IUPAC
+codes included, as the model vocabulary allows).
+
+Every input record ends up either kept or dropped for exactly one reason, checked in this order:
+
+- ``empty``: no residue left after normalisation (includes gap-only records);
+- ``invalid_characters``: a character outside the alphabet (which ones, and how often, is reported);
+- ``too_short``: fewer residues than ``--min-length``;
+- ``too_long``: more residues than ``--max-length`` (0 = no limit).
+
+``--strict`` turns the first dropped record into an error instead. Sequence ids (the header up to the
+first whitespace) must be unique across all inputs, dropped records included: every table downstream
+is keyed by id, so a repeated id is a fatal error naming both places; ids are never renamed or merged.
+Only a 64-bit hash per id is held while reading (8 bytes a record); the rare collision is verified on
+the actual ids in a second pass, so it cannot raise a false error.
+
+Outputs, written atomically (nothing is left behind on failure): ``sequences.fasta.gz`` (unwrapped),
+``sequences.parquet`` (:data:`bioprune.pool.TABLE_SCHEMA`, same order) and ``ingest_report.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from bioprune import __version__
+from bioprune.alphabet import ALPHABETS, GAP_CHARS, WHITESPACE, Alphabet, get_alphabet
+from bioprune.atomic import staged_dir
+from bioprune.errors import ConfigError, InputError
+from bioprune.fasta import FastaWriter, iter_blocks
+from bioprune.pool import FASTA_NAME, TABLE_NAME, TABLE_SCHEMA, write_report
+
+log = logging.getLogger(__name__)
+
+REASONS = ("empty", "invalid_characters", "too_short", "too_long")
+REPORT_NAME = "ingest_report.json"
+# Rows buffered before one Parquet row group is written: large enough for fast scans, small enough
+# (a few MB) to keep memory flat; dedup reads the table one row group at a time.
+ROW_GROUP_ROWS = 1 << 16
+EXAMPLES_PER_REASON = 5
+PROGRESS_EVERY = 1_000_000
+# Header bytes that send a block to the general parser, because the fast path splits the id off at the
+# first single space: other whitespace, two spaces in a row, a header ending in a space. (An empty id,
+# from ">" or "> id", shows as b"" among the ids.)
+_ODD_HEADER = (b"\t", b"\v", b"\f", b"  ", b" \n")
+
+
+def normalising_table(alphabet: Alphabet) -> bytes:
+    """A ``bytes.translate`` table: upper-case, then the alphabet's own mapping (RNA: T -> U)."""
+    to_alphabet = bytes.maketrans(alphabet.translate_from, alphabet.translate_to)
+    return bytes(range(256)).upper().translate(to_alphabet)
+
+
+def normalise(seq: bytes, alphabet: Alphabet) -> bytes:
+    """One sequence as ingest normalises it (for tests and other steps; ingest itself works per block)."""
+    return seq.translate(normalising_table(alphabet), GAP_CHARS + WHITESPACE)
+
+
+def sequence_hash(seq: bytes) -> str:
+    """The content hash stored in the pool table: hex xxh3-128 of the normalised sequence."""
+    return xxhash.xxh3_128_hexdigest(seq)
+
+
+def _show_char(byte: int) -> str:
+    return chr(byte) if 33 <= byte < 127 else f"0x{byte:02X}"
+
+
+def _line_of(recs: list[bytes], first_line: int, k: int) -> int:
+    """1-based line of record ``k`` of a block split on ``\\n>`` (only needed on error paths)."""
+    return first_line + sum(r.count(b"\n") + 1 for r in recs[:k])
+
+
+class _TableWriter:
+    """Buffers per-block Arrow batches and writes them as Parquet row groups of ROW_GROUP_ROWS."""
+
+    def __init__(self, path: Path):
+        # The hash column is random hex: dictionary encoding would only cost time.
+        self._writer = pq.ParquetWriter(path, TABLE_SCHEMA, use_dictionary=["source"], compression="zstd")
+        self._batches: list[pa.RecordBatch] = []
+        self._rows = 0
+        # Arrow encodes and compresses without the GIL: on a helper thread it overlaps parsing.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="table-write")
+        self._pending: Future | None = None
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self._batches.append(batch)
+        self._rows += batch.num_rows
+        if self._rows >= ROW_GROUP_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._batches:
+            if self._pending is not None:  # one row group in flight at a time; errors surface here
+                self._pending.result()
+            table = pa.Table.from_batches(self._batches)
+            self._pending = self._pool.submit(self._writer.write_table, table, row_group_size=self._rows)
+            self._batches, self._rows = [], 0
+
+    def close(self) -> None:
+        try:
+            self.flush()
+            if self._pending is not None:
+                self._pending.result()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._writer.close()
+
+
+class _Ingester:
+    def __init__(self, alphabet: Alphabet, min_length: int, max_length: int, strict: bool):
+        self.alphabet = alphabet
+        self.min_length = min_length
+        self.max_length = max_length
+        self.strict = strict
+        self.table = normalising_table(alphabet)
+        self.delete = GAP_CHARS + WHITESPACE
+        self.valid = alphabet.residue_bytes
+        # Any length below this is dropped (as empty or too_short): lets a block skip the per-record check.
+        self.shortest_ok = max(1, min_length)
+        self.id_hashes: list[np.ndarray] = []
+        self.dropped = dict.fromkeys(REASONS, 0)
+        self.invalid_chars: Counter[int] = Counter()
+        self.examples: dict[str, list[str]] = {r: [] for r in REASONS}
+        self.input_records = 0
+        self.kept = 0
+        self.residues = 0
+        self.min_len: int | None = None
+        self.max_len = 0
+        self.per_file: list[dict] = []
+
+    # -- one input file ------------------------------------------------------------------------
+    def add_file(self, path: Path, fasta: FastaWriter, table: _TableWriter) -> None:
+        stats = {"path": str(path), "records": 0, "kept": 0, "dropped": dict.fromkeys(REASONS, 0)}
+        source = pa.scalar(str(path), pa.string())
+        next_log = PROGRESS_EVERY
+        start = time.perf_counter()
+        for first_line, block in iter_blocks(path):
+            n_in, n_kept = self._add_block(path, source, first_line, block, fasta, table, stats["dropped"])
+            stats["records"] += n_in
+            stats["kept"] += n_kept
+            if stats["records"] >= next_log:
+                rate = stats["records"] / max(time.perf_counter() - start, 1e-9)
+                log.info("%s: %d records read (%.0f/s), %d kept", path, stats["records"], rate, stats["kept"])
+                next_log += PROGRESS_EVERY
+        log.info("%s: done, %d records, %d kept", path, stats["records"], stats["kept"])
+        self.per_file.append(stats)
+
+    def _parse(self, path: Path, first_line: int, block: bytes):
+        """Cut a block into records: (output header lines, ids, descriptions, normalised sequences, line_of).
+
+        The fast path covers the usual layout, one sequence line per record and plain ``>id desc``
+        headers, with whole-block C calls; anything else (multi-line records, tabs, odd spacing, blank
+        lines) takes the general path, which gives the same result.
+        """
+        if b"\r" in block:  # CRLF: a CR is never data
+            block = block.replace(b"\r", b"")
+        body = block.rstrip(b"\n")
+        lines = body.split(b"\n")
+        n = len(lines) // 2
+        if len(lines) == 2 * n and body.count(b"\n>") + 1 == n:
+            heads = lines[0::2]
+            seq_lines = lines[1::2]
+            # n lines start with '>'; none in an odd position means exactly the even ones are headers.
+            odd = b"\n".join(seq_lines)
+            joined = b"\n".join(heads)
+            if not (odd.startswith(b">") or b"\n>" in odd) and not any(x in joined for x in _ODD_HEADER):
+                parts = [h.partition(b" ") for h in joined[1:].replace(b"\n>", b"\n").split(b"\n")]
+                ids = [x[0] for x in parts]
+                if b"" not in ids and not joined.endswith(b" "):
+                    table, delete = self.table, self.delete
+                    seqs = [x.translate(table, delete) for x in seq_lines]
+                    return heads, ids, [x[2] for x in parts], seqs, lambda k: first_line + 2 * k
+
+        recs = block.split(b"\n>")
+        recs[0] = recs[0][1:]  # the block's own leading '>'
+        parts = [r.partition(b"\n") for r in recs]
+        fields = [x[0].split(None, 1) for x in parts]
+        if not all(fields):
+            k = fields.index([])
+            raise InputError(path, "header has no sequence id", line=_line_of(recs, first_line, k))
+        ids = [f[0] for f in fields]
+        descs = [f[1].strip() if len(f) > 1 else b"" for f in fields]
+        heads = [b">" + i + b" " + d if d else b">" + i for i, d in zip(ids, descs, strict=True)]
+        table, delete = self.table, self.delete
+        seqs = [x[2].translate(table, delete) for x in parts]
+        return heads, ids, descs, seqs, lambda k: _line_of(recs, first_line, k)
+
+    def _add_block(self, path, source, first_line, block, fasta, table, file_dropped) -> tuple[int, int]:
+        heads, ids, descs, seqs, line_of = self._parse(path, first_line, block)
+        n = len(seqs)
+        self.input_records += n
+        self.id_hashes.append(np.fromiter(map(xxhash.xxh3_64_intdigest, ids), np.uint64, n))
+        # Headers are decoded for every record, dropped ones included: a header that is not text is
+        # a broken file, not a filtered record.
+        id_col = self._utf8(ids, heads, path, line_of)
+        desc_col = self._utf8(descs, heads, path, line_of)
+        lengths = list(map(len, seqs))
+
+        # One C-level pass over the whole block decides whether any record needs a closer look.
+        has_invalid = bool(b"".join(seqs).translate(None, self.valid))
+        out_of_range = min(lengths) < self.shortest_ok or (0 < self.max_length < max(lengths))
+        if has_invalid or out_of_range:
+            keep = self._filter(path, line_of, ids, seqs, lengths, file_dropped)
+            if not keep:
+                return n, 0
+            heads = [heads[i] for i in keep]
+            seqs = [seqs[i] for i in keep]
+            lengths = [lengths[i] for i in keep]
+            keep_idx = pa.array(keep, pa.int64())
+            id_col, desc_col = id_col.take(keep_idx), desc_col.take(keep_idx)
+        k = len(seqs)
+
+        out: list[bytes] = [b""] * (2 * k)
+        out[0::2] = heads
+        out[1::2] = seqs
+        out.append(b"")  # the final newline
+        fasta.write_block(b"\n".join(out), k)
+
+        batch = pa.RecordBatch.from_arrays(
+            [
+                id_col,
+                desc_col,
+                pa.repeat(source, k),
+                pa.array(lengths, pa.int32()),
+                pa.array(list(map(xxhash.xxh3_128_hexdigest, seqs)), pa.string()),
+            ],
+            schema=TABLE_SCHEMA,
+        )
+        table.add(batch)
+        self.kept += k
+        self.residues += sum(lengths)
+        lo, hi = min(lengths), max(lengths)
+        self.min_len = lo if self.min_len is None else min(self.min_len, lo)
+        self.max_len = max(self.max_len, hi)
+        return n, k
+
+    @staticmethod
+    def _utf8(values: list[bytes], heads: list[bytes], path: Path, line_of) -> pa.Array:
+        """Decode header fields in C (Arrow validates UTF-8); find the culprit only when it fails."""
+        try:
+            return pa.array(values, pa.binary()).cast(pa.string())
+        except pa.ArrowInvalid:
+            for k, h in enumerate(heads):
+                try:
+                    h.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    msg = f"header is not valid UTF-8 ({exc.reason})"
+                    raise InputError(path, msg, line=line_of(k)) from exc
+            raise
+
+    def _filter(self, path, line_of, ids, seqs, lengths, file_dropped) -> list[int]:
+        """Indices of the records of a block that are kept; counts (or, with --strict, raises on) the rest."""
+        keep: list[int] = []
+        valid = self.valid
+        for i, (seq, length) in enumerate(zip(seqs, lengths, strict=True)):
+            detail = ""
+            if length == 0:
+                reason = "empty"
+            elif bad := seq.translate(None, valid):
+                reason = "invalid_characters"
+                counts = Counter(bad)
+                self.invalid_chars.update(counts)
+                shown = ", ".join(f"{_show_char(c)!r} x{m}" for c, m in counts.most_common())
+                detail = f"characters not in the {self.alphabet.name} alphabet: {shown}"
+            elif length < self.min_length:
+                reason = "too_short"
+                detail = f"{length} residues < --min-length {self.min_length}"
+            elif 0 < self.max_length < length:
+                reason = "too_long"
+                detail = f"{length} residues > --max-length {self.max_length}"
+            else:
+                keep.append(i)
+                continue
+            record = ids[i].decode("utf-8", "replace")
+            if self.strict:
+                line = line_of(i)
+                what = f"{reason}" + (f" ({detail})" if detail else "")
+                raise InputError(
+                    path, f"record would be dropped: {what}; --strict is set", line=line, record=record
+                )
+            self.dropped[reason] += 1
+            file_dropped[reason] += 1
+            if len(self.examples[reason]) < EXAMPLES_PER_REASON:
+                line = line_of(i)
+                self.examples[reason].append(f"{path}:{line} {record}" + (f" ({detail})" if detail else ""))
+                log.warning("%s:%d: dropped record %r: %s %s", path, line, record, reason, detail)
+        return keep
+
+    # -- after all files -----------------------------------------------------------------------
+    def check_unique_ids(self, inputs: list[Path]) -> None:
+        hashes = np.sort(np.concatenate(self.id_hashes)) if self.id_hashes else np.empty(0, np.uint64)
+        repeated = hashes[1:][hashes[1:] == hashes[:-1]]
+        if repeated.size == 0:
+            return
+        suspects = {int(h) for h in np.unique(repeated)}
+        seen: dict[bytes, tuple[Path, int]] = {}
+        # Second pass, only on this rare path: find where the suspected ids are, compare the ids themselves.
+        for path in inputs:
+            for first_line, block in iter_blocks(path):
+                line = first_line
+                for k, rec in enumerate(block.split(b"\n>")):
+                    rec_id = rec.partition(b"\n")[0][1 if k == 0 else 0 :].split(None, 1)[0]
+                    if xxhash.xxh3_64_intdigest(rec_id) in suspects:
+                        if rec_id in seen:
+                            first_path, first_line_no = seen[rec_id]
+                            msg = (
+                                f"duplicate sequence id, first seen at {first_path}:{first_line_no}; ids must"
+                                " be unique because every table downstream is keyed by id (rename one)"
+                            )
+                            raise InputError(path, msg, line=line, record=rec_id.decode("utf-8", "replace"))
+                        seen[rec_id] = (path, line)
+                    line += rec.count(b"\n") + 1
+        # Only 64-bit hash collisions between distinct ids: nothing to report.
+
+    def report(self, settings: dict, inputs: list[Path]) -> dict:
+        return {
+            "step": "ingest",
+            "bioprune_version": __version__,
+            "settings": settings,
+            "input_records": self.input_records,
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "invalid_characters_found": {
+                _show_char(c): m for c, m in sorted(self.invalid_chars.items(), key=lambda x: (-x[1], x[0]))
+            },
+            "dropped_examples": {r: ex for r, ex in self.examples.items() if ex},
+            "kept_residues": self.residues,
+            "kept_length": {
+                "min": self.min_len or 0,
+                "max": self.max_len,
+                "mean": round(self.residues / self.kept, 2) if self.kept else 0.0,
+            },
+            "inputs": self.per_file,
+            "hash": "xxh3_128 (hex) of the normalised sequence bytes",
+            "outputs": [FASTA_NAME, TABLE_NAME, REPORT_NAME],
+        }
+
+
+def ingest(
+    inputs: list[os.PathLike | str],
+    out_dir: os.PathLike | str,
+    alphabet: str,
+    min_length: int = 1,
+    max_length: int = 0,
+    strict: bool = False,
+) -> dict:
+    """Build the pool folder ``out_dir`` from ``inputs``; returns the report (also written as JSON)."""
+    try:
+        alpha = get_alphabet(alphabet)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if min_length < 0:
+        raise ConfigError(f"--min-length must be >= 0, got {min_length}")
+    if max_length < 0:
+        raise ConfigError(f"--max-length must be >= 0 (0 = no limit), got {max_length}")
+    if 0 < max_length < min_length:
+        raise ConfigError(f"--max-length {max_length} is below --min-length {min_length}")
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise ConfigError("no input FASTA file given")
+    seen: dict[Path, Path] = {}
+    for p in paths:  # fail before any work, not after hours on the first file
+        if not p.is_file():
+            raise InputError(p, "no such file" if not p.exists() else "not a regular file")
+        key = p.resolve()
+        if key in seen:
+            raise InputError(p, f"given twice (also as {seen[key]}); every record would be a duplicate id")
+        seen[key] = p
+
+    settings = {"alphabet": alpha.name, "min_length": min_length, "max_length": max_length, "strict": strict}
+    log.info("ingest %d file(s) into %s (%s)", len(paths), out_dir, settings)
+    worker = _Ingester(alpha, min_length, max_length, strict)
+    with staged_dir(out_dir) as stage:
+        table = _TableWriter(stage / TABLE_NAME)
+        try:
+            with FastaWriter(stage / FASTA_NAME) as fasta:
+                for path in paths:
+                    worker.add_file(path, fasta, table)
+        finally:
+            table.close()
+        worker.check_unique_ids(paths)
+        if worker.kept == 0:
+            counts = ", ".join(f"{r} {n}" for r, n in worker.dropped.items() if n)
+            raise InputError(paths[0], f"no record left after filtering ({counts}); nothing to write")
+        report = worker.report(settings, paths)
+        write_report(stage / REPORT_NAME, report)
+    log.info("kept %d of %d records; dropped %s", report["kept"], report["input_records"], report["dropped"])
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="FASTA", help="FASTA files, plain or gzip")
+    parser.add_argument("--alphabet", required=True, choices=sorted(ALPHABETS), help="residue alphabet")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output pool folder")
+    parser.add_argument(
+        "--min-length", type=int, default=1, metavar="N", help="drop shorter sequences (too_short); default 1"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=0,
+        metavar="N",
+        help="drop longer sequences (too_long); 0 (default) = no limit",
+    )
+    parser.add_argument("--strict", action="store_true", help="any record that would be dropped is an error")
+
+
+def run(args: argparse.Namespace) -> int:
+    ingest(args.inputs, args.out, args.alphabet, args.min_length, args.max_length, args.strict)
+    return 0

@@ -1,0 +1,43 @@
+"""Shared fixtures: the real-data folder (skipped when absent) and small FASTA files written by tests."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+# ../shared/data beside the checkout (read-only real data; never copied into the repo).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The ../shared/data folder, or a skip saying why real-data tests cannot run."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: real-data tests need ../shared/data beside the checkout")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def write_fasta(tmp_path):
+    """``write_fasta(name, text)``: write str or bytes to tmp_path/name, gzipped if the name ends in .gz."""
+
+    def _write(name: str, text: str | bytes) -> Path:
+        data = text.encode() if isinstance(text, str) else text
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Make iter_blocks read a few bytes at a time, so block boundaries fall inside records and lines."""
+
+    def _set(size: int = 7) -> None:
+        monkeypatch.setattr("bioprune.fasta.BLOCK_SIZE", size)
+
+    return _set

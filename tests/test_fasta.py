@@ -1,0 +1,148 @@
+"""Streaming FASTA reading (record by record and block by block) and writing."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import threading
+
+import pytest
+
+from bioprune.errors import InputError
+from bioprune.fasta import FastaWriter, iter_blocks, read_fasta
+
+TEXT = ">a first one\nACGU\nAC\n>b\n\n>c\tdesc with tab\r\nGG\r\nUU\r\n"
+
+
+def _records_from_blocks(path, block_size=None):
+    """(id, raw sequence lines joined, header line) from iter_blocks, for comparison with read_fasta."""
+    out = []
+    for first_line, block in iter_blocks(path, block_size):
+        line = first_line
+        for k, rec in enumerate(block.split(b"\n>")):
+            head, _, body = rec.partition(b"\n")
+            head = head[1:] if k == 0 else head
+            seq = body.replace(b"\r", b"").replace(b"\n", b"")
+            out.append((head.split(None, 1)[0].decode(), seq, line))
+            line += rec.count(b"\n") + 1
+    return out
+
+
+@pytest.mark.parametrize("name", ["x.fa", "x.fa.gz"])
+def test_read_fasta_multiline_crlf_empty_and_tab_header(write_fasta, name):
+    recs = list(read_fasta(write_fasta(name, TEXT)))
+    assert [(r.id, r.seq, r.line) for r in recs] == [("a", b"ACGUAC", 1), ("b", b"", 4), ("c", b"GGUU", 6)]
+    assert recs[0].description == "first one"
+    assert recs[2].description == "desc with tab"  # the id ends at a tab too
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 7, 64, None])
+@pytest.mark.parametrize("name", ["x.fa", "x.fa.gz"])
+def test_iter_blocks_agrees_with_read_fasta(write_fasta, name, block_size):
+    text = "\n\n" + TEXT + ">d\n" + "ACGU" * 50 + "\n>e\nA\n"  # leading blank lines, one long record
+    path = write_fasta(name, text)
+    expected = [(r.id, r.seq, r.line) for r in read_fasta(path)]
+    assert _records_from_blocks(path, block_size) == expected
+    blocks = [b for _, b in iter_blocks(path, block_size)]
+    assert all(b.startswith(b">") for b in blocks)
+
+
+def test_iter_blocks_stops_cleanly_when_abandoned(write_fasta):
+    path = write_fasta("big.fa.gz", "".join(f">r{i}\nACGU\n" for i in range(2000)))
+    before = threading.active_count()
+    gen = iter_blocks(path, 16)
+    next(gen)
+    gen.close()  # the read-ahead thread must finish, not hang or leak
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "line"),
+    [
+        ("", "no FASTA records", None),
+        ("\n  \n\n", "no FASTA records", None),
+        ("\n\nACGU\n>a\nACGU\n", "text before the first '>' header", 3),
+        ("\x00\x01binary\n", "binary data", 1),
+        ("hello world\n", "not a FASTA file", 1),
+    ],
+)
+@pytest.mark.parametrize("reader", ["records", "blocks"])
+def test_fatal_input(write_fasta, text, message, line, reader):
+    path = write_fasta("bad.fa", text)
+    with pytest.raises(InputError, match=message) as err:
+        list(read_fasta(path)) if reader == "records" else list(iter_blocks(path, 4))
+    assert err.value.path == path
+    assert err.value.line == line
+
+
+@pytest.mark.parametrize("reader", [read_fasta, iter_blocks])
+def test_truncated_gzip(tmp_path, reader):
+    path = tmp_path / "t.fa.gz"
+    full = gzip.compress(b"".join(b">r%d\nACGUACGUACGU\n" % i for i in range(5000)))
+    path.write_bytes(full[: len(full) // 2])
+    with pytest.raises(InputError, match="truncated or corrupt gzip"):
+        list(reader(path))
+
+
+@pytest.mark.parametrize(("compress", "name"), [(bz2.compress, "bzip2"), (lzma.compress, "xz")])
+def test_other_compression_is_named(tmp_path, compress, name):
+    path = tmp_path / "x.fa.other"
+    path.write_bytes(compress(b">a\nACGU\n"))
+    with pytest.raises(InputError, match=f"{name}-compressed"):
+        list(iter_blocks(path))
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        list(read_fasta(tmp_path / "nope.fa"))
+    with pytest.raises(InputError, match="is a directory"):
+        list(iter_blocks(tmp_path))
+
+
+def test_header_problems_name_the_line(write_fasta):
+    with pytest.raises(InputError, match="no sequence id") as err:
+        list(read_fasta(write_fasta("noid.fa", ">a\nAC\n>\nGG\n")))
+    assert err.value.line == 3
+    # The last record's header too (it is read after the loop).
+    with pytest.raises(InputError, match="not valid UTF-8") as err:
+        list(read_fasta(write_fasta("utf.fa", b">a\nAC\n>b\xff\xfe\nGG\n")))
+    assert err.value.line == 3
+
+
+@pytest.mark.parametrize("name", ["out.fa", "out.fa.gz"])
+def test_writer_round_trip_and_order(tmp_path, name):
+    path = tmp_path / name
+    with FastaWriter(path) as w:
+        w.write("a", b"ACGU", "desc a")
+        w.write_block(b">b\nGG\n>c x\nUU\n", 2)
+        w.write("d", b"A")
+    assert w.n == 4
+    assert [(r.id, r.description, r.seq) for r in read_fasta(path)] == [
+        ("a", "desc a", b"ACGU"),
+        ("b", "", b"GG"),
+        ("c", "x", b"UU"),
+        ("d", "", b"A"),
+    ]
+
+
+def test_gzip_output_is_reproducible(tmp_path):
+    """Same records, same bytes (gzip mtime fixed): reruns do not change files needlessly."""
+    outputs = []
+    for i in range(2):
+        path = tmp_path / str(i) / "s.fa.gz"
+        path.parent.mkdir()
+        with FastaWriter(path) as w:
+            for k in range(100):
+                w.write(f"r{k}", b"ACGU" * k)
+        outputs.append(path.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_writer_error_surfaces(tmp_path):
+    path = tmp_path / "s.fa"
+    w = FastaWriter(path)
+    w._fh.close()  # a write that fails on the helper thread must reach the caller
+    w.write_block(b">a\nA\n", 1)
+    with pytest.raises(ValueError):
+        w.close()
