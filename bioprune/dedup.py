@@ -66,21 +66,28 @@ def hashes_to_u64(column: pa.Array | pa.ChunkedArray, path: Path, first_row: int
 def find_duplicates(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows that repeat an earlier row's hash, and for each the first row with that hash.
 
-    Both arrays are in increasing order of the duplicate row. A stable lexsort puts equal hashes
+    Both arrays are in increasing order of the duplicate row. A stable sort puts equal hashes
     together with the earliest row first, so "first" is exact without comparing row numbers.
     """
     n = len(hashes)
     if n == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    order = np.lexsort((hashes[:, 1], hashes[:, 0]))
+    # Sorting on the first 64 bits alone is 2-3x faster than a two-key lexsort, and exact unless two
+    # different hashes share those bits (checked below; then the full lexsort runs).
+    order = np.argsort(hashes[:, 0], kind="stable")
     starts_group = np.empty(n, bool)
     starts_group[0] = True
-    # One sorted key at a time keeps the peak at ~40 bytes a row.
-    key = hashes[order, 0]
-    np.not_equal(key[1:], key[:-1], out=starts_group[1:])
-    key = hashes[order, 1]
-    starts_group[1:] |= key[1:] != key[:-1]
-    del key
+    hi = hashes[order, 0]
+    np.not_equal(hi[1:], hi[:-1], out=starts_group[1:])
+    lo = hashes[order, 1]
+    lo_differs = lo[1:] != lo[:-1]
+    if (lo_differs & ~starts_group[1:]).any():
+        order = np.lexsort((hashes[:, 1], hashes[:, 0]))
+        hi, lo = hashes[order, 0], hashes[order, 1]
+        np.not_equal(hi[1:], hi[:-1], out=starts_group[1:])
+        lo_differs = lo[1:] != lo[:-1]
+    starts_group[1:] |= lo_differs
+    del hi, lo, lo_differs
     # Sorted position of each group's first member, carried forward over the group.
     group_start = np.where(starts_group, np.arange(n), 0)
     np.maximum.accumulate(group_start, out=group_start)
@@ -136,14 +143,21 @@ def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:
 
 
 def _write_duplicates(ids: pa.ChunkedArray, dup_rows, kept_rows, path: Path, chunk: int = 1 << 17) -> None:
-    """``duplicate_id<TAB>kept_id`` lines, unquoted (ids hold no whitespace, so no quoting is needed)."""
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("duplicate_id\tkept_id\n")
+    """``duplicate_id<TAB>kept_id`` lines, unquoted (ids hold no whitespace, so no quoting is needed).
+
+    Lines are built by Arrow ("dup" + TAB + "kept" + newline per row) and written straight from its
+    buffer, without one Python object per row.
+    """
+    with open(path, "wb") as fh:
+        fh.write(b"duplicate_id\tkept_id\n")
         for i in range(0, len(dup_rows), chunk):
             pairs = pc.binary_join_element_wise(
                 ids.take(dup_rows[i : i + chunk]), ids.take(kept_rows[i : i + chunk]), "\t"
             )
-            fh.write("\n".join(pairs.to_pylist()) + "\n")
+            lines = pc.binary_join_element_wise(pairs, "", "\n").combine_chunks()
+            if len(lines):
+                offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, lines.offset * 4)
+                fh.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
 
 
 def _write_table(pf: pq.ParquetFile, keep: np.ndarray, path: Path) -> None:
@@ -169,7 +183,9 @@ def _write_fasta(src: Path, keep: np.ndarray, ids: pa.ChunkedArray, path: Path) 
                 lines.pop()
             m = len(lines) // 2
             # Pool FASTA is unwrapped: anything but header/sequence pairs means a foreign or damaged file.
-            if len(lines) % 2 or block.count(b"\n>") + 1 != m:
+            # (Every even line a header, no '>' in odd lines; single-byte searches are the fast ones.)
+            heads, seqs = lines[0::2], lines[1::2]
+            if len(lines) % 2 or b"\n".join(heads).count(b"\n>") + 1 != m or b">" in b"".join(seqs):
                 raise InputError(
                     src, "not an unwrapped pool FASTA (header/sequence line pairs)", line=first_line
                 )
@@ -187,8 +203,8 @@ def _write_fasta(src: Path, keep: np.ndarray, ids: pa.ChunkedArray, path: Path) 
             elif mask.any():
                 sel = mask.tolist()
                 kept_lines: list[bytes] = [b""] * (2 * int(mask.sum()))
-                kept_lines[0::2] = compress(lines[0::2], sel)
-                kept_lines[1::2] = compress(lines[1::2], sel)
+                kept_lines[0::2] = compress(heads, sel)
+                kept_lines[1::2] = compress(seqs, sel)
                 writer.write_block(b"\n".join(kept_lines) + b"\n", len(kept_lines) // 2)
             row += m
             if row >= next_log:

@@ -19,6 +19,15 @@ from pathlib import Path
 
 from bioprune.errors import InputError
 
+try:  # ISA-L: the same gzip format, ~4x faster to write and ~2x faster to read than zlib.
+    from isal import igzip as _gzip
+    from isal.isal_zlib import error as _isal_error
+
+    _GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile, zlib.error, _isal_error)
+except ImportError:  # plain zlib still works, only slower
+    _gzip = gzip  # type: ignore[misc]
+    _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
 GZIP_MAGIC = b"\x1f\x8b"
 # Compressions we do not read: named in the error instead of "text before the first header".
 _OTHER_COMPRESSION = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
@@ -26,7 +35,7 @@ _OTHER_COMPRESSION = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd
 # far below the pool's size.
 BLOCK_SIZE = 1 << 20
 # Level 1: pool files are rewritten at every step; level 1 compresses ~4x faster than the
-# default 9 for ~15% larger files.
+# default 9 for ~15% larger files. (ISA-L's levels are 0-3; its 1 is smaller than zlib's 1.)
 GZIP_LEVEL = 1
 
 
@@ -51,7 +60,7 @@ def open_maybe_gzip(path: os.PathLike | str) -> io.BufferedIOBase:
         raise InputError(p, f"cannot open: {exc.strerror}") from exc
     magic = fh.peek(6)[:6]
     if magic[:2] == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
+        return _gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
     for other, name in _OTHER_COMPRESSION.items():
         if magic.startswith(other):
             fh.close()
@@ -93,7 +102,7 @@ def read_fasta(path: os.PathLike | str) -> Iterator[Record]:
                         p, f"text before the first '>' header: {_show(line)}; not a FASTA file?", line=line_no
                     )
                 chunks.append(line)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+    except _GZIP_ERRORS as exc:
         raise InputError(p, f"truncated or corrupt gzip stream after line {line_no} ({exc})") from exc
     if header is None:
         raise InputError(p, "no FASTA records found (empty file or no '>' header)")
@@ -149,7 +158,7 @@ def iter_blocks(path: os.PathLike | str, block_size: int | None = None) -> Itera
                 yield line, block
                 line += block.count(b"\n") + 1
                 carry = buf[cut + 1 :]
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+    except _GZIP_ERRORS as exc:
         raise InputError(p, f"truncated or corrupt gzip stream after line {line} ({exc})") from exc
     except OSError as exc:
         raise InputError(p, f"read error after line {line}: {exc.strerror or exc}") from exc
@@ -160,7 +169,7 @@ def iter_blocks(path: os.PathLike | str, block_size: int | None = None) -> Itera
 
 
 def _read_ahead(fh: io.BufferedIOBase, size: int, depth: int = 2) -> Iterator[bytes]:
-    """``fh.read(size)`` chunks, read (and gunzipped: zlib drops the GIL) by a helper thread ahead of use."""
+    """``fh.read(size)`` chunks, read (and gunzipped, without the GIL) by a helper thread ahead of use."""
     with ThreadPoolExecutor(1, thread_name_prefix="fasta-read") as pool:
         pending = deque(pool.submit(fh.read, size) for _ in range(depth))
         try:
@@ -195,12 +204,12 @@ class FastaWriter:
 
     def __init__(self, path: os.PathLike | str, background: bool = True):
         self.path = Path(path)
-        # Compression runs on a helper thread (zlib drops the GIL), overlapping the caller's parsing.
+        # Compression runs on a helper thread (it drops the GIL), overlapping the caller's parsing.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fasta-write") if background else None
         self._pending: deque[Future] = deque()
         if self.path.suffix == ".gz":
             # mtime=0: the same records give the same bytes, run after run.
-            self._fh = gzip.GzipFile(self.path, "wb", compresslevel=GZIP_LEVEL, mtime=0)
+            self._fh = _gzip.GzipFile(self.path, "wb", compresslevel=GZIP_LEVEL, mtime=0)
         else:
             self._fh = open(self.path, "wb")
         self._buf: list[bytes] = []

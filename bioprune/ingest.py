@@ -171,13 +171,16 @@ class _Ingester:
         body = block.rstrip(b"\n")
         lines = body.split(b"\n")
         n = len(lines) // 2
-        if len(lines) == 2 * n and body.count(b"\n>") + 1 == n:
+        if len(lines) == 2 * n:
             heads = lines[0::2]
             seq_lines = lines[1::2]
-            # n lines start with '>'; none in an odd position means exactly the even ones are headers.
-            odd = b"\n".join(seq_lines)
             joined = b"\n".join(heads)
-            if not (odd.startswith(b">") or b"\n>" in odd) and not any(x in joined for x in _ODD_HEADER):
+            # Every even line is a header and no odd line holds a '>' (single-byte searches are fast).
+            if (
+                joined.count(b"\n>") + 1 == n
+                and b">" not in b"".join(seq_lines)
+                and not any(x in joined for x in _ODD_HEADER)
+            ):
                 parts = [h.partition(b" ") for h in joined[1:].replace(b"\n>", b"\n").split(b"\n")]
                 ids = [x[0] for x in parts]
                 if b"" not in ids and not joined.endswith(b" "):

@@ -6,6 +6,7 @@ import bz2
 import gzip
 import lzma
 import threading
+import zlib
 
 import pytest
 
@@ -146,3 +147,29 @@ def test_writer_error_surfaces(tmp_path):
     w.write_block(b">a\nA\n", 1)
     with pytest.raises(ValueError):
         w.close()
+
+
+@pytest.fixture(params=["default", "zlib"])
+def gzip_impl(request, monkeypatch):
+    """Run with the fast ISA-L gzip (when installed) and with the plain-zlib fallback."""
+    if request.param == "zlib":
+        monkeypatch.setattr("bioprune.fasta._gzip", gzip)
+        monkeypatch.setattr("bioprune.fasta._GZIP_ERRORS", (EOFError, gzip.BadGzipFile, zlib.error))
+    return request.param
+
+
+def test_both_gzip_implementations(tmp_path, gzip_impl):
+    path = tmp_path / "s.fa.gz"
+    records = [(f"r{k}", b"ACGU" * (k % 7 + 1)) for k in range(3000)]
+    with FastaWriter(path) as w:
+        for rec_id, seq in records:
+            w.write(rec_id, seq)
+    assert gzip.decompress(path.read_bytes()).count(b">") == 3000  # a standard gzip stream
+    assert [(r.id, r.seq) for r in read_fasta(path)] == records
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated or corrupt gzip"):
+        list(iter_blocks(path))
+    path.write_bytes(data[:200] + bytes(100) + data[300:])
+    with pytest.raises(InputError, match="truncated or corrupt gzip"):
+        list(iter_blocks(path))
