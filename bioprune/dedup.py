@@ -14,8 +14,10 @@ input order) and ``dedup_report.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from itertools import compress
 from pathlib import Path
 
@@ -89,7 +91,8 @@ def find_duplicates(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts_group[1:] |= lo_differs
     del hi, lo, lo_differs
     # Sorted position of each group's first member, carried forward over the group.
-    group_start = np.where(starts_group, np.arange(n), 0)
+    group_start = np.arange(n)
+    group_start[~starts_group] = 0
     np.maximum.accumulate(group_start, out=group_start)
     is_dup = ~starts_group
     dup_rows = order[is_dup]
@@ -117,29 +120,39 @@ def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:
 
     log.info("%s: reading %d hashes", table_in, n)
     # Row group by row group: the hex strings (~80 bytes a row in Arrow) never exist all at once.
-    parts, row = [], 0
-    for i in range(pf.num_row_groups):
-        col = pf.read_row_group(i, columns=["hash"], use_threads=False).column("hash")
-        parts.append(hashes_to_u64(col, table_in, row))
-        row += len(col)
-    hashes = np.concatenate(parts)
-    del parts
+    hashes = np.empty((n, 2), np.uint64)
+    row = 0
+    with _readable(table_in):
+        for i in range(pf.num_row_groups):
+            col = pf.read_row_group(i, columns=["hash"], use_threads=False).column("hash")
+            hashes[row : row + len(col)] = hashes_to_u64(col, table_in, row)
+            row += len(col)
     dup_rows, kept_rows = find_duplicates(hashes)
-    del hashes
+    del hashes  # before the ids are read: the peak stays at the larger of the two
     keep = np.ones(n, bool)
     keep[dup_rows] = False
     n_kept = int(keep.sum())
-    ids = pf.read(columns=["id"], use_threads=False).column("id")
+    with _readable(table_in):
+        ids = pf.read(columns=["id"], use_threads=False).column("id")
     log.info("%d distinct sequences, %d duplicates", n_kept, len(dup_rows))
 
     with staged_dir(out) as stage:
         _write_duplicates(ids, dup_rows, kept_rows, stage / DUPLICATES_NAME)
-        _write_table(pf, keep, stage / TABLE_NAME)
+        _write_table(pf, table_in, keep, stage / TABLE_NAME)
         _write_fasta(fasta_in, keep, ids, stage / FASTA_NAME)
         report = _report(src, n, n_kept, dup_rows, kept_rows, ids)
         write_report(stage / REPORT_NAME, report)
     log.info("kept %d of %d records (%d duplicates)", n_kept, n, n - n_kept)
     return report
+
+
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """A damaged Parquet file is the user's input problem: one line, not a traceback."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(path, f"not a readable Parquet table ({exc})") from exc
 
 
 def _write_duplicates(ids: pa.ChunkedArray, dup_rows, kept_rows, path: Path, chunk: int = 1 << 17) -> None:
@@ -160,12 +173,13 @@ def _write_duplicates(ids: pa.ChunkedArray, dup_rows, kept_rows, path: Path, chu
                 fh.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
 
 
-def _write_table(pf: pq.ParquetFile, keep: np.ndarray, path: Path) -> None:
+def _write_table(pf: pq.ParquetFile, src: Path, keep: np.ndarray, path: Path) -> None:
     """Copy the kept rows one row group at a time: descriptions and other columns are never all in memory."""
     row = 0
     with pq.ParquetWriter(path, pf.schema_arrow, use_dictionary=["source"], compression="zstd") as writer:
         for i in range(pf.num_row_groups):
-            group = pf.read_row_group(i, use_threads=False)
+            with _readable(src):
+                group = pf.read_row_group(i, use_threads=False)
             mask = keep[row : row + group.num_rows]
             row += group.num_rows
             writer.write_table(group.filter(pa.array(mask)))

@@ -148,6 +148,7 @@ class _Ingester:
         source = pa.scalar(str(path), pa.string())
         next_log = PROGRESS_EVERY
         start = time.perf_counter()
+        log.info("reading %s", path)
         for first_line, block in iter_blocks(path):
             n_in, n_kept = self._add_block(path, source, first_line, block, fasta, table, stats["dropped"])
             stats["records"] += n_in
@@ -329,7 +330,7 @@ class _Ingester:
                     line += rec.count(b"\n") + 1
         # Only 64-bit hash collisions between distinct ids: nothing to report.
 
-    def report(self, settings: dict, inputs: list[Path]) -> dict:
+    def report(self, settings: dict) -> dict:
         return {
             "step": "ingest",
             "bioprune_version": __version__,
@@ -399,7 +400,7 @@ def ingest(
         if worker.kept == 0:
             counts = ", ".join(f"{r} {n}" for r, n in worker.dropped.items() if n)
             raise InputError(paths[0], f"no record left after filtering ({counts}); nothing to write")
-        report = worker.report(settings, paths)
+        report = worker.report(settings)
         write_report(stage / REPORT_NAME, report)
     log.info("kept %d of %d records; dropped %s", report["kept"], report["input_records"], report["dropped"])
     return report

@@ -144,6 +144,8 @@ def _damage(pool, how):
         pq.write_table(pq.read_table(pool / "sequences.parquet").drop(["hash"]), pool / "sequences.parquet")
     elif how == "table_missing":
         (pool / "sequences.parquet").unlink()
+    elif how == "table_garbage":
+        (pool / "sequences.parquet").write_bytes(b"PAR1 not really parquet")
 
 
 @pytest.mark.parametrize(
@@ -155,6 +157,7 @@ def _damage(pool, how):
         ("bad_hash", "row 1: hash is not 32 hex characters"),
         ("no_hash", "missing column(s) ['hash']"),
         ("table_missing", "sequences.parquet is missing"),
+        ("table_garbage", "not a readable Parquet table"),
     ],
 )
 def test_damaged_pool_is_an_error_and_leaves_nothing(tmp_path, write_fasta, how, message):
