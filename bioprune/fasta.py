@@ -29,6 +29,7 @@ except ImportError:  # plain zlib still works, only slower
     _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 # Compressions we do not read: named in the error instead of "text before the first header".
 _OTHER_COMPRESSION = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 # Bytes read at a time by iter_blocks: big enough that per-read overhead vanishes, small enough to stay
@@ -86,6 +87,8 @@ def read_fasta(path: os.PathLike | str) -> Iterator[Record]:
         with fh:
             for raw in fh:
                 line_no += 1
+                if line_no == 1:
+                    raw = raw.removeprefix(UTF8_BOM)
                 if raw[:1] == b">":
                     if header is not None:
                         n_records += 1
@@ -132,6 +135,10 @@ def iter_blocks(path: os.PathLike | str, block_size: int | None = None) -> Itera
             for chunk in chunks:
                 buf = carry + chunk if carry else chunk
                 if not started:
+                    if len(buf) < len(UTF8_BOM) and UTF8_BOM.startswith(buf):
+                        carry = buf  # a byte-order mark cut by the read: wait for the rest
+                        continue
+                    buf = buf.removeprefix(UTF8_BOM)  # Windows editors start text files with one
                     rest = buf.lstrip(b" \t\r\n\v\f")
                     if not rest:  # only blank lines so far
                         carry = buf

@@ -168,6 +168,9 @@ class _Ingester:
         lines) takes the general path, which gives the same result.
         """
         if b"\r" in block:  # CRLF: a CR is never data
+            if b"\n" not in block and b"\r" in block.rstrip(b"\r"):
+                msg = "lines end in CR alone (classic Mac text); convert the file to LF or CRLF line ends"
+                raise InputError(path, msg, line=first_line)
             block = block.replace(b"\r", b"")
         body = block.rstrip(b"\n")
         lines = body.split(b"\n")

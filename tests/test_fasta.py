@@ -173,3 +173,10 @@ def test_both_gzip_implementations(tmp_path, gzip_impl):
     path.write_bytes(data[:200] + bytes(100) + data[300:])
     with pytest.raises(InputError, match="truncated or corrupt gzip"):
         list(iter_blocks(path))
+
+
+@pytest.mark.parametrize("name", ["bom.fa", "bom.fa.gz"])
+def test_utf8_bom_is_skipped(write_fasta, name):
+    path = write_fasta(name, b"\xef\xbb\xbf>a\nACGU\n>b\nGG\n")
+    assert [(r.id, r.seq) for r in read_fasta(path)] == [("a", b"ACGU"), ("b", b"GG")]
+    assert [(i, s) for i, s, _ in _records_from_blocks(path, 2)] == [("a", b"ACGU"), ("b", b"GG")]

@@ -61,6 +61,11 @@ def test_rna_normalisation(tmp_path, write_fasta, name):
     assert report["kept_residues"] == 28
 
 
+def test_utf8_byte_order_mark_is_ignored(tmp_path, write_fasta):
+    ingest([write_fasta("bom.fa", b"\xef\xbb\xbf>a x\nACGU\n")], tmp_path / "out", "rna")
+    assert _outputs(tmp_path / "out")[0] == [("a", "x", b"ACGU")]
+
+
 def test_protein_alphabet_keeps_t_and_rare_codes(tmp_path, write_fasta):
     path = write_fasta("p.fa", ">p1\nmktayiakqr\n>p2\nXBUZO-LAG*\n")
     ingest([path], tmp_path / "out", "protein")
@@ -218,6 +223,7 @@ FATAL = {
     "truncated_gzip": (lambda tmp, w: _truncated_gzip(tmp), "truncated or corrupt gzip"),
     "no_id": (lambda tmp, w: w("noid.fa", ">a\nAC\n>   \nGG\n"), ":3: header has no sequence id"),
     "bad_utf8": (lambda tmp, w: w("utf.fa", b">a\nAC\n>b \xff\nGG\n"), ":3: header is not valid UTF-8"),
+    "cr_only": (lambda tmp, w: w("mac.fa", ">a\rACGU\r>b\rGG\r"), ":1: lines end in CR alone"),
 }
 
 
