@@ -185,8 +185,8 @@ class _Ingester:
                 and b">" not in b"".join(seq_lines)
                 and not any(x in joined for x in _ODD_HEADER)
             ):
-                parts = [h.partition(b" ") for h in joined[1:].replace(b"\n>", b"\n").split(b"\n")]
-                ids = [x[0] for x in parts]
+                parts = [h.partition(b" ") for h in heads]
+                ids = [x[0][1:] for x in parts]
                 if b"" not in ids and not joined.endswith(b" "):
                     table, delete = self.table, self.delete
                     seqs = [x.translate(table, delete) for x in seq_lines]
