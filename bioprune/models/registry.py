@@ -5,13 +5,13 @@ Sizes (layers / hidden / heads / FFN / max tokens incl. ``<cls>``/``<eos>``):
 =========  ==========  ===================================================================
 backend    size        shape
 =========  ==========  ===================================================================
-rnafm      tiny        4 / 128 / 4 / 512 / 1024  (~0.8M parameters; tests and CPU runs)
-rnafm      small       6 / 320 / 8 / 1280 / 1024  (~7.6M)
-rnafm      official    12 / 640 / 20 / 5120 / 1024  (~99.5M, RNA-FM as published)
-esmc       tiny        4 / 128 / 4 / 512 / 1024
-esmc       small       6 / 384 / 6 / 1024 / 2048
-esmc       300m        30 / 960 / 15 / 2560 / 2048  (ESM-C 300M)
-esmc       600m        36 / 1152 / 18 / 3072 / 2048  (ESM-C 600M)
+rnafm      tiny        4 / 128 / 4 / 512 / 1024  (0.94M parameters; tests and CPU runs)
+rnafm      small       6 / 320 / 8 / 1280 / 1024  (7.8M)
+rnafm      official    12 / 640 / 20 / 5120 / 1024  (99.5M, RNA-FM as published)
+esmc       tiny        4 / 128 / 4 / 512 / 1024  (1.1M)
+esmc       small       6 / 384 / 6 / 1024 / 2048  (10.8M)
+esmc       300m        30 / 960 / 15 / 2560 / 2048  (333M as counted here; ESM-C 300M)
+esmc       600m        36 / 1152 / 18 / 3072 / 2048  (575M; ESM-C 600M)
 =========  ==========  ===================================================================
 
 Any field can be overridden (``build_model("rnafm", "tiny", layers=2)``; ``model.overrides`` in the

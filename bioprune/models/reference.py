@@ -1,0 +1,221 @@
+"""``bioprune reference``: draw D_sub from the pool and build the reference model θ̃ (DESIGN.md §2.1).
+
+D_sub is a seeded uniform sample without replacement of the pool's records (``--dsub-size`` records or
+``--dsub-fraction`` of them). Then, in the paper's order of preference:
+
+- ``--init CHECKPOINT`` (official RNA-FM/ESM-C weights or a bioprune model): fine-tune it on D_sub,
+  one epoch by default, as the paper does (their ablation: skipping this hurts);
+- ``--init CHECKPOINT --no-finetune``: use the checkpoint as it is;
+- no checkpoint: train a model of ``--backend/--size`` from scratch on D_sub (10 epochs by default).
+
+Outputs (``--out``): ``model.pt`` (bioprune model format), ``dsub_ids.txt`` (one id per line, pool
+order), ``dsub.fasta.gz``, ``train_log.jsonl`` / ``train_report.json`` when it trained, and
+``reference_report.json`` (written last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from bioprune import pool as pool_mod
+from bioprune.atomic import atomic_path, staged_dir
+from bioprune.errors import ConfigError, InputError
+from bioprune.fasta import FastaWriter, read_fasta
+from bioprune.models.registry import BACKEND_ALPHABET, default_backend, save_model, spec_of
+from bioprune.models.train import TrainSettings, init_distributed_from_env, train
+from bioprune.models.train_cli import (
+    add_model_options,
+    add_training_options,
+    model_from_args,
+    settings_from_args,
+)
+
+log = logging.getLogger(__name__)
+
+FINETUNE_EPOCHS = 1
+SCRATCH_EPOCHS = 10
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pool", help="pool folder (sequences.parquet + sequences.fasta.gz)")
+    p.add_argument("--out", required=True, help="output folder")
+    g = p.add_argument_group("D_sub")
+    g.add_argument("--dsub-size", type=int, help="number of pool records in D_sub")
+    g.add_argument("--dsub-fraction", type=float, help="fraction of the pool in D_sub")
+    g.add_argument("--dsub-seed", type=int, default=0, help="seed of the D_sub draw")
+    add_model_options(p)
+    p.add_argument("--no-finetune", action="store_true", help="with --init: use the checkpoint unchanged")
+    add_training_options(p)
+    p.set_defaults(epochs=None)
+
+
+def dsub_count(n_pool: int, size: int | None, fraction: float | None) -> int:
+    if (size is None) == (fraction is None):
+        raise ConfigError("give exactly one of --dsub-size and --dsub-fraction")
+    if size is not None:
+        if size < 1:
+            raise ConfigError(f"--dsub-size must be >= 1, got {size}")
+        k = size
+    else:
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"--dsub-fraction must be in (0, 1], got {fraction}")
+        k = max(1, round(fraction * n_pool))
+    if k > n_pool:
+        log.warning("D_sub of %d requested but the pool has %d records; using the whole pool", k, n_pool)
+    return min(k, n_pool)
+
+
+def draw_dsub(pool_dir: Path, k: int, seed: int, out: Path) -> dict:
+    """Write ``dsub.fasta.gz`` and ``dsub_ids.txt`` for a seeded sample of ``k`` pool records."""
+    table = pool_mod.table_path(pool_dir)
+    fasta = pool_mod.fasta_path(pool_dir)
+    pf = pq.ParquetFile(table)
+    n = pf.metadata.num_rows
+    chosen = np.zeros(n, dtype=bool)
+    chosen[np.random.default_rng(seed).choice(n, size=k, replace=False)] = True
+    # ids of the chosen rows, read column-wise in row groups so memory stays bounded
+    ids: list[str] = []
+    row = 0
+    for batch in pf.iter_batches(columns=["id"], batch_size=65536):
+        col = batch.column(0).to_pylist()
+        sel = np.flatnonzero(chosen[row : row + len(col)])
+        ids.extend(col[i] for i in sel)
+        row += len(col)
+    expected = iter(ids)
+    written = 0
+    with staged_dir(out) as stage:
+        with FastaWriter(stage / "dsub.fasta.gz") as w:
+            for i, rec in enumerate(read_fasta(fasta)):
+                if i >= n:
+                    raise InputError(fasta, f"has more records than {table.name} ({n})", line=rec.line)
+                if chosen[i]:
+                    want = next(expected)
+                    if rec.id != want:
+                        raise InputError(
+                            fasta,
+                            f"record {i + 1} is {rec.id!r} but {table.name} row {i + 1} is {want!r}",
+                            line=rec.line,
+                        )
+                    w.write(rec.id, rec.seq, rec.description)
+                    written += 1
+        if written != k:
+            raise InputError(
+                fasta, f"has fewer records than {table.name} ({n}); is the pool folder complete?"
+            )
+        (stage / "dsub_ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    return {"pool_records": n, "dsub_records": k, "dsub_seed": seed}
+
+
+def workflow_args(config: dict) -> dict[str, str]:
+    """Command-line pieces the workflow's ``reference`` rule passes, from a validated config.
+
+    Every setting that changes the reference model is in them, so Snakemake reruns the rule when one
+    changes. Keys: ``launcher`` (python or torchrun), ``dsub``, ``model``, ``train``."""
+    m, t, r = config["model"], config["train"], config["reference"]
+    backend = m["backend"] or default_backend(config["alphabet"])
+    if BACKEND_ALPHABET[backend] != config["alphabet"]:
+        raise ConfigError(
+            f"model.backend {backend} is for {BACKEND_ALPHABET[backend]}, not {config['alphabet']}"
+        )
+    dsub = f"--dsub-seed {r['seed']} " + (
+        f"--dsub-size {r['dsub_size']}" if r["dsub_size"] else f"--dsub-fraction {r['dsub_fraction']}"
+    )
+    if m["checkpoint"]:
+        model = f"--init {shlex.quote(str(m['checkpoint']))} --backend {backend}"
+        model += "" if r["finetune"] else " --no-finetune"
+        epochs = r["finetune_epochs"]
+    else:
+        model = f"--backend {backend} --size {m['size']}"
+        model += "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(m["overrides"].items()))
+        epochs = r["scratch_epochs"]
+    budget = f"--max-steps {r['max_steps']}" if r["max_steps"] else f"--epochs {epochs}"
+    lr = r["lr"] if r["lr"] is not None else t["lr"]
+    opts = [
+        budget,
+        f"--lr {lr}",
+        f"--min-lr-ratio {t['min_lr_ratio']}",
+        f"--warmup {t['warmup']}",
+        f"--schedule {t['schedule']}",
+        f"--weight-decay {t['weight_decay']}",
+        f"--grad-clip {t['grad_clip']}",
+        f"--accumulate {t['accumulate']}",
+        f"--max-tokens-per-batch {t['max_tokens_per_batch']}",
+        f"--mask-prob {t['mask_prob']}",
+        f"--val-fraction {t['val_fraction']}",
+        f"--precision {t['precision']}",
+        f"--seed {t['seed']}",
+        f"--checkpoint-every {t['checkpoint_every']}",
+    ]
+    if t["max_batch_size"]:
+        opts.append(f"--max-batch-size {t['max_batch_size']}")
+    n = t["processes"]
+    launcher = "python" if n == 1 else f"torchrun --standalone --nproc-per-node {n}"
+    return {"launcher": launcher, "dsub": dsub, "model": model, "train": " ".join(opts)}
+
+
+def run(args: argparse.Namespace) -> int:
+    pool_dir = Path(args.pool)
+    out = Path(args.out)
+    if args.no_finetune and not args.init:
+        raise ConfigError("--no-finetune needs --init CHECKPOINT")
+    mode = "scratch" if not args.init else ("checkpoint" if args.no_finetune else "finetune")
+    if args.epochs is None and args.max_steps is None:
+        args.epochs = SCRATCH_EPOCHS if mode == "scratch" else FINETUNE_EPOCHS
+    settings: TrainSettings = settings_from_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n_pool = pq.ParquetFile(pool_mod.table_path(pool_dir)).metadata.num_rows
+    k = dsub_count(n_pool, args.dsub_size, args.dsub_fraction)
+    launched = init_distributed_from_env()
+    try:
+        dsub = {}
+        if launched.main:
+            out.mkdir(parents=True, exist_ok=True)
+            dsub = draw_dsub(pool_dir, k, args.dsub_seed, out)
+            log.info("D_sub: %d of %d pool records (seed %d)", k, n_pool, args.dsub_seed)
+        if launched.world > 1:
+            torch.distributed.barrier()
+        model, init = model_from_args(args)
+        train_report = None
+        if mode == "checkpoint":
+            if launched.main:
+                save_model(model, out / "model.pt")
+        else:
+            train_report = train(model, out / "dsub.fasta.gz", out, settings, init=init)
+            if "stopped_at_step" in train_report:
+                return 0
+    finally:
+        if launched.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if launched.main:
+        report = {
+            "pool": str(pool_dir),
+            **dsub,
+            "mode": mode,
+            "init": init,
+            "model": spec_of(model).to_dict(),
+            "train": None
+            if train_report is None
+            else {
+                k: train_report[k]
+                for k in (
+                    "steps",
+                    "epochs_completed",
+                    "final_train_loss",
+                    "val_loss",
+                    "val_perplexity",
+                    "uniform_loss",
+                )
+            },
+        }
+        with atomic_path(out / "reference_report.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
