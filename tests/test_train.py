@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import random
@@ -152,3 +153,37 @@ def test_bad_character_in_training_data_names_record(tmp_path, capsys):
     assert run_train(data, tmp_path / "o", "--max-steps", "1") == 2
     err = capsys.readouterr().err
     assert "'weird'" in err and "'E' at position 5" in err
+
+
+def test_esmc_trains_and_resumes_from_a_pool_folder(tmp_path):
+    """The transformers backend through the same loop; data given as a pool folder."""
+    rng = random.Random(0)
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    seqs = [
+        "".join(rng.choice("ACDEFGHIKLMNPQRSTVWY") for _ in range(rng.randint(20, 70))) for _ in range(60)
+    ]
+    with gzip.open(pool / "sequences.fasta.gz", "wt") as fh:
+        fh.writelines(f">p{i}\n{s}\n" for i, s in enumerate(seqs))
+    esmc = [
+        "--backend",
+        "esmc",
+        "--layers",
+        "2",
+        "--hidden",
+        "32",
+        "--heads",
+        "4",
+        "--ffn",
+        "64",
+        "--threads",
+        "1",
+    ]
+    common = [*esmc, "--max-steps", "6", "--checkpoint-every", "2", "--max-tokens-per-batch", "512"]
+    assert main(["train", str(pool), "--out", str(tmp_path / "full"), *common]) == 0
+    assert main(["train", str(pool), "--out", str(tmp_path / "cut"), *common, "--stop-after-steps", "5"]) == 0
+    assert main(["train", str(pool), "--out", str(tmp_path / "cut"), *common]) == 0
+    assert json.loads((tmp_path / "cut" / "train_report.json").read_text())["resumed_from_step"] == 4
+    assert same_weights(tmp_path / "full" / "model.pt", tmp_path / "cut" / "model.pt")
+    report = json.loads((tmp_path / "full" / "train_report.json").read_text())
+    assert report["model"]["backend"] == "esmc" and report["data"]["sequences"] == 60
