@@ -30,6 +30,7 @@ from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, iter_blocks
+from bioprune.ingest import bool_array, int_array, repeated_string
 from bioprune.pool import FASTA_NAME, TABLE_NAME, fasta_path, table_path, write_report
 
 log = logging.getLogger(__name__)
@@ -161,13 +162,14 @@ def _write_duplicates(ids: pa.ChunkedArray, dup_rows, kept_rows, path: Path, chu
     Lines are built by Arrow ("dup" + TAB + "kept" + newline per row) and written straight from its
     buffer, without one Python object per row.
     """
+    tab, newline, empty = repeated_string("\t", 1)[0], repeated_string("\n", 1)[0], repeated_string("", 1)[0]
     with open(path, "wb") as fh:
         fh.write(b"duplicate_id\tkept_id\n")
         for i in range(0, len(dup_rows), chunk):
-            pairs = pc.binary_join_element_wise(
-                ids.take(dup_rows[i : i + chunk]), ids.take(kept_rows[i : i + chunk]), "\t"
-            )
-            lines = pc.binary_join_element_wise(pairs, "", "\n").combine_chunks()
+            dup = ids.take(int_array(dup_rows[i : i + chunk], np.int64))
+            kept = ids.take(int_array(kept_rows[i : i + chunk], np.int64))
+            pairs = pc.binary_join_element_wise(dup, kept, tab)
+            lines = pc.binary_join_element_wise(pairs, empty, newline).combine_chunks()
             if len(lines):
                 offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, lines.offset * 4)
                 fh.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
@@ -182,7 +184,7 @@ def _write_table(pf: pq.ParquetFile, src: Path, keep: np.ndarray, path: Path) ->
                 group = pf.read_row_group(i, use_threads=False)
             mask = keep[row : row + group.num_rows]
             row += group.num_rows
-            writer.write_table(group.filter(pa.array(mask)))
+            writer.write_table(group.filter(bool_array(mask)))
 
 
 def _write_fasta(src: Path, keep: np.ndarray, ids: pa.ChunkedArray, path: Path) -> None:

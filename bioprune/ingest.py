@@ -75,6 +75,44 @@ def sequence_hash(seq: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(seq)
 
 
+# Arrow arrays are built from buffers: pa.array() and pa.scalar() import pandas on first use, which
+# costs each step ~0.5 s of start-up for nothing.
+
+
+def string_array(values: list[bytes]) -> pa.Array:
+    """A UTF-8 string array from bytes (raises pa.ArrowInvalid on invalid UTF-8)."""
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), out=offsets[1:])
+    arr = _from_buffers(pa.string(), len(values), offsets.astype(np.int32), b"".join(values))
+    arr.validate(full=True)
+    return arr
+
+
+def repeated_string(value: str, n: int) -> pa.Array:
+    data = value.encode()
+    return _from_buffers(pa.string(), n, np.arange(n + 1, dtype=np.int32) * len(data), data * n)
+
+
+def int_array(values, dtype=np.int32) -> pa.Array:
+    a = np.ascontiguousarray(values, dtype)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(a.dtype), len(a), [None, pa.py_buffer(a)])
+
+
+def bool_array(mask: np.ndarray) -> pa.Array:
+    bits = np.packbits(np.asarray(mask, bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+
+
+def _from_buffers(kind: pa.DataType, n: int, offsets: np.ndarray, data: bytes) -> pa.Array:
+    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def hash_array(seqs: list[bytes]) -> pa.Array:
+    """The ``hash`` column: hex xxh3-128 of each sequence (same text as ``xxh3_128_hexdigest``)."""
+    hexes = b"".join(map(xxhash.xxh3_128_digest, seqs)).hex().encode()
+    return _from_buffers(pa.string(), len(seqs), np.arange(len(seqs) + 1, dtype=np.int32) * 32, hexes)
+
+
 def _show_char(byte: int) -> str:
     return chr(byte) if 33 <= byte < 127 else f"0x{byte:02X}"
 
@@ -145,7 +183,7 @@ class _Ingester:
     # -- one input file ------------------------------------------------------------------------
     def add_file(self, path: Path, fasta: FastaWriter, table: _TableWriter) -> None:
         stats = {"path": str(path), "records": 0, "kept": 0, "dropped": dict.fromkeys(REASONS, 0)}
-        source = pa.scalar(str(path), pa.string())
+        source = str(path)
         next_log = PROGRESS_EVERY
         start = time.perf_counter()
         log.info("reading %s", path)
@@ -227,7 +265,7 @@ class _Ingester:
             heads = [heads[i] for i in keep]
             seqs = [seqs[i] for i in keep]
             lengths = [lengths[i] for i in keep]
-            keep_idx = pa.array(keep, pa.int64())
+            keep_idx = int_array(keep, np.int64)
             id_col, desc_col = id_col.take(keep_idx), desc_col.take(keep_idx)
         k = len(seqs)
 
@@ -241,9 +279,9 @@ class _Ingester:
             [
                 id_col,
                 desc_col,
-                pa.repeat(source, k),
-                pa.array(lengths, pa.int32()),
-                pa.array(list(map(xxhash.xxh3_128_hexdigest, seqs)), pa.string()),
+                repeated_string(source, k),
+                int_array(lengths),
+                hash_array(seqs),
             ],
             schema=TABLE_SCHEMA,
         )
@@ -259,7 +297,7 @@ class _Ingester:
     def _utf8(values: list[bytes], heads: list[bytes], path: Path, line_of) -> pa.Array:
         """Decode header fields in C (Arrow validates UTF-8); find the culprit only when it fails."""
         try:
-            return pa.array(values, pa.binary()).cast(pa.string())
+            return string_array(values)
         except pa.ArrowInvalid:
             for k, h in enumerate(heads):
                 try:

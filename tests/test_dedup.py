@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -183,3 +185,17 @@ def test_rfam_seeds_duplicates(shared_data, tmp_path):
     assert report["kept"] == len(kept)
     assert report["duplicates"] == len(pairs)
     assert _read_tsv(tmp_path / "dedup" / "duplicates.tsv") == pairs
+
+
+def test_ingest_and_dedup_do_not_import_pandas(tmp_path, write_fasta):
+    """pa.array()/pa.scalar() import pandas (~0.5 s of start-up per step); the pool steps avoid them."""
+    path = write_fasta("p.fa", ">a\nACGU\n>b\nACGU\n>c\nGX\n")
+    code = (
+        "import sys; from bioprune import cli; "
+        f"cli.main(['ingest', '--alphabet', 'rna', '--out', {str(tmp_path / 'i')!r}, {str(path)!r}]); "
+        f"cli.main(['dedup', '--out', {str(tmp_path / 'd')!r}, {str(tmp_path / 'i')!r}]); "
+        "print('pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert json.loads((tmp_path / "d" / "dedup_report.json").read_text())["duplicates"] == 1
