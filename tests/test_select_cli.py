@@ -326,3 +326,18 @@ def test_changing_cci_beta_reruns_only_cci_selections_and_what_follows(tmp_path)
         f"strategy={s}, budget=rate0.9, seed=0"
         for s in ("topi", "cci", "loss", "cluster", "random1x", "random2x")
     )
+
+
+def test_scores_in_pool_order_and_shuffled_select_the_same(data, tmp_path):
+    pool, scores = data
+    assert select(pool, scores, tmp_path / "shuffled", "--strategy", "topi", "--count", "40") == 0
+    table = pq.read_table(scores).to_pandas()
+    table["row"] = table["id"].str[3:].astype(int)
+    pq.write_table(
+        pa.Table.from_pandas(table.sort_values("row").drop(columns="row"), preserve_index=False), scores
+    )
+    assert select(pool, scores, tmp_path / "ordered", "--strategy", "topi", "--count", "40") == 0
+    assert (tmp_path / "ordered" / "ids.txt").read_text() == (tmp_path / "shuffled" / "ids.txt").read_text()
+    assert fasta_ids(tmp_path / "ordered" / "coreset.fasta.gz") == fasta_ids(
+        tmp_path / "shuffled" / "coreset.fasta.gz"
+    )

@@ -19,9 +19,18 @@ def sequential_allocate(sizes, k):
     return out
 
 
+@pytest.fixture(params=["per-group draws", "one permutation"])
+def sampling_path(request, monkeypatch):
+    """Run a test through both ways sample_in_groups samples (few groups / many groups)."""
+    if request.param == "one permutation":
+        monkeypatch.setattr(st, "FEW_GROUPS", 0)
+    return request.param
+
+
 def test_top_k_breaks_ties_at_the_cut_by_row_and_orders_highest_first():
     values = np.array([1.0, 3.0, 3.0, 3.0, 2.0, 5.0])
     assert st.top_k(values, 3).tolist() == [5, 1, 2]
+    assert st.top_k(values, 3, ordered=False).tolist() == [1, 2, 5]
     assert st.top_k(values, 1).tolist() == [5]
     assert st.top_k(values, 6).tolist() == [5, 1, 2, 3, 4, 0]
     assert st.top_k(values, 0).tolist() == []
@@ -99,7 +108,7 @@ def test_cci_budget_above_what_survives_the_drop_is_a_clear_error():
         st.select_cci(HAND, k=19, beta=0.1, bins=4, rng=np.random.default_rng(0))
 
 
-def test_seeded_strategies_are_reproducible_and_seed_dependent():
+def test_seeded_strategies_are_reproducible_and_seed_dependent(sampling_path):
     values = np.random.default_rng(1).lognormal(size=5000)
     groups = np.random.default_rng(2).integers(0, 300, 5000)
     runs = {
@@ -114,21 +123,21 @@ def test_seeded_strategies_are_reproducible_and_seed_dependent():
         assert len(np.unique(a)) == 400 and (np.diff(a) > 0).all(), name
 
 
-def test_sampling_inside_a_group_is_uniform():
-    groups = np.array([0] * 10 + [1] * 5)
-    budgets = np.array([3, 5])
-    hits = np.zeros(15)
+def test_sampling_inside_a_group_is_uniform(sampling_path):
+    groups = np.array([0] * 10 + [1] * 5 + [2] * 4)
+    budgets = np.array([3, 5, 0])
+    hits = np.zeros(19)
     trials = 3000
     for seed in range(trials):
         rows = st.sample_in_groups(groups, budgets, np.random.default_rng(seed))
         hits[rows] += 1
-    assert (hits[10:] == trials).all()  # group 1 taken whole
+    assert (hits[10:15] == trials).all() and (hits[15:] == 0).all()  # group 1 whole, group 2 none
     # each of group 0's members is picked with probability 0.3: 900 expected, sd ~25
     assert np.abs(hits[:10] - 0.3 * trials).max() < 6 * np.sqrt(trials * 0.3 * 0.7)
 
 
-def test_cluster_balanced_gives_each_cluster_an_equal_share():
-    groups = np.array([0] * 100 + [1] * 3 + [2] * 50 + [3] * 1)
+def test_cluster_balanced_gives_each_cluster_an_equal_share(sampling_path):
+    groups = np.random.default_rng(0).permutation(np.array([0] * 100 + [1] * 3 + [2] * 50 + [3] * 1))
     sel = st.select_cluster_balanced(groups, 40, np.random.default_rng(0))
     per_cluster = np.bincount(groups[sel.rows], minlength=4).tolist()
     # clusters of 1 and 3 taken whole, the remaining 36 split 18 / 18

@@ -42,13 +42,17 @@ class Candidates:
         return len(self.pool_rows)
 
 
-def _read_parquet(path: Path, columns: list[str]) -> pa.Table:
+def _columns(path: Path) -> list[str]:
     if not path.exists():
         raise InputError(path, "no such file")
     try:
-        names = pq.read_schema(path).names
+        return pq.read_schema(path).names
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(path, f"not a readable Parquet table ({exc})") from exc
+
+
+def _read_parquet(path: Path, columns: list[str]) -> pa.Table:
+    names = _columns(path)
     missing = [c for c in columns if c not in names]
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)}; it has {', '.join(names)}")
@@ -97,23 +101,27 @@ def load_candidates(
     scores_path, pool_dir = Path(scores_path), Path(pool_dir)
     ids, scores = read_scores(scores_path, score_columns)
     table_file = pool.table_path(pool_dir)
-    pool_cols = pq.read_schema(table_file).names
-    want = ["id", "length"]
-    if family_regex is not None:
-        want.append("description")
+    pool_cols = _columns(table_file)
+    if family_regex is not None and "description" not in pool_cols:
+        raise InputError(
+            table_file, "no 'description' column to take families from (use --family-regex none)"
+        )
     has_clusters = "cluster" in pool_cols
     if need_clusters and not has_clusters:
         raise InputError(
             table_file,
             "no 'cluster' column: cluster-balanced selection needs a clustered pool (cluster step)",
         )
-    if has_clusters:
-        want.append("cluster")
-    table = _read_parquet(table_file, want)
+    table = _read_parquet(table_file, ["id", "length"])
     n_pool = table.num_rows
 
     log.info("joining %d scores to a pool of %d sequences", len(ids), n_pool)
-    rows = pc.index_in(ids, value_set=table.column("id").combine_chunks())
+    pool_ids = table.column("id").combine_chunks()
+    if len(ids) == n_pool and pc.all(pc.equal(ids, pool_ids)).as_py():
+        # scores in pool order (one shard, or merged in pool order): no hash join needed
+        rows = pa.array(np.arange(n_pool, dtype=np.int64))
+    else:
+        rows = pc.index_in(ids, value_set=pool_ids)
     if rows.null_count:
         first = pc.filter(ids, pc.is_null(rows))[0].as_py()
         raise InputError(
@@ -122,39 +130,50 @@ def load_candidates(
             "were the scores computed on another pool?",
         )
     pool_rows = rows.to_numpy().astype(np.int64)
+    del rows
     seen = np.bincount(pool_rows, minlength=n_pool)
     if (seen > 1).any():
-        dup = table.column("id")[int(np.flatnonzero(seen > 1)[0])].as_py()
+        dup = pool_ids[int(np.flatnonzero(seen > 1)[0])].as_py()
         raise InputError(scores_path, f"{int((seen > 1).sum())} ids are scored more than once (e.g. {dup!r})")
-    del seen
+    del seen, pool_ids
 
     lengths = table.column("length").to_numpy()[pool_rows]
+    del table
     cand = Candidates(ids, pool_rows, scores, lengths, n_pool)
+    # One column at a time, read dictionary-encoded: distinct strings are held once, rows as codes.
     if family_regex is not None:
-        codes, names = family_codes(table.column("description"), family_regex)
-        cand.families, cand.family_names = codes[pool_rows], names
+        codes, texts = column_codes(table_file, "description")
+        text_family, cand.family_names = family_of_texts(texts, family_regex)
+        cand.families = text_family[codes[pool_rows]]  # code -1 (no description) maps to the -1 appended
     if has_clusters:
-        cand.clusters = dense_codes(table.column("cluster"))[pool_rows]
+        codes, _ = column_codes(table_file, "cluster", values=False)
+        if (codes < 0).any():
+            raise InputError(table_file, f"{int((codes < 0).sum())} rows have no cluster")
+        cand.clusters = codes[pool_rows]
     return cand
 
 
-def dense_codes(column: pa.ChunkedArray) -> np.ndarray:
-    """Integer code per row (equal strings, equal codes) without a Python loop over rows."""
-    encoded = pc.fill_null(column, "").combine_chunks().dictionary_encode()
-    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+def column_codes(path: Path, name: str, values: bool = True) -> tuple[np.ndarray, list[str] | None]:
+    """A string column as (int32 code per row, -1 for null; the distinct strings if ``values``),
+    without materialising one Python or Arrow string per row."""
+    col = pq.read_table(path, columns=[name], read_dictionary=[name]).unify_dictionaries().column(name)
+    if col.num_chunks == 0:
+        return np.empty(0, dtype=np.int32), []
+    codes = np.concatenate(
+        [c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32) for c in col.chunks]
+    )
+    return codes, col.chunk(0).dictionary.to_pylist() if values else None
 
 
-def family_codes(descriptions: pa.ChunkedArray, regex: str) -> tuple[np.ndarray, list[str]]:
-    """Family code per row from the description: the regex's first group (or whole match, if it has no
-    group), searched in each distinct description; -1 where it does not match. Distinct descriptions
-    are few for family-labelled pools (Rfam: one per family), so the regex runs once per distinct text."""
+def family_of_texts(texts: list[str], regex: str) -> tuple[np.ndarray, list[str]]:
+    """Family code of each distinct description: the regex's first group (or whole match if it has no
+    group), -1 where it does not match; plus the sorted family names. The returned array has one more
+    entry, -1, so that code -1 (a null description) indexes it."""
     pattern = re.compile(regex)
-    encoded = pc.fill_null(descriptions, "").combine_chunks().dictionary_encode()
-    per_text = []
-    for text in encoded.dictionary.to_pylist():
+    found = []
+    for text in texts:
         m = pattern.search(text)
-        per_text.append((m.group(1) if pattern.groups else m.group(0)) if m else None)
-    names = sorted({f for f in per_text if f})
+        found.append((m.group(1) if pattern.groups else m.group(0)) if m else None)
+    names = sorted({f for f in found if f})
     index = {name: i for i, name in enumerate(names)}
-    text_code = np.array([index.get(f, -1) if f else -1 for f in per_text], dtype=np.int64)
-    return text_code[encoded.indices.to_numpy(zero_copy_only=False)], names
+    return np.array([index[f] if f else -1 for f in found] + [-1], dtype=np.int32), names

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, read_fasta
 from bioprune.select import strategies as st
 from bioprune.select.budget import Budget, parse_budget
-from bioprune.select.inputs import SCORE_COLUMNS, load_candidates
+from bioprune.select.inputs import SCORE_COLUMNS, Candidates, load_candidates
 from bioprune.select.summary import COMPARISON_COLUMNS, comparison_rows, coverage, distribution, histogram
 
 log = logging.getLogger("bioprune.select")
@@ -78,16 +79,33 @@ def _family_regex(text: str) -> str | None:
 
 
 def _score_columns(scores_path: Path, needed: str | None) -> tuple[list[str], str | None]:
-    """Columns to read: the strategy's own, plus self_influence (or loss) for the figure when present."""
+    """Columns to read: the strategy's own (required) and every other score column present, so the
+    summary compares pool and selection on all of them (e.g. the loss of a Top-I coreset); and the
+    column the figure shows (the strategy's, else self_influence, else loss)."""
     try:
         names = pq.read_schema(scores_path).names if scores_path.exists() else []
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(scores_path, f"not a readable Parquet table ({exc})") from exc
-    plot = needed or next((c for c in SCORE_COLUMNS if c in names), None)
-    return [c for c in dict.fromkeys([needed, plot]) if c], plot
+    present = [c for c in SCORE_COLUMNS if c in names]
+    plot = needed or next(iter(present), None)
+    return [c for c in dict.fromkeys([needed, *present]) if c], plot
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class Outcome:
+    """A selection and everything reported about it, before any file is written."""
+
+    cand: Candidates
+    selection: st.Selection
+    mask: np.ndarray  # over candidates
+    summary: dict
+    plot_column: str | None
+    topi_threshold: float | None
+    title: str
+
+
+def compute(args: argparse.Namespace) -> Outcome:
+    """Load, select and summarise (``run`` minus the files; the benchmark times this at 20M)."""
     strategy, multiplier = st.parse_strategy(args.strategy, args.multiplier)
     label = st.strategy_label(strategy, multiplier)
     budget = _budget(args)
@@ -132,77 +150,78 @@ def run(args: argparse.Namespace) -> int:
 
     mask = np.zeros(n, dtype=bool)
     mask[sel.rows] = True
-    # pool order: the order of the pool FASTA, so ids.txt and coreset.fasta.gz agree line by line
-    in_pool_order = sel.rows[np.argsort(cand.pool_rows[sel.rows], kind="stable")]
-    pool_rows = cand.pool_rows[in_pool_order]
-    ids = cand.ids.take(pa.array(in_pool_order))
-
-    with staged_dir(args.out) as stage:
-        _write_ids(stage / "ids.txt", ids)
-        _write_coreset(pool.fasta_path(args.pool), pool_rows, ids, stage / "coreset.fasta.gz")
-        t3 = time.perf_counter()
-        values = cand.scores.get(plot_column) if plot_column else None
-        topi_threshold = None
-        if "self_influence" in cand.scores:
-            si = cand.scores["self_influence"]
-            topi_threshold = float(np.partition(si, n - k)[n - k])
-        summary = {
-            "strategy": label,
-            "method": strategy,
-            "multiplier": multiplier,
-            "seed": args.seed,
-            "seed_used": strategy not in st.DETERMINISTIC,
-            "settings": {
-                **({"beta": args.beta, "bins": args.bins} if strategy == "cci" else {}),
-                "family_regex": family_regex,
-            },
-            "budget": {**budget.as_dict(), "multiplier": multiplier, "k": k},
-            "inputs": {"scores": str(args.scores), "pool": str(args.pool)},
-            "n_pool": cand.n_pool,
-            "n_scored": n,
-            "n_unscored": cand.n_pool - n,
-            "n_selected": int(k),
-            "fraction_kept": k / n,
-            "selection": sel.details,
-            "scores": {
-                col: {"pool": distribution(v), "selected": distribution(v[mask])}
-                for col, v in cand.scores.items()
-            },
-            "score_histogram": (
-                {
-                    "column": plot_column,
-                    **histogram(values, mask, np.linspace(values.min(), values.max(), 51)),
-                }
-                if values is not None
-                else None
+    values = cand.scores.get(plot_column) if plot_column else None
+    topi_threshold = None
+    if "self_influence" in cand.scores:
+        topi_threshold = float(np.partition(cand.scores["self_influence"], n - k)[n - k])
+    families = cand.families
+    summary = {
+        "strategy": label,
+        "method": strategy,
+        "multiplier": multiplier,
+        "seed": args.seed,
+        "seed_used": strategy not in st.DETERMINISTIC,
+        "settings": {
+            **({"beta": args.beta, "bins": args.bins} if strategy == "cci" else {}),
+            "family_regex": family_regex,
+        },
+        "budget": {**budget.as_dict(), "multiplier": multiplier, "k": k},
+        "inputs": {"scores": str(args.scores), "pool": str(args.pool)},
+        "n_pool": cand.n_pool,
+        "n_scored": n,
+        "n_unscored": cand.n_pool - n,
+        "n_selected": int(k),
+        "fraction_kept": k / n,
+        "selection": sel.details,
+        "scores": {
+            col: {"pool": distribution(v), "selected": distribution(v[mask])}
+            for col, v in cand.scores.items()
+        },
+        "score_histogram": (
+            {"column": plot_column, **histogram(values, mask, np.linspace(values.min(), values.max(), 51))}
+            if values is not None
+            else None
+        ),
+        "coverage": {
+            "families": (
+                coverage(families, families[mask], cand.family_names) if families is not None else None
             ),
-            "coverage": {
-                "families": (
-                    coverage(cand.families, cand.families[mask], cand.family_names)
-                    if cand.families is not None
-                    else None
-                ),
-                "clusters": coverage(cand.clusters, cand.clusters[mask])
-                if cand.clusters is not None
-                else None,
-            },
-            "length": {"pool": distribution(cand.lengths), "selected": distribution(cand.lengths[mask])},
-            "seconds": {"load": round(t1 - t0, 3), "select": round(t2 - t1, 3), "write": round(t3 - t2, 3)},
-            "bioprune_version": __version__,
-        }
+            "clusters": coverage(cand.clusters, cand.clusters[mask]) if cand.clusters is not None else None,
+        },
+        "length": {"pool": distribution(cand.lengths), "selected": distribution(cand.lengths[mask])},
+        "seconds": {"load": round(t1 - t0, 3), "select": round(t2 - t1, 3)},
+        "bioprune_version": __version__,
+    }
+    title = f"{label}, {budget.describe(multiplier)}: {k:,} of {n:,} (seed {args.seed})"
+    return Outcome(cand, sel, mask, summary, plot_column, topi_threshold, title)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = compute(args)
+    cand, rows = out.cand, out.selection.rows
+    # pool order: the order of the pool FASTA, so ids.txt and coreset.fasta.gz agree line by line
+    in_pool_order = rows[np.argsort(cand.pool_rows[rows], kind="stable")]
+    ids = cand.ids.take(pa.array(in_pool_order))
+    with staged_dir(args.out) as stage:
+        t0 = time.perf_counter()
+        _write_ids(stage / "ids.txt", ids)
+        _write_coreset(
+            pool.fasta_path(args.pool), cand.pool_rows[in_pool_order], ids, stage / "coreset.fasta.gz"
+        )
+        out.summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
         from bioprune.select import plots  # matplotlib only when writing the figure
 
         plots.diagnostics(
             stage / "diagnostics.png",
-            title=f"{label}, {budget.describe(multiplier)}: {k:,} of {n:,} (seed {args.seed})",
-            values=values,
-            column=plot_column,
-            selected_mask=mask,
-            topi_threshold=topi_threshold,
-            cci=sel.details if strategy == "cci" else None,
+            title=out.title,
+            values=cand.scores.get(out.plot_column) if out.plot_column else None,
+            column=out.plot_column,
+            selected_mask=out.mask,
+            topi_threshold=out.topi_threshold,
+            cci=out.selection.details if out.summary["method"] == "cci" else None,
             lengths=cand.lengths,
         )
-        (stage / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (stage / "summary.json").write_text(json.dumps(out.summary, indent=2) + "\n")
     log.info("wrote %s", args.out)
     return 0
 

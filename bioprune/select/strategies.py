@@ -32,9 +32,10 @@ class Selection:
     details: dict = field(default_factory=dict)
 
 
-def top_k(values: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest values, largest first. Ties at the cut go to the lower row, so the
-    result does not depend on how ``argpartition`` happens to order equal values."""
+def top_k(values: np.ndarray, k: int, ordered: bool = True) -> np.ndarray:
+    """Indices of the ``k`` largest values, largest first (``ordered=False``: ascending row order).
+    Ties at the cut go to the lower row, so the result does not depend on how ``np.partition`` happens
+    to order equal values."""
     n = len(values)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
@@ -42,10 +43,11 @@ def top_k(values: np.ndarray, k: int) -> np.ndarray:
         idx = np.arange(n, dtype=np.int64)
     else:
         cut = np.partition(values, n - k)[n - k]  # the k-th largest value
-        above = np.flatnonzero(values > cut)
-        tied = np.flatnonzero(values == cut)[: k - len(above)]
-        idx = np.concatenate([above, tied])
-    return idx[np.lexsort((idx, -values[idx]))]
+        above = values > cut
+        tied = np.flatnonzero(values == cut)[: k - int(np.count_nonzero(above))]
+        above[tied] = True
+        idx = np.flatnonzero(above)
+    return idx[np.lexsort((idx, -values[idx]))] if ordered else idx
 
 
 def allocate(sizes: np.ndarray, k: int) -> np.ndarray:
@@ -78,21 +80,44 @@ def allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+# Up to this many groups, sample each group on its own (one stable radix sort of the group index and a
+# tiny draw per group); beyond it, one permutation for all groups (no Python loop over groups).
+FEW_GROUPS = 4096
+
+
 def sample_in_groups(groups: np.ndarray, budgets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Uniformly sample ``budgets[g]`` members of each group ``g`` (``groups``: group index per row).
 
-    One random permutation, then a stable sort by group: inside each group the order is random, so the
-    first ``budgets[g]`` members are a uniform sample. Returns row indices, ascending.
+    Returns row indices, ascending. Groups whose budget is their size are taken whole and draw nothing.
+    Few groups (CCI's bins): members of each group via one stable sort, then ``rng.choice`` per group.
+    Many groups (clusters): one random permutation of the rows still to sample, a stable sort by group,
+    and the first ``budgets[g]`` rows of each group, which are a uniform sample since the order inside
+    a group is random.
     """
-    n = len(groups)
-    perm = rng.permutation(n)
-    order = perm[np.argsort(groups[perm], kind="stable")]
-    del perm
     counts = np.bincount(groups, minlength=len(budgets))
-    starts = np.cumsum(counts) - counts
-    g_sorted = groups[order]
-    rank = np.arange(n, dtype=np.int64) - starts[g_sorted]
-    chosen = order[rank < budgets[g_sorted]]
+    if len(budgets) <= FEW_GROUPS:
+        order = np.argsort(groups, kind="stable")
+        starts = np.cumsum(counts) - counts
+        parts = [
+            order[start : start + size]
+            if take == size
+            else order[start + rng.choice(size, take, replace=False)]
+            for start, size, take in zip(starts.tolist(), counts.tolist(), budgets.tolist(), strict=True)
+            if take
+        ]
+        chosen = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        chosen.sort()
+        return chosen
+    whole = np.flatnonzero((budgets == counts)[groups])
+    partial_group = (budgets > 0) & (budgets < counts)
+    rows = np.flatnonzero(partial_group[groups])
+    rows = rows[rng.permutation(len(rows))]
+    g = groups[rows]
+    order = np.argsort(g, kind="stable")
+    rows, g = rows[order], g[order]
+    sub_counts = np.where(partial_group, counts, 0)
+    rank = np.arange(len(rows), dtype=np.int64) - (np.cumsum(sub_counts) - sub_counts)[g]
+    chosen = np.concatenate([whole, rows[rank < budgets[g]]])
     chosen.sort()
     return chosen
 
@@ -132,7 +157,7 @@ def select_cci(values: np.ndarray, k: int, beta: float, bins: int, rng: np.rando
     n = len(values)
     n_drop = drop_count(n, beta)
     kept = np.ones(n, dtype=bool)
-    dropped = top_k(values, n_drop)
+    dropped = top_k(values, n_drop, ordered=False)
     kept[dropped] = False
     kept_rows = np.flatnonzero(kept)
     del kept
@@ -153,7 +178,7 @@ def select_cci(values: np.ndarray, k: int, beta: float, bins: int, rng: np.rando
         "bins": bins,
         "n_dropped_top": int(n_drop),
         # the lowest dropped score: everything at or above it (bar ties kept by row order) is dropped
-        "drop_threshold": float(values[dropped[-1]]) if n_drop else None,
+        "drop_threshold": float(values[dropped].min()) if n_drop else None,
         "edges": edges.tolist(),
         "bin_sizes": sizes.tolist(),
         "bin_budgets": budgets.tolist(),

@@ -1,0 +1,262 @@
+"""Benchmark: coreset selection over 20M synthetic scores, per strategy, time and peak memory.
+
+Run from the repository root (a few minutes on 2 cores, ~5 GB of RAM at the data-generation peak):
+
+    nice -n 10 python benchmarks/bench_select.py
+
+Three measurements, each strategy in its own process (peak RSS from ``os.wait4``, the kernel's maxrss
+of that process):
+
+- ``core``: the strategy function alone on in-memory numpy columns (20M float64 scores; clusters: 2M
+  groups). ``rss_inputs`` is the process after loading its inputs, so ``peak - rss_inputs`` is what the
+  selection itself adds.
+- ``compute``: ``bioprune.select.select_cli.compute`` from the Parquet files: read the score table and
+  the pool table (20M ids each, shuffled against each other as per-shard scoring leaves them), join ids,
+  family codes from descriptions (3,000 Rfam-style families), select, and every summary statistic. This
+  is ``bioprune select`` minus writing ids.txt, the coreset FASTA and the figure.
+- ``cli``: the whole ``bioprune select`` command (FASTA streamed, figure drawn) on a 1M-sequence pool,
+  since a 20M-record FASTA is gigabytes; the FASTA pass is linear in the pool.
+
+Budget: pruning rate 0.99 (k = 200,000 of 20M; random10x: 2,000,000). Inputs go under
+benchmarks/work/select (git-ignored); results to benchmarks/results/select.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package, installed or not
+WORK = ROOT / "benchmarks" / "work" / "select"
+RESULTS = ROOT / "benchmarks" / "results"
+STRATEGIES = ["topi", "cci", "random1x", "random10x", "cluster", "loss"]
+RATE = 0.99
+
+
+def make_tables(folder: Path, n: int, n_families: int, n_clusters: int, fasta: bool, seed: int = 0) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if (folder / "done").exists():
+        return
+    rng = np.random.default_rng(seed)
+    (folder / "pool").mkdir(parents=True, exist_ok=True)
+    ids = pc.binary_join_element_wise("s", pa.array(np.arange(n)).cast(pa.string()), "")
+    fam_names = pa.array([f"RF{i:05d} family_{i}" for i in range(n_families)])
+    fam = rng.zipf(1.5, n) % n_families  # a few big families, a long tail, as in Rfam
+    description = pa.DictionaryArray.from_arrays(pa.array(fam.astype(np.int32)), fam_names).cast(pa.string())
+    lengths = np.clip(rng.lognormal(4.6, 0.6, n), 20, 4000).astype(np.int32)
+    reps = np.sort(rng.choice(n, n_clusters, replace=False))
+    reps[0] = 0
+    cluster = ids.take(pa.array(reps[np.searchsorted(reps, np.arange(n), side="right") - 1]))
+    table = pa.table({"id": ids, "description": description, "length": lengths, "cluster": cluster})
+    pq.write_table(table, folder / "pool" / "sequences.parquet")
+    del description, cluster, table
+    perm = rng.permutation(n)
+    scores = pa.table(
+        {
+            "id": ids.take(pa.array(perm)),
+            "self_influence": rng.lognormal(0, 1.5, n).astype(np.float32),
+            "loss": rng.normal(3, 0.5, n).astype(np.float32),
+            "length": lengths[perm],
+        }
+    )
+    pq.write_table(scores, folder / "scores.parquet")
+    if fasta:
+        from bioprune.fasta import FastaWriter
+
+        seq = bytes(rng.choice(list(b"ACGU"), int(lengths.max())))
+        names = fam_names.to_pylist()
+        with FastaWriter(folder / "pool" / "sequences.fasta.gz") as w:
+            for i in range(n):
+                w.write(f"s{i}", seq[: lengths[i]], names[fam[i]])
+    np.save(folder / "self_influence.npy", rng.lognormal(0, 1.5, n))
+    np.save(folder / "loss.npy", rng.normal(3, 0.5, n))
+    np.save(folder / "clusters.npy", np.searchsorted(reps, np.arange(n), side="right") - 1)
+    (folder / "done").touch()
+
+
+def child_core(folder: Path, label: str) -> dict:
+    from bioprune.select import strategies as st
+    from bioprune.select.budget import Budget
+
+    strategy, multiplier = st.parse_strategy(label)
+    column = st.STRATEGIES[strategy]
+    values = np.load(folder / f"{column}.npy") if column else None
+    groups = np.load(folder / "clusters.npy") if strategy == "cluster" else None
+    n = len(np.load(folder / "loss.npy", mmap_mode="r"))
+    rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    k = Budget(rate=RATE).k(n, multiplier)
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    if strategy in ("topi", "loss"):
+        sel = st.select_topk(values, k, column)
+    elif strategy == "cci":
+        sel = st.select_cci(values, k, 0.1, 50, rng)
+    elif strategy == "random":
+        sel = st.select_random(n, k, rng)
+    else:
+        sel = st.select_cluster_balanced(groups, k, rng)
+    seconds = time.perf_counter() - t
+    assert len(sel.rows) == k
+    return {"n": n, "k": k, "seconds": seconds, "rss_inputs": rss_inputs}
+
+
+def child_compute(folder: Path, label: str) -> dict:
+    from bioprune.select.select_cli import compute
+
+    args = argparse.Namespace(
+        scores=folder / "scores.parquet", pool=folder / "pool", strategy=label, multiplier=None,
+        rate=RATE, count=None, budget=None, seed=0, beta=0.1, bins=50, family_regex=r"^(\S+)",
+    )  # fmt: skip
+    t = time.perf_counter()
+    out = compute(args)
+    s = out.summary
+    return {"n": s["n_scored"], "k": s["n_selected"], "seconds": time.perf_counter() - t, **s["seconds"]}
+
+
+def run_child(*argv: str) -> dict:
+    """Run this script as a child; its JSON result plus wall time and the kernel's peak RSS."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, *argv], stdout=subprocess.PIPE, cwd=ROOT)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"child {argv} failed with status {status}")
+    result = json.loads(out) if out.strip() else {}
+    return {**result, "wall": time.perf_counter() - start, "peak_rss": usage.ru_maxrss * 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000_000)
+    parser.add_argument("--cli-n", type=int, default=1_000_000)
+    parser.add_argument("--child", nargs=3, metavar=("MODE", "FOLDER", "STRATEGY"), help=argparse.SUPPRESS)
+    parser.add_argument("--make", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--fasta", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.make:
+        n = int(args.make[1])
+        make_tables(Path(args.make[0]), n, 3000, n // 10, fasta=args.fasta)
+        return
+    if args.child:
+        mode, folder, label = args.child
+        result = {"core": child_core, "compute": child_compute}[mode](Path(folder), label)
+        print(json.dumps(result))
+        return
+
+    big, small = WORK / f"n{args.n}", WORK / f"cli{args.cli_n}"
+    t = time.perf_counter()
+    # In a child: the kernel carries a parent's peak RSS into the maxrss of children it starts, so
+    # the parent must stay small.
+    run_child("--make", str(big), str(args.n))
+    run_child("--make", str(small), str(args.cli_n), "--fasta")
+    print(f"inputs ready in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+
+    results = {"n": args.n, "cli_n": args.cli_n, "rate": RATE, "core": {}, "compute": {}, "cli": {}}
+    load_before = os.getloadavg()[0]
+    for label in STRATEGIES:
+        for mode in ("core", "compute"):
+            results[mode][label] = run_child("--child", mode, str(big), label)
+            print(mode, label, results[mode][label], file=sys.stderr)
+        results["cli"][label] = _run_cli(small, WORK / "cli_out" / label, label)
+        print("cli", label, results["cli"][label], file=sys.stderr)
+
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "select.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / "select.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+def _run_cli(small: Path, out: Path, label: str) -> dict:
+    cmd = [sys.executable, "-m", "bioprune", "select", "--scores", str(small / "scores.parquet"),
+           "--pool", str(small / "pool"), "--strategy", label, "--rate", str(RATE),
+           "--out", str(out)]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{cmd} failed with status {status}")
+    summary = json.loads((out / "summary.json").read_text())
+    wall = time.perf_counter() - start
+    return {
+        "k": summary["n_selected"],
+        "wall": wall,
+        "peak_rss": usage.ru_maxrss * 1024,
+        **summary["seconds"],
+    }
+
+
+def markdown(r: dict) -> str:
+    gib = 1024**3
+    m = r["machine"]
+    lines = [
+        "# Selection benchmark",
+        "",
+        "Command (repository root): `nice -n 10 python benchmarks/bench_select.py`",
+        "",
+        f"Machine: {m['cpus']} CPUs, shared with other jobs while measured (1-minute load average "
+        f"{m['load_average'][0]} at the start, {m['load_average'][1]} at the end), Python {m['python']}, "
+        f"numpy {m['numpy']}, {m['platform']}. Pruning rate {r['rate']} (keeps 1%). Each row is its own "
+        "process; peak RSS is the kernel's maxrss of that process.",
+        "",
+        f"## Strategy alone, {r['n']:,} scores in memory",
+        "",
+        "| strategy | k | select (s) | RSS with inputs loaded (GiB) | peak RSS (GiB) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, x in r["core"].items():
+        rss = f"{x['rss_inputs'] / gib:.2f} | {x['peak_rss'] / gib:.2f}"
+        lines.append(f"| {label} | {x['k']:,} | {x['seconds']:.2f} | {rss} |")
+    lines += [
+        "",
+        f"## From Parquet files, {r['n']:,} scores and a {r['n']:,}-row pool table",
+        "",
+        "`select_cli.compute`: read + id join + family codes (load), select, summary statistics. Not "
+        "included: ids.txt, the coreset FASTA pass and the figure.",
+        "",
+        "| strategy | k | load (s) | select (s) | total (s) | process wall (s) | peak RSS (GiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, x in r["compute"].items():
+        lines.append(
+            f"| {label} | {x['k']:,} | {x['load']:.1f} | {x['select']:.2f} | {x['seconds']:.1f} | "
+            f"{x['wall']:.1f} | {x['peak_rss'] / gib:.2f} |"
+        )
+    lines += [
+        "",
+        f"## Whole `bioprune select` command, {r['cli_n']:,}-sequence pool",
+        "",
+        "Includes interpreter start-up, imports, the streamed FASTA pass (gzip level 1) and the figure.",
+        "",
+        "| strategy | k | load (s) | select (s) | ids + FASTA (s) | process wall (s) | peak RSS (GiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, x in r["cli"].items():
+        lines.append(
+            f"| {label} | {x['k']:,} | {x['load']:.2f} | {x['select']:.2f} | {x['write']:.1f} | "
+            f"{x['wall']:.1f} | {x['peak_rss'] / gib:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
