@@ -30,6 +30,10 @@ STEPS: dict[str, tuple[str, str]] = {
     "merge-scores": ("bioprune.influence.score_cli", "collect per-shard score tables"),
     "select": ("bioprune.select.select_cli", "pick a coreset (topi, cci, random, cluster, loss) at a budget"),
     "select-report": ("bioprune.select.select_cli", "compare family/cluster coverage across selections"),
+    "pretrain": ("bioprune.evaluate.pretrain", "train the architecture from scratch on a coreset"),
+    "perplexity-set": ("bioprune.evaluate.evaluate_cli", "pool sequences no selection picked (held-out set)"),
+    "evaluate": ("bioprune.evaluate.evaluate_cli", "score a model on a downstream task (frozen probes)"),
+    "report": ("bioprune.report.report_cli", "comparison tables and figures of a finished run"),
 }
 
 

@@ -1,0 +1,11 @@
+"""Coreset pretraining and downstream evaluation (DESIGN.md §2 items 7-8).
+
+- :mod:`bioprune.evaluate.pretrain`: ``bioprune pretrain``, the same architecture trained from scratch on a
+  coreset through :func:`bioprune.models.train.train` (same epochs or same optimizer steps);
+- :mod:`bioprune.evaluate.tasks`: downstream tasks defined in config, and their data loaders;
+- :mod:`bioprune.evaluate.embed`: frozen embeddings (batched, no gradient);
+- :mod:`bioprune.evaluate.probes`: small seeded heads trained on frozen embeddings;
+- :mod:`bioprune.evaluate.metrics`: base-pair F1/precision/recall/MCC, accuracy, macro-F1, Spearman;
+- :mod:`bioprune.evaluate.perplexity`: held-out MLM perplexity with deterministic masks;
+- :mod:`bioprune.evaluate.evaluate_cli`: ``bioprune evaluate`` and ``bioprune perplexity-set``.
+"""

@@ -1,0 +1,83 @@
+"""Frozen embeddings: the final hidden states of :meth:`MaskedLM.embed`, batched by length, no gradient.
+
+Sequences are sorted by length and packed into batches of at most ``batch_tokens`` padded tokens, so
+padding stays small; results come back in input order. Residue ``k`` of a sequence is position
+``k + 1`` of the model input (after ``<cls>``); ``<cls>``, ``<eos>`` and pads are never part of an
+embedding. Sequences longer than the model's window (``max_tokens - 2`` residues) are cropped to their
+first window; callers that need every residue drop such sequences first (see :func:`fits_model`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bioprune.models.base import MaskedLM
+
+log = logging.getLogger(__name__)
+
+
+def window(model: MaskedLM) -> int:
+    """Residues the model sees at once."""
+    return model.max_tokens - 2
+
+
+def fits_model(model: MaskedLM, seq: str) -> bool:
+    return len(seq) <= window(model)
+
+
+def encodable(model: MaskedLM, seq: str) -> bool:
+    """Whether every character is in the model's alphabet (RNA: T counts as U)."""
+    try:
+        model.tokenizer.encode_residues(seq)
+    except ValueError:
+        return False
+    return True
+
+
+def _batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
+    order = np.argsort(lengths, kind="stable")
+    out, start = [], 0
+    while start < len(order):
+        end = start + 1
+        # lengths grow along `order`, so the last row of a batch is its longest
+        while end < len(order) and (end - start + 1) * (lengths[order[end]] + 2) <= batch_tokens:
+            end += 1
+        out.append(order[start:end])
+        start = end
+    return out
+
+
+@torch.no_grad()
+def embed(
+    model: MaskedLM,
+    seqs: list[str],
+    *,
+    pooled: bool,
+    batch_tokens: int = 16384,
+    device: torch.device | str = "cpu",
+    desc: str = "embed",
+) -> torch.Tensor | list[torch.Tensor]:
+    """Mean-pooled embeddings [N, H] (``pooled``) or per-residue embeddings (a list of [L_i, H]), float32
+    on CPU, in the order of ``seqs``. ValueError when a sequence has a character outside the alphabet."""
+    model.eval().to(device)
+    room = window(model)
+    cropped = [s[:room] for s in seqs]
+    lengths = np.array([len(s) for s in cropped], dtype=np.int64)
+    if (lengths == 0).any():
+        raise ValueError("cannot embed an empty sequence")
+    results: list[torch.Tensor | None] = [None] * len(seqs)
+    batches = _batches(lengths, batch_tokens)
+    for idx in tqdm(batches, desc=desc, unit="batch", file=sys.stderr, mininterval=30.0, leave=False):
+        tokens = model.batch([cropped[i] for i in idx]).to(device)
+        hidden = model.embed(tokens).float()
+        for row, i in enumerate(idx):
+            h = hidden[row, 1 : 1 + lengths[i]]
+            results[i] = h.mean(0).cpu() if pooled else h.cpu().clone()
+    if pooled:
+        return torch.stack(results) if results else torch.zeros(0, 0)
+    return results

@@ -1,0 +1,143 @@
+"""What the pretraining, evaluation and report rules run, from a validated config.
+
+Kept here (not in the .smk files) so it is tested and lint-free. Model folders are
+``{results}/pretrain/{strategy}/{budget}/seed{seed}`` for every selection that is pretrained, plus
+``{results}/pretrain/untrained/none/seed{seed}`` (the random initialisation) per seed when
+``pretrain.untrained_baseline`` is on. Evaluations are ``{results}/evaluate/<model folder>/{task}``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+from bioprune.errors import ConfigError
+from bioprune.evaluate.tasks import TaskSpec, task_files, tasks_from_config
+from bioprune.models.registry import BACKEND_ALPHABET, default_backend
+
+UNTRAINED = "untrained"
+NO_BUDGET = "none"
+
+
+@dataclass
+class EvaluationPlan:
+    pretrain_root: str
+    evaluate_root: str
+    models: list[str]  # "strategy/budget/seedN" of every trained model
+    untrained: list[str]  # "untrained/none/seedN"
+    tasks: list[TaskSpec]
+    budgets_with_unselected: list[str]  # budgets whose unselected pool set some task reads
+    select_dirs: list[str]  # every selection of the select stage (relative to its root)
+
+    def pretrain_targets(self, name: str = "model.pt") -> list[str]:
+        return [f"{self.pretrain_root}/{d}/{name}" for d in self.models + self.untrained]
+
+    def pairs(self) -> list[tuple[str, TaskSpec]]:
+        """(model folder, task) of every evaluation; the untrained model skips unselected-pool tasks
+        (it has no budget, and its perplexity is that of a random guess anyway)."""
+        out = []
+        for d in self.models + self.untrained:
+            for t in self.tasks:
+                if t.source == "unselected_pool" and d.startswith(UNTRAINED + "/"):
+                    continue
+                out.append((d, t))
+        return out
+
+    def evaluate_targets(self) -> list[str]:
+        return [f"{self.evaluate_root}/{d}/{t.name}/metrics.json" for d, t in self.pairs()]
+
+    def task(self, name: str) -> TaskSpec:
+        return next(t for t in self.tasks if t.name == name)
+
+    def selection_ids(self, select_root: str, budget: str) -> list[str]:
+        """ids.txt of every selection (all strategies and seeds) at ``budget``."""
+        return [f"{select_root}/{d}/ids.txt" for d in self.select_dirs if d.split("/")[1] == budget]
+
+
+def evaluation_plan(config: dict, select_dirs: list[str], results: str) -> EvaluationPlan:
+    """The plan from a validated config and the selection stage's folders ("strategy/budget/seedN")."""
+    pre = config["pretrain"]
+    wanted = pre["strategies"]
+    known = sorted({d.split("/")[0] for d in select_dirs})
+    if wanted is not None:
+        missing = sorted(set(wanted) - set(known))
+        if missing:
+            raise ConfigError(
+                f"pretrain.strategies {missing} are not selections of this run (selections: {known})"
+            )
+    models = [d for d in select_dirs if wanted is None or d.split("/")[0] in wanted]
+    if pre["compute"] == "same_steps":
+        ref = pre["steps_like"]
+        need = {f"{ref}/{d.split('/', 1)[1]}" for d in models}
+        missing = sorted(need - set(select_dirs))
+        if missing:
+            raise ConfigError(
+                f"pretrain.compute same_steps takes its step count from the {ref} selections, but "
+                f"{missing[0]} is not in the selection stage (add it, or set pretrain.steps_like)"
+            )
+    seeds = sorted({int(d.rsplit("seed", 1)[1]) for d in models})
+    untrained = [f"{UNTRAINED}/{NO_BUDGET}/seed{s}" for s in seeds] if pre["untrained_baseline"] else []
+    tasks = tasks_from_config(config)
+    budgets = (
+        sorted({d.split("/")[1] for d in models}) if any(t.source == "unselected_pool" for t in tasks) else []
+    )
+    return EvaluationPlan(
+        f"{results}/pretrain", f"{results}/evaluate", models, untrained, tasks, budgets, list(select_dirs)
+    )
+
+
+def pretrain_args(config: dict) -> dict[str, str]:
+    """Command-line pieces of the pretrain rule: launcher, model, train (every setting that changes the
+    weights except the seed, which the rule adds per model: ``train.seed + selection seed``), compute."""
+    m, t, pre = config["model"], config["train"], config["pretrain"]
+    backend = m["backend"] or default_backend(config["alphabet"])
+    if BACKEND_ALPHABET[backend] != config["alphabet"]:
+        raise ConfigError(
+            f"model.backend {backend} is for {BACKEND_ALPHABET[backend]}, not {config['alphabet']}"
+        )
+    if m["checkpoint"]:
+        model = f"--arch-from {shlex.quote(str(m['checkpoint']))}"
+    else:
+        model = f"--backend {backend} --size {m['size']}"
+        model += "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(m["overrides"].items()))
+    lr = pre["lr"] if pre["lr"] is not None else t["lr"]
+    opts = [
+        f"--epochs {pre['epochs']}",
+        f"--lr {lr}",
+        f"--min-lr-ratio {t['min_lr_ratio']}",
+        f"--warmup {t['warmup']}",
+        f"--schedule {t['schedule']}",
+        f"--weight-decay {t['weight_decay']}",
+        f"--grad-clip {t['grad_clip']}",
+        f"--accumulate {t['accumulate']}",
+        f"--max-tokens-per-batch {t['max_tokens_per_batch']}",
+        f"--mask-prob {t['mask_prob']}",
+        f"--val-fraction {t['val_fraction']}",
+        f"--precision {t['precision']}",
+        f"--checkpoint-every {t['checkpoint_every']}",
+    ]
+    if t["max_batch_size"]:
+        opts.append(f"--max-batch-size {t['max_batch_size']}")
+    n = t["processes"]
+    launcher = "python" if n == 1 else f"torchrun --standalone --nproc-per-node {n}"
+    return {
+        "launcher": launcher,
+        "model": model,
+        "train": " ".join(opts),
+        "compute": f"--compute {pre['compute']}",
+    }
+
+
+def model_seed(config: dict, seed: str | int) -> int:
+    """Training seed of the model of selection seed ``seed`` (so seeds also vary the initialisation)."""
+    return int(config["train"]["seed"]) + int(seed)
+
+
+def task_json(spec: TaskSpec) -> str:
+    """The task's settings as one shell-quoted JSON word (a params value: editing a task reruns it)."""
+    return shlex.quote(json.dumps(spec.to_dict(), sort_keys=True))
+
+
+def task_inputs(spec: TaskSpec) -> list[str]:
+    return task_files(spec)

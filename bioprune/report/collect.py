@@ -1,0 +1,129 @@
+"""Read the evaluation and pretraining outputs into pandas tables.
+
+Long metric table columns: strategy, budget, seed, task, kind, metric, value, headline (the task's
+first metric), lower_is_better. Compute table: one row per model with steps, tokens seen and wall time.
+Each model's budget is also given as ``kept_1x``: the sequences a 1x selection keeps at that budget
+(selection size / multiplier), the x axis of the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bioprune.errors import InputError
+from bioprune.evaluate.tasks import LOWER_IS_BETTER
+
+# Display order; anything else comes after, alphabetically.
+STRATEGY_ORDER = ("topi", "cci", "cluster", "loss", "random1x", "random10x", "untrained")
+
+
+def _read_json(path: os.PathLike | str) -> dict:
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except OSError as exc:
+        raise InputError(p, f"cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise InputError(p, f"not valid JSON ({exc})") from None
+
+
+def _need(p, data: dict, keys) -> None:
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise InputError(p, f"missing key(s) {missing}; not a bioprune evaluate/pretrain output?")
+
+
+def strategy_rank(name: str) -> tuple[int, str]:
+    if name in STRATEGY_ORDER:
+        return (STRATEGY_ORDER.index(name), name)
+    return (len(STRATEGY_ORDER), name)
+
+
+def read_metrics(paths: list[os.PathLike | str]) -> pd.DataFrame:
+    rows = []
+    for p in paths:
+        d = _read_json(p)
+        _need(p, d, ("task", "kind", "metrics", "headline", "strategy", "budget", "seed"))
+        for metric, value in d["metrics"].items():
+            rows.append(
+                {
+                    "strategy": d["strategy"],
+                    "budget": d["budget"],
+                    "seed": d["seed"],
+                    "task": d["task"],
+                    "kind": d["kind"],
+                    "metric": metric,
+                    "value": np.nan if value is None else float(value),
+                    "headline": metric == d["headline"],
+                    "lower_is_better": metric in LOWER_IS_BETTER,
+                }
+            )
+    cols = ["strategy", "budget", "seed", "task", "kind", "metric", "value", "headline", "lower_is_better"]
+    df = pd.DataFrame(rows, columns=cols)
+    dup = df.duplicated(["strategy", "budget", "seed", "task", "metric"])
+    if dup.any():
+        r = df[dup].iloc[0]
+        raise InputError(
+            paths[0], f"two metrics files for {r.strategy} {r.budget} seed {r.seed} task {r.task}"
+        )
+    return df
+
+
+def read_compute(paths: list[os.PathLike | str]) -> pd.DataFrame:
+    rows = []
+    for p in paths:
+        d = _read_json(p)
+        _need(p, d, ("strategy", "budget", "seed", "steps", "tokens_seen", "wall_s"))
+        sel = d.get("selection") or {}
+        budget = sel.get("budget") or {}
+        k, mult = budget.get("k"), sel.get("multiplier") or 1
+        rows.append(
+            {
+                "strategy": d["strategy"],
+                "budget": d["budget"],
+                "seed": d["seed"],
+                "sequences": sel.get("n_selected"),
+                "kept_1x": (k / mult) if k is not None else np.nan,
+                "fraction_kept": sel.get("fraction_kept"),
+                "compute": d.get("compute"),
+                "steps": d["steps"],
+                "epochs": d.get("epochs_completed", 0),
+                "tokens_seen": d["tokens_seen"],
+                "wall_s": d["wall_s"],
+                "val_loss": d.get("val_loss"),
+                "parameters": d.get("parameters"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sort_rows(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Sort with strategies in display order and budgets in their numeric order."""
+    keys = {}
+    if "strategy" in by:
+        keys["strategy"] = lambda s: s.map(strategy_rank)
+    if "budget" in by:
+        keys["budget"] = lambda s: s.map(budget_key)
+
+    def key(col: pd.Series):
+        return keys[col.name](col) if col.name in keys else col
+
+    return df.sort_values(by, key=key, kind="stable").reset_index(drop=True)
+
+
+def budget_key(token) -> tuple:
+    """rate0.9 < rate0.99 (more pruning later); n-budgets by count; none last."""
+    t = str(token)
+    if t.startswith("rate"):
+        try:
+            return (0, float(t[4:]))
+        except ValueError:
+            return (2, t)
+    if t.startswith("n") and t[1:].isdigit():
+        return (1, -int(t[1:]))
+    return (3, t)

@@ -1,0 +1,132 @@
+"""Report figures: each task's metrics against the budget, and the influence histogram.
+
+Metric figures: one panel per metric. Selection strategies are lines over the budget (sequences a 1x
+selection keeps, log axis), error bars one standard deviation over seeds. The references — random 1x,
+random 10x and, when present, the untrained initialisation — are dashed lines; with a single budget
+the strategies become points by name and every reference a horizontal line with its ±1 sd band.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
+
+REFERENCES = ("random1x", "random10x", "untrained")
+REF_STYLE = {
+    "random1x": {"color": "0.35", "ls": "--"},
+    "random10x": {"color": "0.1", "ls": "-."},
+    "untrained": {"color": "tab:red", "ls": ":"},
+}
+
+
+def budget_positions(summary: pd.DataFrame, compute: pd.DataFrame) -> dict[str, float]:
+    """Budget token -> sequences kept by a 1x selection (median over models), or its rank if unknown."""
+    budgets = sorted((b for b in summary["budget"].unique() if b != "none"), key=budget_key)
+    pos = {}
+    for i, b in enumerate(budgets):
+        v = compute.loc[compute["budget"] == b, "kept_1x"].dropna() if not compute.empty else pd.Series([])
+        pos[b] = float(v.median()) if len(v) else float(i + 1)
+    return pos
+
+
+def metric_figure(
+    summary: pd.DataFrame, compute: pd.DataFrame, path: os.PathLike | str, *, title: str, dpi: int = 150
+) -> None:
+    """``summary``: the seed summary rows of one task (tables.seed_summary)."""
+    metrics = list(dict.fromkeys(summary["metric"]))
+    fig, axes = plt.subplots(
+        1,
+        max(1, len(metrics)),
+        figsize=(4.6 * max(1, len(metrics)), 3.8),
+        layout="constrained",
+        squeeze=False,
+    )
+    pos = budget_positions(summary, compute)
+    single = len(pos) <= 1
+    strategies = sorted((s for s in summary["strategy"].unique() if s not in REFERENCES), key=strategy_rank)
+    for ax, metric in zip(axes[0], metrics, strict=False):
+        rows = summary[summary["metric"] == metric]
+        lower = bool(rows["lower_is_better"].iloc[0]) if len(rows) else False
+        for k, strat in enumerate(strategies):
+            r = rows[rows["strategy"] == strat].sort_values("budget", key=lambda s: s.map(budget_key))
+            if r.empty:
+                continue
+            x = [k] * len(r) if single else [pos[b] for b in r["budget"]]
+            ax.errorbar(x, r["mean"], yerr=r["std"].fillna(0), marker="o", capsize=3, label=strat, lw=1.5)
+        for ref in REFERENCES:
+            r = rows[rows["strategy"] == ref].sort_values("budget", key=lambda s: s.map(budget_key))
+            if r.empty or r["mean"].isna().all():
+                continue
+            style = REF_STYLE[ref]
+            if single or ref == "untrained":
+                m, s = float(r["mean"].mean()), float(r["std"].fillna(0).mean())
+                ax.axhline(m, label=ref, lw=1.2, **style)
+                if s > 0:
+                    ax.axhspan(m - s, m + s, color=style["color"], alpha=0.12, lw=0)
+            else:
+                ax.errorbar(
+                    [pos[b] for b in r["budget"]],
+                    r["mean"],
+                    yerr=r["std"].fillna(0),
+                    capsize=2,
+                    label=ref,
+                    lw=1.2,
+                    **style,
+                )
+        if single:
+            ax.set_xticks(range(len(strategies)), strategies, rotation=20)
+            ax.set_xlim(-0.6, max(len(strategies) - 0.4, 0.6))
+            ax.set_xlabel(f"strategy ({next(iter(pos), 'no budget')})")
+        else:
+            xs = list(pos.values())
+            if min(xs) > 0 and max(xs) / min(xs) > 5:
+                ax.set_xscale("log")
+            ax.set_xlabel("sequences kept (1x budget)")
+        ax.set_ylabel(metric + (" (lower is better)" if lower else ""))
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right center", fontsize=8)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def influence_histogram(
+    values: np.ndarray,
+    path: os.PathLike | str,
+    *,
+    thresholds: dict[str, float] | None = None,
+    dpi: int = 150,
+    column: str = "self_influence",
+) -> None:
+    """Histogram of the pool's scores (log axis when they span > 2 decades) with the Top-I cut of each
+    budget (the lowest score Top-I keeps)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v):
+        lo, hi = float(v.min()), float(v.max())
+        log_x = lo > 0 and hi / lo > 100
+        edges = np.geomspace(lo, hi, 81) if log_x else np.linspace(lo, hi if hi > lo else lo + 1, 81)
+        ax.hist(v, bins=edges, color="tab:blue", alpha=0.8)
+        if log_x:
+            ax.set_xscale("log")
+        for i, (budget, t) in enumerate(sorted((thresholds or {}).items(), key=lambda kv: budget_key(kv[0]))):
+            ax.axvline(t, color=f"C{i + 1}", ls="--", lw=1.2, label=f"Top-I cut, {budget}")
+        if thresholds:
+            ax.legend(fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"{column} (s = Σ g² / (F + ε))")
+    ax.set_ylabel("sequences")
+    ax.set_title(f"{column} over the scored pool ({len(v):,} sequences)")
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

@@ -1,0 +1,153 @@
+"""``bioprune report``: the comparison report of a finished run.
+
+Example::
+
+    bioprune report --out results/report --tasks trna_ss trna_isotype \\
+        --metrics results/evaluate/*/*/seed*/*/metrics.json \\
+        --pretrain results/pretrain/*/*/seed*/pretrain_report.json --scores results/influence/scores.parquet
+
+Outputs (``--out``): ``metrics_long.tsv`` (one row per model, task and metric), ``metrics.tsv`` and
+``metrics.md`` (per task, metric, budget and strategy: every seed, mean, std, n), ``compute.tsv`` and
+``compute.md`` (per model: sequences, steps, tokens seen, wall time), ``figures/<task>.png`` (metrics
+against the budget), ``influence_histogram.png`` (with ``--scores``) and ``report.md`` (all of it on
+one page, headline table first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from bioprune.atomic import staged_dir
+from bioprune.errors import ConfigError, InputError
+from bioprune.report import figures
+from bioprune.report.collect import read_compute, read_metrics, sort_rows
+from bioprune.report.tables import fmt, headline_table, seed_summary, to_markdown
+
+log = logging.getLogger("bioprune.report")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files of bioprune evaluate")
+    p.add_argument(
+        "--pretrain", nargs="*", default=[], help="pretrain_report.json files of bioprune pretrain"
+    )
+    p.add_argument("--tasks", nargs="*", help="tasks to draw, in this order (default: every task found)")
+    p.add_argument("--scores", help="merged influence score table (Parquet) for the histogram")
+    p.add_argument("--score-column", default="self_influence", help="score column of the histogram")
+    p.add_argument("--dpi", type=int, default=150, help="figure resolution")
+
+
+def topi_thresholds(values: np.ndarray, compute: pd.DataFrame) -> dict[str, float]:
+    """Lowest score Top-I keeps at each budget: the k-th largest score, k = the 1x selection size."""
+    out = {}
+    v = np.sort(values[np.isfinite(values)])
+    if compute.empty or not len(v):
+        return out
+    for budget, k in compute.dropna(subset=["kept_1x"]).groupby("budget")["kept_1x"].median().items():
+        k = int(round(k))
+        if 1 <= k <= len(v):
+            out[str(budget)] = float(v[len(v) - k])
+    return out
+
+
+def _task_notes(paths: list[str]) -> list[str]:
+    """One line per task: kind, headline metric and the records used / dropped per split (first model)."""
+    seen, lines = set(), []
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        if d["task"] in seen:
+            continue
+        seen.add(d["task"])
+        parts = []
+        for split, c in (d.get("counts") or {}).items():
+            extra = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("read", "used"))
+            parts.append(f"{split} {c.get('used', c.get('read', 0))} used" + (f" ({extra})" if extra else ""))
+        note = f" — note: {d['note']}" if d.get("note") else ""
+        lines.append(f"- **{d['task']}** ({d['kind']}, headline {d['headline']}): {'; '.join(parts)}{note}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dpi < 10:
+        raise ConfigError(f"--dpi must be >= 10, got {args.dpi}")
+    long = read_metrics(args.metrics)
+    compute = read_compute(args.pretrain)
+    tasks = args.tasks if args.tasks is not None else list(dict.fromkeys(long["task"]))
+    unknown = sorted(set(long["task"]) - set(tasks)) if args.tasks is not None else []
+    if unknown:
+        log.warning("metrics of tasks not listed in --tasks are tabulated but not drawn: %s", unknown)
+    summary = seed_summary(long)
+    headline = headline_table(summary)
+    compute = sort_rows(compute, ["budget", "strategy", "seed"]) if not compute.empty else compute
+    values = None
+    if args.scores:
+        try:
+            values = pq.read_table(args.scores, columns=[args.score_column]).column(0).to_numpy()
+        except (OSError, KeyError, ValueError) as exc:
+            raise InputError(args.scores, f"cannot read column {args.score_column!r} ({exc})") from None
+    with staged_dir(args.out) as stage:
+        long.to_csv(stage / "metrics_long.tsv", sep="\t", index=False)
+        summary.to_csv(stage / "metrics.tsv", sep="\t", index=False, float_format="%.6g")
+        table = summary.drop(columns=["lower_is_better", "headline"])
+        (stage / "metrics.md").write_text(to_markdown(table))
+        compute.to_csv(stage / "compute.tsv", sep="\t", index=False)
+        compute_md = to_markdown(
+            compute.assign(
+                tokens_seen=compute["tokens_seen"].map(lambda v: f"{int(v):,}") if not compute.empty else [],
+                wall_s=compute["wall_s"].map(lambda v: f"{v:.1f}") if not compute.empty else [],
+            )
+        )
+        (stage / "compute.md").write_text(compute_md)
+        (stage / "figures").mkdir()
+        for task in tasks:
+            rows = summary[summary["task"] == task]
+            figures.metric_figure(rows, compute, stage / "figures" / f"{task}.png", title=task, dpi=args.dpi)
+        thresholds = {}
+        if values is not None:
+            thresholds = topi_thresholds(values, compute)
+            figures.influence_histogram(
+                values,
+                stage / "influence_histogram.png",
+                thresholds=thresholds,
+                dpi=args.dpi,
+                column=args.score_column,
+            )
+        page = [
+            "# bioprune comparison report",
+            "",
+            "Headline metric per task: mean ± sample sd over seeds (n/a: not computable, see Tasks).",
+            "",
+            to_markdown(headline),
+            "## Tasks",
+            "",
+            *_task_notes(args.metrics),
+            "",
+            "## Every metric",
+            "",
+            to_markdown(table),
+            "## Compute per model",
+            "",
+            compute_md,
+            "## Figures",
+            "",
+            *[f"![{t}](figures/{t}.png)" for t in tasks],
+        ]
+        if values is not None:
+            cuts = ", ".join(f"{b}: {fmt(t)}" for b, t in thresholds.items()) or "none"
+            page += ["", "![influence](influence_histogram.png)", "", f"Top-I cuts: {cuts}."]
+        (stage / "report.md").write_text("\n".join(page) + "\n")
+    log.info(
+        "report of %d models x %d tasks in %s",
+        long.groupby(["strategy", "budget", "seed"]).ngroups,
+        len(tasks),
+        args.out,
+    )
+    return 0

@@ -1,0 +1,71 @@
+# Downstream evaluation: every pretrained model on every task of evaluate.tasks (one job per model and
+# task), frozen-embedding probes by default. Tasks with source unselected_pool read, per budget, a sample
+# of the pool sequences that no selection at that budget kept. A task's settings are one JSON params
+# value, so editing a task reruns only its jobs and the report. Needs pretrain.smk (EVALUATION_PLAN).
+from bioprune.evaluate.workflow import task_inputs, task_json
+
+EVALUATE = f"{RESULTS}/evaluate"
+_eval = config["evaluate"]
+
+
+rule perplexity_set:
+    input:
+        ids=lambda wildcards: EVALUATION_PLAN.selection_ids(SELECT, wildcards.budget),
+        fasta=f"{filtered_pool_dir()}/sequences.fasta.gz",
+    output:
+        fasta=f"{EVALUATE}/unselected/{{budget}}/sequences.fasta.gz",
+        report=f"{EVALUATE}/unselected/{{budget}}/perplexity_set_report.json",
+    log:
+        f"{LOGS}/evaluate/unselected_{{budget}}.log",
+    wildcard_constraints:
+        budget=r"rate[0-9.e-]+|n\d+",
+    conda:
+        ENV_TORCH
+    params:
+        max=_eval["unselected_pool"]["max_sequences"],
+        seed=_eval["unselected_pool"]["seed"],
+        out=folder_of("output.report"),
+    shell:
+        "python -m bioprune perplexity-set --pool {input.fasta} --out {params.out}"
+        " --max-sequences {params.max} --seed {params.seed} {input.ids} 2> {log}"
+
+
+rule evaluate:
+    input:
+        model=f"{PRETRAIN}/{{strategy}}/{{budget}}/seed{{seed}}/model.pt",
+        data=lambda wildcards: task_inputs(EVALUATION_PLAN.task(wildcards.task)),
+        unselected=lambda wildcards: (
+            [f"{EVALUATE}/unselected/{wildcards.budget}/sequences.fasta.gz"]
+            if EVALUATION_PLAN.task(wildcards.task).source == "unselected_pool"
+            else []
+        ),
+    output:
+        f"{EVALUATE}/{{strategy}}/{{budget}}/seed{{seed}}/{{task}}/metrics.json",
+    log:
+        f"{LOGS}/evaluate/{{strategy}}_{{budget}}_seed{{seed}}_{{task}}.log",
+    wildcard_constraints:
+        strategy=r"topi|cci|loss|cluster|random\d+x|untrained",
+        budget=r"rate[0-9.e-]+|n\d+|none",
+        seed=r"\d+",
+        task=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    conda:
+        ENV_TORCH
+    threads: config["threads"]
+    params:
+        task=lambda wildcards: task_json(EVALUATION_PLAN.task(wildcards.task)),
+        seed=_eval["seed"],
+        test=lambda wildcards, input: (
+            f"--test {input.unselected[0]}" if input.unselected else ""
+        ),
+        out=lambda wildcards, output: os.path.dirname(output[0]),
+    # batch_tokens changes speed only: written into the command, not a params value, so changing it
+    # reruns nothing
+    shell:
+        "python -m bioprune evaluate --model {input.model} --task-json {params.task} {params.test}"
+        f" --out {{params.out}} --seed {{params.seed}} --batch-tokens {_eval['batch_tokens']}"
+        " --threads {threads} --strategy {wildcards.strategy} --budget {wildcards.budget}"
+        " --model-seed {wildcards.seed} 2> {log}"
+
+
+# evaluate_targets(): every model x task metrics.json. A bound method rather than a def (lint).
+evaluate_targets = EVALUATION_PLAN.evaluate_targets

@@ -1,0 +1,89 @@
+"""What the pretrain / evaluate / report rules run: the plan from a config, and the command-line pieces."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bioprune.config import validate_config
+from bioprune.errors import ConfigError
+from bioprune.evaluate.workflow import evaluation_plan, model_seed, pretrain_args, task_json
+
+ROOT = Path(__file__).resolve().parents[1]
+SELECT_DIRS = [
+    f"{s}/{b}/seed{k}"
+    for s in ("topi", "cci", "random1x", "random10x")
+    for b in ("rate0.9", "rate0.99")
+    for k in (0, 1)
+]
+
+
+def config(**sections):
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value}
+    return validate_config(cfg)
+
+
+def test_default_plan():
+    plan = evaluation_plan(config(), SELECT_DIRS, "res")
+    assert len(plan.models) == 16 and plan.untrained == ["untrained/none/seed0", "untrained/none/seed1"]
+    assert [t.name for t in plan.tasks] == ["trna_ss", "trna_isotype", "heldout_perplexity"]
+    targets = plan.evaluate_targets()
+    # every trained model x 3 tasks; untrained skips the unselected-pool perplexity (it has no budget)
+    assert len(targets) == 16 * 3 + 2 * 2
+    assert "res/evaluate/untrained/none/seed0/trna_ss/metrics.json" in targets
+    assert "res/evaluate/untrained/none/seed0/heldout_perplexity/metrics.json" not in targets
+    assert plan.budgets_with_unselected == ["rate0.9", "rate0.99"]
+    assert plan.pretrain_targets()[0] == "res/pretrain/topi/rate0.9/seed0/model.pt"
+    assert plan.selection_ids("res/select", "rate0.99")[0] == "res/select/topi/rate0.99/seed0/ids.txt"
+    assert len(plan.selection_ids("res/select", "rate0.99")) == 8
+
+
+def test_strategy_filter_and_unknown_names():
+    plan = evaluation_plan(
+        config(pretrain={"strategies": ["topi"], "untrained_baseline": False}), SELECT_DIRS, "r"
+    )
+    assert {d.split("/")[0] for d in plan.models} == {"topi"} and plan.untrained == []
+    # the unselected set still excludes every strategy's selections, not only the pretrained ones
+    assert len(plan.selection_ids("r/select", "rate0.9")) == 8
+    with pytest.raises(ConfigError, match=r"pretrain.strategies \['loss'\]"):
+        evaluation_plan(config(pretrain={"strategies": ["loss"]}), SELECT_DIRS, "r")
+
+
+def test_same_steps_needs_its_reference_selections():
+    cfg = config(pretrain={"compute": "same_steps", "steps_like": "random1x", "strategies": None})
+    evaluation_plan(cfg, SELECT_DIRS, "r")
+    no_random = [d for d in SELECT_DIRS if not d.startswith("random1x")]
+    with pytest.raises(ConfigError, match="random1x/rate0.9/seed0 is not in the selection stage"):
+        evaluation_plan(cfg, no_random, "r")
+
+
+def test_tasks_of_another_alphabet_are_skipped():
+    cfg = config()
+    cfg["alphabet"] = "protein"
+    plan = evaluation_plan(cfg, SELECT_DIRS, "r")
+    assert [t.name for t in plan.tasks] == ["heldout_perplexity"]
+
+
+def test_pretrain_args_and_seed():
+    a = pretrain_args(config(model={"overrides": {"layers": 2, "hidden": 64}}, pretrain={"lr": 1e-3}))
+    assert a["model"] == "--backend rnafm --size tiny --hidden 64 --layers 2"
+    assert a["train"].startswith("--epochs 10 --lr 0.001 ") and "--seed" not in a["train"]
+    assert a["compute"] == "--compute same_epochs" and a["launcher"] == "python"
+    ckpt = pretrain_args(config(model={"checkpoint": "RNA-FM_pretrained.pth"}))
+    assert ckpt["model"] == "--arch-from RNA-FM_pretrained.pth"
+    assert model_seed(config(train={"seed": 7}), "1") == 8
+    with pytest.raises(ConfigError, match="is for protein"):
+        pretrain_args(config(model={"backend": "esmc"}))
+
+
+def test_task_json_is_one_shell_word_that_round_trips():
+    plan = evaluation_plan(config(), SELECT_DIRS, "r")
+    spec = plan.task("trna_isotype")
+    words = shlex.split(task_json(spec))
+    assert len(words) == 1 and json.loads(words[0])["label_regex"] == "^D([A-Z])"

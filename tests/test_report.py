@@ -1,0 +1,326 @@
+"""The comparison report: seed statistics against hand-computed values, every output file, and the report
+of a tiny finished run made by the real pretrain / evaluate steps."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from bioprune.cli import main
+from bioprune.report.collect import read_compute, read_metrics, sort_rows
+from bioprune.report.tables import headline_table, seed_summary, to_markdown
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def metrics_file(root, strategy, budget, seed, task, kind, values, headline):
+    p = root / "evaluate" / strategy / budget / f"seed{seed}" / task / "metrics.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    d = {
+        "task": task,
+        "kind": kind,
+        "headline": headline,
+        "strategy": strategy,
+        "budget": budget,
+        "seed": seed,
+        "metrics": values,
+        "counts": {"test": {"read": 10, "used": 9, "too_long": 1}},
+    }
+    p.write_text(json.dumps(d))
+    return str(p)
+
+
+def pretrain_file(root, strategy, budget, seed, k, mult, tokens):
+    p = root / "pretrain" / strategy / budget / f"seed{seed}" / "pretrain_report.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    sel = (
+        None
+        if strategy == "untrained"
+        else {"budget": {"k": k * mult}, "multiplier": mult, "n_selected": k * mult}
+    )
+    d = {
+        "strategy": strategy,
+        "budget": budget,
+        "seed": seed,
+        "steps": tokens // 100,
+        "tokens_seen": tokens,
+        "wall_s": 1.5,
+        "selection": sel,
+        "compute": "same_epochs",
+    }
+    p.write_text(json.dumps(d))
+    return str(p)
+
+
+@pytest.fixture
+def synthetic_run(tmp_path):
+    """Two budgets, topi / random1x / random10x / untrained, two seeds, two tasks (F1 from a formula)."""
+    metrics, pretrain = [], []
+    for budget, k in (("rate0.9", 100), ("rate0.99", 10)):
+        for strategy, mult in (("topi", 1), ("random1x", 1), ("random10x", 10)):
+            for seed in (0, 1):
+                f1 = (
+                    0.5
+                    + 0.2 * seed
+                    + (0.1 if strategy == "topi" else 0)
+                    + (0.05 if budget == "rate0.9" else 0)
+                )
+                vals = {"f1": f1, "precision": 0.5, "recall": 0.5, "mcc": 0.4}
+                metrics.append(metrics_file(tmp_path, strategy, budget, seed, "ss", "rna_ss", vals, "f1"))
+                ppl = {"perplexity": 10.0 - seed, "loss": math.log(10.0 - seed)}
+                if not (strategy == "random10x" and budget == "rate0.9"):  # an empty unselected set
+                    metrics.append(
+                        metrics_file(
+                            tmp_path, strategy, budget, seed, "ppl", "mlm_perplexity", ppl, "perplexity"
+                        )
+                    )
+                else:
+                    metrics.append(
+                        metrics_file(
+                            tmp_path,
+                            strategy,
+                            budget,
+                            seed,
+                            "ppl",
+                            "mlm_perplexity",
+                            {"perplexity": None, "loss": None},
+                            "perplexity",
+                        )
+                    )
+                pretrain.append(pretrain_file(tmp_path, strategy, budget, seed, k, mult, 1000 * k * mult))
+    for seed in (0, 1):
+        vals = {"f1": 0.1, "precision": 0.1, "recall": 0.1, "mcc": 0.0}
+        metrics.append(metrics_file(tmp_path, "untrained", "none", seed, "ss", "rna_ss", vals, "f1"))
+        pretrain.append(pretrain_file(tmp_path, "untrained", "none", seed, 0, 1, 0))
+    scores = tmp_path / "scores.parquet"
+    s = np.random.default_rng(0).lognormal(0, 2, 1000)
+    pq.write_table(pa.table({"id": [f"x{i}" for i in range(1000)], "self_influence": s, "loss": s}), scores)
+    return tmp_path, metrics, pretrain, scores
+
+
+def test_seed_summary_mean_and_spread(synthetic_run):
+    _, metrics, _, _ = synthetic_run
+    summary = seed_summary(read_metrics(metrics))
+    row = summary[
+        (summary.task == "ss")
+        & (summary.metric == "f1")
+        & (summary.budget == "rate0.99")
+        & (summary.strategy == "topi")
+    ].iloc[0]
+    assert (row["seed0"], row["seed1"]) == pytest.approx((0.6, 0.8))
+    assert (
+        row["mean"] == pytest.approx(0.7) and row["std"] == pytest.approx(math.sqrt(0.02)) and row["n"] == 2
+    )
+    # a metric that could not be computed stays n/a and does not count as a seed
+    empty = summary[
+        (summary.task == "ppl") & (summary.budget == "rate0.9") & (summary.strategy == "random10x")
+    ]
+    assert empty["mean"].isna().all() and (empty["n"] == 0).all()
+    # strategies in display order, budgets in order, tasks in input order
+    ss_f1 = summary[(summary.task == "ss") & (summary.metric == "f1")]
+    assert list(ss_f1.strategy[:3]) == ["topi", "random1x", "random10x"]
+    assert list(dict.fromkeys(ss_f1.budget)) == ["rate0.9", "rate0.99", "none"]
+    head = headline_table(summary)
+    cell = head[(head.budget == "rate0.99") & (head.strategy == "topi")]["ss f1"].iloc[0]
+    assert cell == "0.7000 ± 0.1414"
+    assert "ppl perplexity (lower is better)" in head.columns
+
+
+def test_single_seed_has_no_spread():
+    long = pd.DataFrame(
+        [
+            {
+                "strategy": "topi",
+                "budget": "n5",
+                "seed": 0,
+                "task": "t",
+                "kind": "seq_class",
+                "metric": "accuracy",
+                "value": 0.25,
+                "headline": True,
+                "lower_is_better": False,
+            }
+        ]
+    )
+    s = seed_summary(long)
+    assert s["std"].isna().all() and s["mean"].iloc[0] == 0.25
+    assert "| t | accuracy | n5 | topi | 0.2500 | 0.2500 | n/a | 1 |" in to_markdown(
+        s.drop(columns=["lower_is_better", "headline"])
+    )
+
+
+def test_compute_table_and_sorting(synthetic_run):
+    _, _, pretrain, _ = synthetic_run
+    c = sort_rows(read_compute(pretrain), ["budget", "strategy", "seed"])
+    r10 = c[(c.strategy == "random10x") & (c.budget == "rate0.99")].iloc[0]
+    assert r10["kept_1x"] == 10 and r10["sequences"] == 100 and r10["tokens_seen"] == 100_000
+    assert c.iloc[-1]["strategy"] == "untrained" and math.isnan(c.iloc[-1]["kept_1x"])
+
+
+def test_report_cli_writes_everything(synthetic_run, tmp_path):
+    root, metrics, pretrain, scores = synthetic_run
+    out = tmp_path / "report"
+    args = [
+        "report",
+        "--out",
+        str(out),
+        "--tasks",
+        "ss",
+        "ppl",
+        "--scores",
+        str(scores),
+        "--dpi",
+        "40",
+        "--metrics",
+        *metrics,
+        "--pretrain",
+        *pretrain,
+    ]
+    assert main(args) == 0
+    for name in ("metrics.tsv", "metrics.md", "metrics_long.tsv", "compute.tsv", "compute.md", "report.md"):
+        assert (out / name).stat().st_size > 0
+    for png in ("figures/ss.png", "figures/ppl.png", "influence_histogram.png"):
+        assert (out / png).read_bytes()[:8] == PNG
+    tsv = pd.read_csv(out / "metrics.tsv", sep="\t")
+    assert len(tsv) == 4 * 2 * 3 + 4 + 2 * 2 * 3  # ss: 4 metrics x (2 budgets x 3 + untrained); ppl: 2 x 6
+    page = (out / "report.md").read_text()
+    assert "| rate0.99 | topi | 0.7000 ± 0.1414 |" in page
+    assert "**ss** (rna_ss, headline f1): test 9 used (too_long 1)" in page
+    assert "Top-I cuts: rate0.9:" in page and "rate0.99:" in page
+    assert "100,000" in (out / "compute.md").read_text()
+    # a single budget draws strategies as points with horizontal references (another code path)
+    one = [m for m in metrics if "rate0.99" in m or "untrained" in m]
+    assert main(["report", "--out", str(tmp_path / "r1"), "--dpi", "40", "--metrics", *one]) == 0
+    assert (tmp_path / "r1" / "figures" / "ss.png").read_bytes()[:8] == PNG
+
+
+def test_report_refuses_a_foreign_json(tmp_path, capsys):
+    bad = tmp_path / "m.json"
+    bad.write_text(json.dumps({"task": "x"}))
+    assert main(["report", "--out", str(tmp_path / "r"), "--metrics", str(bad)]) == 2
+    assert "missing key(s)" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "report.md").exists()
+
+
+def test_report_of_a_tiny_finished_run(tmp_path, write_fasta):
+    """pretrain -> perplexity-set -> evaluate -> report with the real steps, two strategies, two seeds."""
+    rng = np.random.default_rng(0)
+    pool = write_fasta(
+        "pool.fa.gz", "".join(f">p{i}\n{''.join(rng.choice(list('ACGU'), 40))}\n" for i in range(60))
+    )
+    arch = [
+        "--backend",
+        "rnafm",
+        "--layers",
+        "1",
+        "--hidden",
+        "16",
+        "--heads",
+        "2",
+        "--ffn",
+        "32",
+        "--max-tokens",
+        "64",
+    ]
+    selections = {"topi": [0, 1, 2, 3, 4, 5], "random1x": [10, 11, 12, 13, 14, 15]}
+    pretrain, metrics, id_files = [], [], []
+    for strategy, rows in selections.items():
+        for seed in (0, 1):
+            chosen = [r + seed for r in rows]
+            ids = tmp_path / "select" / strategy / f"seed{seed}" / "ids.txt"
+            ids.parent.mkdir(parents=True)
+            ids.write_text("".join(f"p{r}\n" for r in chosen))
+            id_files.append(str(ids))
+            core = write_fasta(
+                f"core_{strategy}{seed}.fa", "".join(f">p{r}\n{'ACGU' * 10}\n" for r in chosen)
+            )
+            out = tmp_path / "pretrain" / strategy / f"seed{seed}"
+            assert (
+                main(
+                    [
+                        "pretrain",
+                        str(core),
+                        "--out",
+                        str(out),
+                        *arch,
+                        "--epochs",
+                        "1",
+                        "--seed",
+                        str(seed),
+                        "--strategy",
+                        strategy,
+                        "--budget",
+                        "n6",
+                        "--selection-seed",
+                        str(seed),
+                    ]
+                )
+                == 0
+            )
+            pretrain.append(str(out / "pretrain_report.json"))
+    heldout = tmp_path / "unselected"
+    assert (
+        main(
+            ["perplexity-set", "--pool", str(pool), "--out", str(heldout), "--max-sequences", "20", *id_files]
+        )
+        == 0
+    )
+    task = json.dumps({"name": "ppl", "kind": "mlm_perplexity", "source": "unselected_pool"})
+    for p in pretrain:
+        d = json.loads(open(p).read())
+        model = p.replace("pretrain_report.json", "model.pt")
+        out = tmp_path / "evaluate" / d["strategy"] / f"seed{d['seed']}" / "ppl"
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--model",
+                    model,
+                    "--task-json",
+                    task,
+                    "--test",
+                    str(heldout / "sequences.fasta.gz"),
+                    "--out",
+                    str(out),
+                    "--strategy",
+                    d["strategy"],
+                    "--budget",
+                    "n6",
+                    "--model-seed",
+                    str(d["seed"]),
+                ]
+            )
+            == 0
+        )
+        metrics.append(str(out / "metrics.json"))
+    assert (
+        main(
+            [
+                "report",
+                "--out",
+                str(tmp_path / "report"),
+                "--dpi",
+                "40",
+                "--metrics",
+                *metrics,
+                "--pretrain",
+                *pretrain,
+            ]
+        )
+        == 0
+    )
+    tsv = pd.read_csv(tmp_path / "report" / "metrics.tsv", sep="\t")
+    row = tsv[(tsv.metric == "perplexity") & (tsv.strategy == "topi")].iloc[0]
+    values = [json.loads(open(m).read())["metrics"]["perplexity"] for m in metrics if "/topi/" in m]
+    assert row["mean"] == pytest.approx(np.mean(values), rel=1e-5) and row["n"] == 2
+    assert row["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-4)
+    used = json.loads(open(metrics[0]).read())["counts"]["test"]["used"]
+    assert used == 20  # 60 pool records, 14 ever selected, 20 sampled of the other 46
+    compute = pd.read_csv(tmp_path / "report" / "compute.tsv", sep="\t")
+    assert len(compute) == 4 and (compute.tokens_seen > 0).all()
