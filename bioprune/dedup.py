@@ -2,9 +2,11 @@
 
 Two sequences are duplicates when their normalised bytes have the same xxh3-128 hash (the ``hash``
 column written by ingest; a chance collision needs ~2^64 distinct sequences). Memory stays bounded
-by working from the hash column only: each hash becomes two uint64s, a stable sort groups equal
-hashes with the earliest row first, and the kept/duplicate decision is a boolean mask. Sequences
-are never held: the FASTA is streamed block by block and only the kept records are written.
+by working from the hash column: each hash becomes two uint64s (16 bytes a record, ~40 at the peak
+of the sort), a stable sort groups equal hashes with the earliest row first, and the kept/duplicate
+decision is a boolean mask. Ids are read a row group at a time; only those of kept records that
+have duplicates are held. Sequences are never held: the FASTA is streamed block by block and only
+the kept records are written.
 
 Outputs (atomically): ``sequences.fasta.gz`` and ``sequences.parquet`` (kept rows, input order and
 columns kept), ``duplicates.tsv`` (``duplicate_id<TAB>kept_id``, one line per removed record, in
@@ -129,22 +131,54 @@ def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:
             hashes[row : row + len(col)] = hashes_to_u64(col, table_in, row)
             row += len(col)
     dup_rows, kept_rows = find_duplicates(hashes)
-    del hashes  # before the ids are read: the peak stays at the larger of the two
+    del hashes
     keep = np.ones(n, bool)
     keep[dup_rows] = False
     n_kept = int(keep.sum())
-    with _readable(table_in):
-        ids = pf.read(columns=["id"], use_threads=False).column("id")
     log.info("%d distinct sequences, %d duplicates", n_kept, len(dup_rows))
 
+    ids = _Ids(pf, table_in)
+    # Ids of the kept rows that duplicates point to, in row order: the only ids held in memory.
+    reps = np.unique(kept_rows)
+    rep_ids = ids.take(reps)
     with staged_dir(out) as stage:
-        _write_duplicates(ids, dup_rows, kept_rows, stage / DUPLICATES_NAME)
+        _write_duplicates(ids, dup_rows, np.searchsorted(reps, kept_rows), rep_ids, stage / DUPLICATES_NAME)
         _write_table(pf, table_in, keep, stage / TABLE_NAME)
         _write_fasta(fasta_in, keep, ids, stage / FASTA_NAME)
-        report = _report(src, n, n_kept, dup_rows, kept_rows, ids)
+        report = _report(src, n, n_kept, dup_rows, kept_rows, reps, rep_ids)
         write_report(stage / REPORT_NAME, report)
     log.info("kept %d of %d records (%d duplicates)", n_kept, n, n - n_kept)
     return report
+
+
+class _Ids:
+    """The table's id column, read one row group at a time (never the whole column at once)."""
+
+    def __init__(self, pf: pq.ParquetFile, path: Path):
+        self.pf, self.path = pf, path
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
+        self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self.first_ids: dict[int, str] = {}  # first row of each row group -> its id, for checks
+
+    def group(self, i: int) -> pa.Array:
+        with _readable(self.path):
+            col = self.pf.read_row_group(i, columns=["id"], use_threads=False).column(0)
+        arr = col.combine_chunks()
+        if len(arr):
+            self.first_ids[int(self.starts[i])] = arr[0].as_py()
+        return arr
+
+    def spans(self, rows: np.ndarray) -> Iterator[tuple[pa.Array, np.ndarray]]:
+        """For sorted ``rows``: (ids of a row group, positions in it of the rows that fall there)."""
+        bounds = np.searchsorted(rows, self.starts)
+        for i in range(self.pf.num_row_groups):
+            if bounds[i + 1] > bounds[i]:
+                yield self.group(i), rows[bounds[i] : bounds[i + 1]] - self.starts[i]
+
+    def take(self, rows: np.ndarray) -> pa.Array:
+        """Ids of sorted ``rows``, in that order."""
+        parts = [arr.take(int_array(pos, np.int64)) for arr, pos in self.spans(rows)]
+        return pa.concat_arrays(parts) if parts else repeated_string("", 0)
 
 
 @contextlib.contextmanager
@@ -156,23 +190,24 @@ def _readable(path: Path) -> Iterator[None]:
         raise InputError(path, f"not a readable Parquet table ({exc})") from exc
 
 
-def _write_duplicates(ids: pa.ChunkedArray, dup_rows, kept_rows, path: Path, chunk: int = 1 << 17) -> None:
+def _write_duplicates(ids: _Ids, dup_rows, kept_index, rep_ids: pa.Array, path: Path) -> None:
     """``duplicate_id<TAB>kept_id`` lines, unquoted (ids hold no whitespace, so no quoting is needed).
 
-    Lines are built by Arrow ("dup" + TAB + "kept" + newline per row) and written straight from its
-    buffer, without one Python object per row.
+    ``kept_index[j]`` is the position in ``rep_ids`` of the id that duplicate ``dup_rows[j]`` maps to.
+    Lines are built by Arrow ("dup" + TAB + "kept" + newline) and written straight from its buffer,
+    without one Python object per row.
     """
     tab, newline, empty = repeated_string("\t", 1)[0], repeated_string("\n", 1)[0], repeated_string("", 1)[0]
+    done = 0
     with open(path, "wb") as fh:
         fh.write(b"duplicate_id\tkept_id\n")
-        for i in range(0, len(dup_rows), chunk):
-            dup = ids.take(int_array(dup_rows[i : i + chunk], np.int64))
-            kept = ids.take(int_array(kept_rows[i : i + chunk], np.int64))
-            pairs = pc.binary_join_element_wise(dup, kept, tab)
-            lines = pc.binary_join_element_wise(pairs, empty, newline).combine_chunks()
-            if len(lines):
-                offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, lines.offset * 4)
-                fh.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
+        for group_ids, pos in ids.spans(dup_rows):
+            dup = group_ids.take(int_array(pos, np.int64))
+            kept = rep_ids.take(int_array(kept_index[done : done + len(pos)], np.int64))
+            done += len(pos)
+            lines = pc.binary_join_element_wise(pc.binary_join_element_wise(dup, kept, tab), empty, newline)
+            offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, lines.offset * 4)
+            fh.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
 
 
 def _write_table(pf: pq.ParquetFile, src: Path, keep: np.ndarray, path: Path) -> None:
@@ -187,7 +222,7 @@ def _write_table(pf: pq.ParquetFile, src: Path, keep: np.ndarray, path: Path) ->
             writer.write_table(group.filter(bool_array(mask)))
 
 
-def _write_fasta(src: Path, keep: np.ndarray, ids: pa.ChunkedArray, path: Path) -> None:
+def _write_fasta(src: Path, keep: np.ndarray, ids: _Ids, path: Path) -> None:
     """Stream the pool FASTA (one header line and one sequence line per record) and keep the kept records."""
     n = len(keep)
     row = 0
@@ -209,10 +244,15 @@ def _write_fasta(src: Path, keep: np.ndarray, ids: pa.ChunkedArray, path: Path) 
                 raise InputError(
                     src, f"more records than the table's {n} rows; rerun ingest", line=first_line
                 )
-            first_id = lines[0][1:].split(None, 1)[0].decode("utf-8", "replace")
-            if first_id != ids[row].as_py():
-                msg = f"record {first_id!r} but the table's row {row} is {ids[row].as_py()!r}; rerun ingest"
-                raise InputError(src, msg, line=first_line)
+            # Spot check that FASTA and table are in step: the first record of every row group.
+            for at in ids.starts[(ids.starts >= row) & (ids.starts < row + m)].tolist():
+                got = lines[2 * (at - row)][1:].split(None, 1)[0].decode("utf-8", "replace")
+                want = ids.first_ids.get(at)
+                if want is None:
+                    want = ids.group(int(np.searchsorted(ids.starts, at)))[0].as_py()
+                if got != want:
+                    msg = f"record {got!r} but the table's row {at} is {want!r}; rerun ingest"
+                    raise InputError(src, msg, line=first_line + 2 * (at - row))
             mask = keep[row : row + m]
             if mask.all():
                 writer.write_block(block if block.endswith(b"\n") else block + b"\n", m)
@@ -230,12 +270,12 @@ def _write_fasta(src: Path, keep: np.ndarray, ids: pa.ChunkedArray, path: Path) 
         raise InputError(src, f"{row} records but the table has {n} rows; rerun ingest")
 
 
-def _report(src: Path, n: int, n_kept: int, dup_rows, kept_rows, ids: pa.ChunkedArray) -> dict:
-    groups, copies = np.unique(kept_rows, return_counts=True)
+def _report(src: Path, n: int, n_kept: int, dup_rows, kept_rows, reps, rep_ids: pa.Array) -> dict:
     largest = None
-    if len(groups):
+    if len(reps):
+        copies = np.bincount(np.searchsorted(reps, kept_rows), minlength=len(reps))
         top = int(np.argmax(copies))
-        largest = {"kept_id": ids[int(groups[top])].as_py(), "copies": int(copies[top]) + 1}
+        largest = {"kept_id": rep_ids[top].as_py(), "copies": int(copies[top]) + 1}
     return {
         "step": "dedup",
         "bioprune_version": __version__,
@@ -243,7 +283,7 @@ def _report(src: Path, n: int, n_kept: int, dup_rows, kept_rows, ids: pa.Chunked
         "input_records": n,
         "kept": n_kept,
         "duplicates": int(len(dup_rows)),
-        "duplicate_groups": int(len(groups)),
+        "duplicate_groups": int(len(reps)),
         "largest_group": largest,
         "method": "exact: equal xxh3-128 of the normalised sequence; the first occurrence is kept",
         "outputs": [FASTA_NAME, TABLE_NAME, DUPLICATES_NAME, REPORT_NAME],

@@ -45,15 +45,18 @@ def _oracle(records):
     return kept, pairs
 
 
-@pytest.mark.parametrize("block", [None, 23])
-def test_mapping_matches_a_dict_oracle(tmp_path, write_fasta, small_blocks, block):
+@pytest.mark.parametrize(("block", "row_group"), [(None, None), (23, 7)])
+def test_mapping_matches_a_dict_oracle(tmp_path, write_fasta, small_blocks, monkeypatch, block, row_group):
     rng = random.Random(5)
     alphabet = "ACGU"
     distinct = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(60)]
     records = [(f"r{i}", rng.choice(distinct)) for i in range(400)]
     if block:
         small_blocks(block)  # ingest and dedup both stream in pieces smaller than a record
+        monkeypatch.setattr("bioprune.ingest.ROW_GROUP_ROWS", row_group)  # and a table of many row groups
     pool = _pool(tmp_path, write_fasta, "".join(f">{i} d{i}\n{s}\n" for i, s in records))
+    if block:
+        assert pq.ParquetFile(pool / "sequences.parquet").num_row_groups > 20
     report = dedup(pool, tmp_path / "dedup")
     kept, pairs = _oracle([(i, s.encode()) for i, s in records])
 
