@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import io
 import os
+import threading
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -205,6 +206,27 @@ def _show(line: bytes, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
+_write_pool: ThreadPoolExecutor | None = None
+_write_pool_lock = threading.Lock()
+
+
+def _writer_thread() -> ThreadPoolExecutor:
+    """One helper thread, shared by every FastaWriter of the process (shard opens hundreds at once)."""
+    global _write_pool
+    with _write_pool_lock:
+        if _write_pool is None:
+            _write_pool = ThreadPoolExecutor(1, thread_name_prefix="fasta-write")
+        return _write_pool
+
+
+def _forget_writer_thread() -> None:  # a forked child has no copy of the thread
+    global _write_pool
+    _write_pool = None
+
+
+os.register_at_fork(after_in_child=_forget_writer_thread)
+
+
 class FastaWriter:
     """Write unwrapped FASTA (one sequence line per record, like ``seqkit -w 0``), gzip when the name ends
     in ``.gz``. Use inside :func:`bioprune.atomic.staged_dir` so a failed step leaves nothing behind."""
@@ -212,7 +234,7 @@ class FastaWriter:
     def __init__(self, path: os.PathLike | str, background: bool = True):
         self.path = Path(path)
         # Compression runs on a helper thread (it drops the GIL), overlapping the caller's parsing.
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fasta-write") if background else None
+        self._pool = _writer_thread() if background else None
         self._pending: deque[Future] = deque()
         if self.path.suffix == ".gz":
             # mtime=0: the same records give the same bytes, run after run.
@@ -255,8 +277,9 @@ class FastaWriter:
             while self._pending:
                 self._pending.popleft().result()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
+            for fut in self._pending:  # after an error: let queued writes finish before closing
+                fut.exception()
+            self._pending.clear()
             self._fh.close()
 
     def __enter__(self) -> FastaWriter:

@@ -180,3 +180,18 @@ def test_utf8_bom_is_skipped(write_fasta, name):
     path = write_fasta(name, b"\xef\xbb\xbf>a\nACGU\n>b\nGG\n")
     assert [(r.id, r.seq) for r in read_fasta(path)] == [("a", b"ACGU"), ("b", b"GG")]
     assert [(i, s) for i, s, _ in _records_from_blocks(path, 2)] == [("a", b"ACGU"), ("b", b"GG")]
+
+
+def test_many_writers_share_one_helper_thread(tmp_path):
+    """shard keeps hundreds of writers open: they must not each start a thread, and must not mix data."""
+    writers = [FastaWriter(tmp_path / f"s{i}.fa.gz") for i in range(50)]
+    threads = threading.active_count()
+    for k in range(400):
+        writers[k % 50].write(f"r{k}", b"ACGU" * (k % 9 + 1))
+        writers[k % 50].flush()
+    assert threading.active_count() <= threads + 1
+    for w in writers:
+        w.close()
+    for i in range(50):
+        expected = [(f"r{k}", b"ACGU" * (k % 9 + 1)) for k in range(i, 400, 50)]
+        assert [(r.id, r.seq) for r in read_fasta(tmp_path / f"s{i}.fa.gz")] == expected
