@@ -2,7 +2,8 @@
 
 Two sequences join a cluster when MMseqs2 aligns them at identity >= ``--min-identity`` over coverage >=
 ``--min-coverage`` of both (``--cov-mode 0``); the clustering is MMseqs2's greedy set cover. MMseqs2's
-k-mer length and sensitivity stay at its defaults.
+k-mer length and sensitivity stay at its defaults, except ``-k 0`` for RNA with ``cluster`` (see
+:data:`CLUSTER_OPTIONS`).
 
 Reverse complements (RNA). In nucleotide mode MMseqs2 matches k-mers on both strands and ``linclust`` /
 ``cluster`` have no strand option: a sequence and its reverse complement end up in one cluster, and the
@@ -21,6 +22,9 @@ molecules, so bioprune finds each member's strand relative to its representative
   their own reverse complement (miRNA precursors) can align both ways at low identity; the better-scoring
   strand decides.
 
+Checked against an independent Smith-Waterman alignment (Biopython) on Rfam seeds: at 0.9 identity all 28
+pairs marked reverse and 200 random forward pairs agreed; at 0.5, 1,000 random forward pairs agreed (with
+``--strand both`` 7 of 24 reverse marks there involved near-palindromic hairpins, as above).
 Proteins have no strand: that check is skipped.
 
 Reproducibility: MMseqs2's nucleotide k-mer matcher is not deterministic (same input, same version, even
@@ -51,9 +55,9 @@ import pyarrow.parquet as pq
 from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, ToolError
-from bioprune.mmseqs import MMseqs, workdir
+from bioprune.mmseqs import MMseqs, workdir, write_numbered_fasta
 from bioprune.pool import fasta_path, table_path, write_report
-from bioprune.shard import iter_pool, read_column, write_pool
+from bioprune.shard import read_column, write_pool
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +95,7 @@ def run_mmseqs_clustering(
     """Cluster with MMseqs2. Returns (representative row of each row, reverse-strand flag per row relative
     to its representative, or None for proteins; lengths; counts for the report)."""
     pool_fasta = tmp / "pool.fasta"
-    lengths = np.zeros(n_rows, dtype=np.int64)
-    with open(pool_fasta, "wb") as out:
-        for row, rec in iter_pool(src):
-            out.write(b">%d\n%s\n" % (row, rec.seq))
-            lengths[row] = len(rec.seq)
+    lengths = write_numbered_fasta(src, pool_fasta)
     db = tmp / "pooldb"
     mm.createdb(pool_fasta, db, alphabet)
     pool_fasta.unlink()

@@ -39,6 +39,7 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 
 from bioprune import __version__
 from bioprune.alphabet import GAP_CHARS, WHITESPACE, Alphabet, get_alphabet
@@ -54,9 +54,10 @@ from bioprune.atomic import staged_dir
 from bioprune.dbn import is_dbn_path, read_dbn
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import read_fasta
-from bioprune.mmseqs import SEARCH_TYPE, MMseqs, workdir
+from bioprune.ingest import normalising_table, sequence_hash
+from bioprune.mmseqs import SEARCH_TYPE, MMseqs, workdir, write_numbered_fasta
 from bioprune.pool import FASTA_NAME, TABLE_NAME, fasta_path, table_path, write_report
-from bioprune.shard import BATCH_ROWS, iter_pool, take_ids, write_pool
+from bioprune.shard import BATCH_ROWS, take_ids, write_pool
 
 log = logging.getLogger(__name__)
 
@@ -111,17 +112,6 @@ class Evals:
     longest: int = 0
 
 
-def _normalising_table(alphabet: Alphabet) -> bytes:
-    return (
-        bytes(range(256)).upper().translate(bytes.maketrans(alphabet.translate_from, alphabet.translate_to))
-    )
-
-
-def normalise(seq: bytes, alphabet: Alphabet) -> bytes:
-    """As ingest normalises pool sequences: drop whitespace and gaps, upper-case, apply T->U for RNA."""
-    return seq.translate(_normalising_table(alphabet), GAP_CHARS + WHITESPACE)
-
-
 def parse_eval_args(values: list[str]) -> list[EvalSet]:
     sets: list[EvalSet] = []
     for value in values:
@@ -142,7 +132,7 @@ def parse_eval_args(values: list[str]) -> list[EvalSet]:
 def load_evals(sets: list[EvalSet], alphabet: Alphabet, fasta_out: Path | None) -> Evals:
     """Read and normalise every evaluation sequence; write them numbered (global index) for MMseqs2."""
     evals = Evals(sets)
-    table = _normalising_table(alphabet)
+    table = normalising_table(alphabet)
     deleted = GAP_CHARS + WHITESPACE
     valid = set(alphabet.residue_bytes)
     out = open(fasta_out, "wb") if fasta_out is not None else None
@@ -163,7 +153,7 @@ def load_evals(sets: list[EvalSet], alphabet: Alphabet, fasta_out: Path | None) 
                 k = len(evals.ids)
                 evals.ids.append(rec_id)
                 evals.set_of.append(set_index)
-                evals.by_hash.setdefault(xxhash.xxh3_128_hexdigest(seq), []).append(k)
+                evals.by_hash.setdefault(sequence_hash(seq), []).append(k)
                 evals.longest = max(evals.longest, len(seq))
                 es.searched += 1
                 if out is not None:
@@ -216,14 +206,11 @@ def similar_matches(
     alphabet: str,
     identity: float,
     coverage: float,
-) -> dict[int, list[tuple[int, float, float]]]:
-    """Pool row -> [(evaluation index, identity, coverage)] of MMseqs2 hits above both thresholds."""
+) -> Iterator[tuple[int, int, float, float]]:
+    """``(pool row, evaluation index, identity, coverage)`` of every MMseqs2 hit above both thresholds,
+    streamed from MMseqs2's result table (it can be far larger than the pool)."""
     pool_fasta = tmp / "pool.fasta"
-    longest = 0
-    with open(pool_fasta, "wb") as out:
-        for row, rec in iter_pool(src):
-            out.write(b">%d\n%s\n" % (row, rec.seq))
-            longest = max(longest, len(rec.seq))
+    write_numbered_fasta(src, pool_fasta)
     mm.createdb(pool_fasta, tmp / "pooldb", alphabet)
     mm.createdb(eval_fasta, tmp / "evaldb", alphabet)
     pool_fasta.unlink()  # the database holds its own copy
@@ -256,12 +243,10 @@ def similar_matches(
         "--search-type",
         SEARCH_TYPE[alphabet],
     )
-    found: dict[int, list[tuple[int, float, float]]] = {}
     with open(tmp / "res.tsv") as fh:
         for line in fh:
             q, t, fident, qcov, tcov = line.rstrip("\n").split("\t")
-            found.setdefault(int(q), []).append((int(t), float(fident), min(float(qcov), float(tcov))))
-    return found
+            yield int(q), int(t), float(fident), min(float(qcov), float(tcov))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -347,9 +332,8 @@ def run(args: argparse.Namespace) -> int:
             hits = similar_matches(
                 src, evals, tmp / "eval.fasta", tmp, mm, args.alphabet, args.min_identity, args.min_coverage
             )
-            for row, row_hits in hits.items():
-                for k, ident, cov in row_hits:
-                    offer(row, Match(k, "similar", ident, cov))
+            for row, k, ident, cov in hits:
+                offer(row, Match(k, "similar", ident, cov))
         log.info("%d pool sequences to remove", len(best))
 
         keep = np.ones(n_rows, dtype=bool)

@@ -24,11 +24,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bioprune.errors import ToolError
+import numpy as np
+
+from bioprune.errors import InputError, ToolError
+from bioprune.pool import fasta_path
 
 log = logging.getLogger(__name__)
 
 _TAIL_BYTES = 4000
+PROGRESS_EVERY = 1_000_000
 
 # dbtype for createdb and search type for search/align per pool alphabet.
 DBTYPE = {"protein": "1", "rna": "2"}
@@ -137,3 +141,25 @@ class MMseqs:
     def createdb(self, fasta: Path, db: Path, alphabet: str) -> None:
         # --shuffle 0 keeps keys in input order, so key == row number of the numbered FASTA.
         self.run("createdb", fasta, db, "--dbtype", DBTYPE[alphabet], "--shuffle", "0", threads=False)
+
+
+def write_numbered_fasta(pool_dir: Path, path: Path) -> np.ndarray:
+    """Write the pool's sequences as ``>row`` records for ``createdb``; return their lengths."""
+    from bioprune.shard import iter_pool, read_column  # shard holds the shared pool streaming
+
+    lengths = read_column(pool_dir, "length").to_numpy(zero_copy_only=False).astype(np.int64)
+    start = time.perf_counter()
+    with open(path, "wb", buffering=1 << 20) as out:
+        for row, rec in iter_pool(pool_dir):
+            out.write(b">%d\n%s\n" % (row, rec.seq))
+            if len(rec.seq) != lengths[row]:
+                raise InputError(
+                    fasta_path(pool_dir),
+                    f"record {rec.id!r} has {len(rec.seq)} residues, the table says {lengths[row]}",
+                    line=rec.line,
+                )
+            if row and row % PROGRESS_EVERY == 0:
+                log.info(
+                    "%d sequences written for MMseqs2 (%.0f/s)", row, row / (time.perf_counter() - start)
+                )
+    return lengths

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 REPORT_NAME = "shard_report.json"
 SHARD_TABLE = "shards.parquet"
-MAX_OPEN_SHARDS = 64
+MAX_OPEN_SHARDS = 256  # well under the usual 1024 open files
 # A shard writer's buffered bytes before it is flushed: keeps memory flat with many open shards.
 FLUSH_BYTES = 1 << 20
 BATCH_ROWS = 1 << 16
@@ -271,7 +271,10 @@ def _write_shards(src: Path, stage: Path, shard: np.ndarray, n_shards: int) -> N
         pending = [0] * len(writers)
         try:
             if len(shard) and ((shard >= first) & (shard < last)).any():
+                start = time.perf_counter()
                 for row, rec in iter_pool(src):
+                    if row and row % PROGRESS_EVERY == 0:
+                        log.info("%d sequences sharded (%.0f/s)", row, row / (time.perf_counter() - start))
                     k = int(shard[row]) - first
                     if 0 <= k < len(writers):
                         writers[k].write(rec.id, rec.seq, rec.description)

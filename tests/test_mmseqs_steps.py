@@ -19,9 +19,9 @@ from bioprune import mmseqs
 from bioprune.alphabet import get_alphabet
 from bioprune.cli import main
 from bioprune.cluster import reverse_complement
-from bioprune.decontaminate import normalise
 from bioprune.errors import ToolError
 from bioprune.fasta import FastaWriter, read_fasta
+from bioprune.ingest import normalise
 from bioprune.pool import TABLE_SCHEMA
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -350,12 +350,6 @@ def test_mmseqs_binary_override(tmp_path, monkeypatch):
     assert Path(mmseqs.find_binary()).name == "mmseqs"
 
 
-def test_normalise_matches_pool_hashing():
-    rna = get_alphabet("rna")
-    assert normalise(b"ac-gt.\r\nT", rna) == b"ACGUU"
-    assert normalise(b"mk-v*", get_alphabet("protein")) == b"MKV"
-
-
 # -- real data -------------------------------------------------------------------------------------
 
 
@@ -401,3 +395,18 @@ def test_sequences_longer_than_mmseqs_default_limit(tmp_path):
     args = ["decontaminate", "--alphabet", "rna", "--eval", f"E={tmp_path / 'eval.fa'}"]
     assert main([*args, "--out", str(tmp_path / "dc"), str(src)]) == 0
     assert {r["id"] for r in read_tsv(tmp_path / "dc" / "removed.tsv")} == {"long", "long99"}
+
+
+def test_table_lengths_must_match_fasta(rna_pool, tmp_path, capsys):
+    broken = tmp_path / "pool"
+    broken.mkdir()
+    (broken / "sequences.fasta.gz").write_bytes((rna_pool / "sequences.fasta.gz").read_bytes())
+    table = pq.read_table(rna_pool / "sequences.parquet")
+    lengths = table.column("length").to_pylist()
+    lengths[2] += 1
+    table = table.set_column(3, "length", pa.array(lengths, pa.int32()))
+    pq.write_table(table, broken / "sequences.parquet")
+    assert run_cluster(broken, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "sequences.fasta.gz:5" in err and "record 'b' has 140 residues, the table says 141" in err
+    assert not (tmp_path / "out" / "cluster_report.json").exists()
