@@ -55,6 +55,15 @@ def ungapped_records(path: Path):
             yield rec.id, family, seq
 
 
+def unique_ids(records):
+    """Ids must be unique (ingest refuses repeats): 3.4.12.rf.stk repeats records of other files, so
+    its copies get a ``.copyN`` suffix. Their sequences stay identical: real work for exact dedup."""
+    seen: dict[str, int] = {}
+    for rec_id, desc, seq in records:
+        seen[rec_id] = seen.get(rec_id, 0) + 1
+        yield (rec_id if seen[rec_id] == 1 else f"{rec_id}.copy{seen[rec_id] - 1}"), desc, seq
+
+
 def write_fasta(path: Path, records, compress: bool) -> int:
     n = 0
     opener = (lambda p: gzip.GzipFile(p, "wb", mtime=0)) if compress else (lambda p: open(p, "wb"))
@@ -72,7 +81,7 @@ def main() -> int:
         work = Path(tmp)
         fetch(["infernal", "mmseqs2-examples"], work)
         suite = work / "root" / INFERNAL_TESTSUITE
-        pool = [r for f in RNA_POOL_FILES for r in ungapped_records(suite / f)]
+        pool = unique_ids(r for f in RNA_POOL_FILES for r in ungapped_records(suite / f))
         heldout = list(ungapped_records(suite / RNA_HELDOUT_FILE))[:RNA_HELDOUT_N]
         n_pool = write_fasta(OUT / "rna" / "pool.fasta.gz", pool, compress=True)
         n_held = write_fasta(OUT / "rna" / "heldout.fasta", heldout, compress=False)
