@@ -174,11 +174,14 @@ def decode_pairs(prob: np.ndarray, threshold: float, min_loop: int) -> list[tupl
     order = np.argsort(-p, kind="stable")
     used = np.zeros(n, dtype=bool)
     out = []
+    room = n // 2  # at most n/2 pairs: stop scanning once they are placed
     for k in order:
         a, b = int(i[k]), int(j[k])
         if not used[a] and not used[b]:
             used[a] = used[b] = True
             out.append((a, b))
+            if len(out) == room:
+                break
     return sorted(out)
 
 
