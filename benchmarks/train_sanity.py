@@ -127,6 +127,14 @@ def write_markdown(results: list[dict], args: argparse.Namespace, path: Path) ->
             f"{rep['tokens_seen_this_run']:,} | {r['wall_s']:.0f} s | {rep['uniform_loss']:.3f} | "
             f"{r['residue_entropy']:.3f} | **{rep['val_loss']:.3f}** | {rep['val_perplexity']:.2f} |"
         )
+    lines += [""]
+    for r in results:
+        rep = r["report"]
+        lines.append(
+            f"- {r['backend']}: final validation loss {rep['uniform_loss'] - rep['val_loss']:.2f} nats below "
+            f"ln(V) and {r['residue_entropy'] - rep['val_loss']:.3f} below the residue entropy (the model "
+            "uses context, not only residue frequencies)."
+        )
     lines += ["", "Validation loss during training:", ""]
     for r in results:
         curve = ", ".join(f"{s}: {v:.3f}" for s, v in r["val_curve"])
