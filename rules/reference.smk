@@ -17,7 +17,9 @@ rule reference:
     input:
         fasta=f"{filtered_pool_dir()}/sequences.fasta.gz",
         table=f"{filtered_pool_dir()}/sequences.parquet",
-        checkpoint=[config["model"]["checkpoint"]] if config["model"]["checkpoint"] else [],
+        checkpoint=(
+            [config["model"]["checkpoint"]] if config["model"]["checkpoint"] else []
+        ),
     output:
         model=f"{REFERENCE}/model.pt",
         ids=f"{REFERENCE}/dsub_ids.txt",
