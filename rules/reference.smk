@@ -30,6 +30,8 @@ rule reference:
     conda:
         ENV_TORCH
     threads: config["threads"]
+    resources:
+        gpu=config["train"]["processes"] if config["train"]["gpu"] else 0,
     params:
         launcher=REFERENCE_ARGS["launcher"],
         dsub=REFERENCE_ARGS["dsub"],
