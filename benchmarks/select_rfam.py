@@ -34,6 +34,7 @@ from bioprune.errors import BiopruneError  # noqa: E402
 from bioprune.select.select_cli import compute  # noqa: E402
 
 RFAM_FASTA = ROOT.parent / "shared" / "data" / "rfam14.2_seed" / "rfam14.2_seed.fasta.gz"
+RFAM_FAMILIES = RFAM_FASTA.parent / "families.tsv"  # accession -> RNA type ("Gene; rRNA;")
 RATES = (0.9, 0.99)
 
 
@@ -86,6 +87,7 @@ def main() -> int:
     )
     parser.add_argument("--demo", action="store_true", help="random placeholder scores (checks the script)")
     parser.add_argument("--top", type=int, default=5, help="largest families listed for topi")
+    parser.add_argument("--types", type=Path, default=RFAM_FAMILIES, help="Rfam families.tsv (RNA types)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not args.demo and args.scores is None:
@@ -96,7 +98,8 @@ def main() -> int:
         scores = demo_scores(pool, Path(tmp) / "demo_scores.parquet") if args.demo else args.scores
         if args.demo:
             print("DEMO: random placeholder scores, not influence\n")
-        rows, tops = [], []
+        rna_type = read_types(args.types)
+        rows, tops, type_rows = [], [], []
         for rate in RATES:
             for strategy in args.strategies:
                 seeds = [0] if strategy in ("topi", "loss") else args.seeds
@@ -107,19 +110,66 @@ def main() -> int:
                         budget=None, seed=seed, beta=0.1, bins=50, family_regex=r"^(\S+)",
                     )  # fmt: skip
                     try:
-                        runs.append(compute(ns).summary)
+                        out = compute(ns)
                     except BiopruneError as exc:
                         print(f"{strategy} at rate {rate}: skipped: {exc}", file=sys.stderr)
                         break
+                    runs.append(out.summary)
+                    if rna_type and seed == seeds[0]:
+                        type_rows.append((rate, strategy, type_shares(out, rna_type)))
                 if runs:
                     rows.append(row(rate, strategy, runs))
                     if strategy == "topi":
                         tops.append((rate, runs[0]["coverage"]["families"].get("top", [])[: args.top]))
         print(table(rows))
+        if type_rows:
+            print(types_table(type_rows))
         for rate, top in tops:
             listed = ", ".join(f"{t['name']} {t['selected']}/{t['pool']}" for t in top)
             print(f"\ntopi at rate {rate}: largest families (selected/pool): {listed}")
     return 0
+
+
+def read_types(path: Path) -> dict[str, str]:
+    """Rfam accession -> RNA type, the first two levels of its GF TP line ("Gene; snRNA")."""
+    if not path or not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines()[1:]:
+        fields = line.split("\t")
+        out[fields[0]] = "; ".join([t.strip() for t in fields[3].split(";") if t.strip()][:2])
+    return out
+
+
+TYPES_SHOWN = 6
+
+
+def type_shares(out, rna_type: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """RNA type -> (share of the pool, share of the selection)."""
+    cand = out.cand
+    names = np.array([rna_type.get(f, "other") for f in cand.family_names] + ["other"])
+    fam = np.where(cand.families >= 0, cand.families, len(cand.family_names))
+    types, codes = np.unique(names[fam], return_inverse=True)
+    pool = np.bincount(codes, minlength=len(types)) / len(codes)
+    sel = np.bincount(codes[out.mask], minlength=len(types)) / max(int(out.mask.sum()), 1)
+    return {t: (float(p), float(s)) for t, p, s in zip(types, pool, sel, strict=True)}
+
+
+def types_table(type_rows) -> str:
+    """Share of the selection per RNA type (the pool's largest types), one row per rate x strategy."""
+    pool = type_rows[0][2]
+    shown = sorted(pool, key=lambda t: -pool[t][0])[:TYPES_SHOWN]
+    lines = [
+        "",
+        "Share of each selection by RNA type (Rfam GF TP, first two levels; the pool's largest types):",
+        "",
+        "| rate | strategy | " + " | ".join(shown) + " |",
+        "|---|---|" + "---|" * len(shown),
+        "| - | pool | " + " | ".join(f"{pool[t][0]:.1%}" for t in shown) + " |",
+    ]
+    for rate, strategy, shares in type_rows:
+        lines.append(f"| {rate} | {strategy} | " + " | ".join(f"{shares[t][1]:.1%}" for t in shown) + " |")
+    return "\n".join(lines)
 
 
 def row(rate: float, strategy: str, runs: list[dict]) -> dict:
