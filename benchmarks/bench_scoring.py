@@ -1,0 +1,282 @@
+"""Benchmark: influence scoring speed against a plain forward pass and against a per-sample-gradient
+implementation in the style of the official code; and peak memory of ``bioprune score`` at 20k vs 200k
+sequences.
+
+Run from the repository root (about 30-40 minutes on 2 shared cores; results to
+benchmarks/results/scoring.md, inputs under benchmarks/work/scoring, git-ignored):
+
+    nice -n 10 python benchmarks/bench_scoring.py
+
+Speed (torch threads fixed, default 2), on the first ``--n`` Rfam 14.2 seed sequences (5S rRNAs, ~117 nt),
+random-init RNA-FM of the registry's ``tiny`` (4x128) and ``small`` (6x320) sizes, per size:
+
+- ``forward``: plain ``model(tokens)`` under no_grad over the same sequences with the same batching
+  (our length-bucketed batches, padded to the batch maximum) -- the floor;
+- ``score``: ``bioprune.influence.score.score_records`` (default settings: mlm loss, W = head dense
+  weight), from records to scores, with a Fisher over every 5th sequence;
+- ``fisher``: the Fisher pass over that D_sub;
+- ``score compat``: our ``compat`` mode (the official loss: every sequence padded to 1024);
+- ``reference``: the official style -- ``vmap(jacrev(loss))`` over each batch of 20 sequences, every one
+  padded to 1024 tokens, pads attended to, loss = mean cross-entropy over all 1024 positions, gradient of
+  the head dense weight, s = sum g^2 / (F + eps) -- timed on the first ``--ref-n`` sequences.
+
+Each timing is the best of ``--repeats`` runs, forward and score interleaved (the machine is shared).
+Ratio (a) = our score speed / reference speed; ratio (b) = our score time / forward time. The reference's
+scores are also compared with our compat scores (same Fisher): they must agree.
+
+Memory: ``python -m bioprune score`` as a subprocess on 20k and 200k sequences (Rfam seeds repeated with
+new ids, long ones truncated to 1022 nt), a small model (1 layer, 64 wide: the pipeline's memory, not
+the model's, is what must stay flat); peak RSS from ``os.wait4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+import os
+import platform
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's package, installed or not
+
+from bioprune.fasta import Record, read_fasta  # noqa: E402
+from bioprune.influence.fisher import Fisher, _split, provenance  # noqa: E402
+from bioprune.influence.grads import GradientEngine  # noqa: E402
+from bioprune.influence.losses import make_batches, prepare  # noqa: E402
+from bioprune.influence.passes import iter_gradients  # noqa: E402
+from bioprune.influence.score import inverse_fisher, score_records  # noqa: E402
+from bioprune.influence.settings import InfluenceSettings  # noqa: E402
+from bioprune.models.registry import build_model, param_count, save_model  # noqa: E402
+
+RFAM = ROOT.parent / "shared" / "data" / "rfam14.2_seed" / "rfam14.2_seed.fasta.gz"
+WORK = ROOT / "benchmarks" / "work" / "scoring"
+CPU = torch.device("cpu")
+
+
+def rfam(n: int) -> list[Record]:
+    return list(itertools.islice(read_fasta(RFAM), n))
+
+
+# -- the three passes ---------------------------------------------------------------------------------
+def run_forward(model, records, s: InfluenceSettings) -> float:
+    """Plain no-grad forward over the same rows and batches the score pass uses."""
+    t0 = time.perf_counter()
+    items = [prepare(model, i, r.id, r.seq.decode(), s) for i, r in enumerate(records)]
+    with torch.no_grad():
+        for batch in make_batches(items, model.tokens.pad_idx, s.batch_tokens):
+            model(batch.tokens, mask_pads=s.loss_mode != "compat")
+    return time.perf_counter() - t0
+
+
+def run_fisher(model, records, s: InfluenceSettings) -> tuple[float, Fisher]:
+    t0 = time.perf_counter()
+    engine = GradientEngine(model, s, CPU)
+    total = torch.zeros(engine.n_params, dtype=torch.float64)
+    for _, _, chunks in iter_gradients(model, engine, records, "bench", s, progress=False):
+        for _, g in chunks:
+            total += g.square().sum(0, dtype=torch.float64)
+    fisher = Fisher("total", provenance("bench", s), len(records), _split(total, engine.param_shapes))
+    return time.perf_counter() - t0, fisher
+
+
+def run_score(model, records, s: InfluenceSettings, fisher: Fisher) -> tuple[float, dict[str, float]]:
+    t0 = time.perf_counter()
+    engine = GradientEngine(model, s, CPU)
+    inv = inverse_fisher(fisher, s.eps, engine)
+    out = {}
+    for rb in score_records(model, engine, inv, records, "bench", s, progress=False):
+        d = rb.to_pydict()
+        out.update(zip(d["id"], d["self_influence"], strict=True))
+    return time.perf_counter() - t0, out
+
+
+def run_reference(model, records, fisher: Fisher, eps: float, window: int = 1024, batch: int = 20):
+    """The official style: vmap over jacrev of a per-sequence loss, every sequence padded to the window."""
+    from torch.func import functional_call, jacrev, vmap
+
+    name = next(k for k, p in model.named_parameters() if p is model.head_dense.weight)
+    weight = model.head_dense.weight.detach()
+    inv = 1.0 / (fisher.diagonal()["head_dense.weight"].float() + eps)
+
+    def loss_fn(w, tokens):
+        logits = functional_call(model, {name: w}, (tokens[None],), {"mask_pads": False})[0]
+        return F.cross_entropy(logits, tokens)  # mean over the whole window, pads included
+
+    per_sample = vmap(jacrev(loss_fn), in_dims=(None, 0))
+    t0 = time.perf_counter()
+    out = {}
+    warnings.filterwarnings("ignore", message="There is a performance drop")  # SDPA: no vmap rule on CPU
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        tokens = torch.full((len(chunk), window), model.tokens.pad_idx)
+        for i, r in enumerate(chunk):
+            ids = model.encode(r.seq.decode()[: window - 2])
+            tokens[i, : len(ids)] = torch.tensor(ids)
+        g = per_sample(weight, tokens)
+        s = (g.detach().square() * inv).sum(dim=(1, 2))
+        out.update({r.id: float(v) for r, v in zip(chunk, s, strict=True)})
+    return time.perf_counter() - t0, out
+
+
+def speed(args) -> list[str]:
+    records = rfam(args.n)
+    ref_records = records[: args.ref_n]
+    d_sub = records[::5]
+    mean_len = sum(len(r.seq) for r in records) / len(records)
+    lines = [
+        "## Speed",
+        "",
+        f"{len(records)} Rfam seed sequences (mean {mean_len:.0f} nt); D_sub = every 5th ({len(d_sub)}); "
+        f"reference timed on the first {len(ref_records)}; best of {args.repeats}; "
+        f"batch_tokens {args.batch_tokens}; torch threads {torch.get_num_threads()}.",
+        "",
+        "| model | params | W | forward seq/s | score seq/s | fisher seq/s | (b) score/forward time "
+        "| compat score seq/s | reference seq/s | (a) score/reference speed | (a') compat/reference "
+        "| compat vs reference max rel diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size in args.sizes:
+        model = build_model("rnafm", size, seed=0).eval()
+        s = InfluenceSettings(batch_tokens=args.batch_tokens)
+        sc = InfluenceSettings(batch_tokens=args.batch_tokens, loss_mode="compat")
+        run_forward(model, records[:50], s)  # warm-up
+        t_fisher, fisher = run_fisher(model, d_sub, s)
+        t_fwd, t_score = [], []
+        for _ in range(args.repeats):
+            t_fwd.append(run_forward(model, records, s))
+            t_score.append(run_score(model, records, s, fisher)[0])
+            print(f"{size}: forward {t_fwd[-1]:.1f}s score {t_score[-1]:.1f}s", file=sys.stderr)
+        _, fisher_c = run_fisher(model, ref_records, sc)
+        t_compat, ours_c = run_score(model, ref_records, sc, fisher_c)
+        t_ref, ref = run_reference(model, ref_records, fisher_c, sc.eps)
+        print(f"{size}: compat {t_compat:.1f}s reference {t_ref:.1f}s", file=sys.stderr)
+        diff = max(abs(ours_c[k] - ref[k]) / abs(ref[k]) for k in ref)
+        n, nr = len(records), len(ref_records)
+        fwd, sco = n / min(t_fwd), n / min(t_score)
+        lines.append(
+            f"| rnafm {size} | {param_count(model) / 1e6:.1f}M | {tuple(model.head_dense.weight.shape)} "
+            f"| {fwd:.1f} | {sco:.1f} | {len(d_sub) / t_fisher:.1f} | {min(t_score) / min(t_fwd):.2f} "
+            f"| {nr / t_compat:.2f} | {nr / t_ref:.2f} | {sco / (nr / t_ref):.1f} "
+            f"| {(nr / t_compat) / (nr / t_ref):.1f} | {diff:.1e} |"
+        )
+        print(lines[-1], file=sys.stderr)
+    return lines
+
+
+# -- memory -------------------------------------------------------------------------------------------
+def write_repeated(path: Path, n: int) -> None:
+    """The first n records of Rfam repeated (copy k gets ids suffixed _k)."""
+    if path.exists():
+        return
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt", compresslevel=1) as out:
+        written = 0
+        for k in itertools.count():
+            for r in read_fasta(RFAM):
+                out.write(f">{r.id}_{k}\n{r.seq.decode()}\n")
+                written += 1
+                if written == n:
+                    break
+            if written == n:
+                break
+    tmp.rename(path)
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one subprocess."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def memory(args) -> list[str]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    model_path = WORK / "model_l1_h64.pt"
+    save_model(build_model("rnafm", "tiny", layers=1, hidden=64, heads=2, ffn=128, seed=0), model_path)
+    sizes = sorted(args.memory_n)
+    fastas = {n: WORK / f"rfam_repeated_{n}.fasta.gz" for n in sizes}
+    for n, p in fastas.items():
+        write_repeated(p, n)
+    ids = WORK / "dsub_ids.txt"
+    ids.write_text("".join(f"{r.id}_0\n" for r in rfam(min(2000, sizes[0]))))
+    py = [sys.executable, "-m", "bioprune"]
+    common = ["--threads", str(args.threads), "--batch-tokens", str(args.batch_tokens)]
+    partial, fisher = WORK / "partial.pt", WORK / "fisher.pt"
+    run_measured([*py, "fisher", "--model", str(model_path), "--ids", str(ids), "--out", str(partial),
+                  "--no-progress", *common, str(fastas[sizes[0]])])  # fmt: skip
+    run_measured([*py, "fisher-reduce", "--out", str(fisher), str(partial)])
+    lines = [
+        "## Memory",
+        "",
+        "`python -m bioprune score` on Rfam seeds repeated (ids made unique), model rnafm 1 layer x 64, "
+        f"batch_tokens {args.batch_tokens}, threads {args.threads}; peak RSS of the process (os.wait4).",
+        "",
+        "| sequences | wall s | seq/s | peak RSS MiB |",
+        "|---|---|---|---|",
+    ]
+    for n in sizes:
+        out = WORK / f"scores_{n}.parquet"
+        wall, rss = run_measured([*py, "score", "--model", str(model_path), "--fisher", str(fisher),
+                                  "--out", str(out), "--no-progress", *common, str(fastas[n])])  # fmt: skip
+        lines.append(f"| {n:,} | {wall:.0f} | {n / wall:.0f} | {rss:.0f} |")
+        print(lines[-1], file=sys.stderr)
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--ref-n", type=int, default=100)
+    ap.add_argument("--sizes", nargs="+", default=["tiny", "small"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-tokens", type=int, default=16384)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--memory-n", type=int, nargs="+", default=[20_000, 200_000])
+    ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scoring.md")
+    args = ap.parse_args()
+    if not RFAM.exists():
+        print(f"needs {RFAM} (../shared/data); not found", file=sys.stderr)
+        return 1
+    torch.set_num_threads(args.threads)
+    load0 = os.getloadavg()
+    t0 = time.time()
+    lines = [
+        "# Influence scoring benchmark",
+        "",
+        "Command: `nice -n 10 python benchmarks/bench_scoring.py " + " ".join(sys.argv[1:]) + "`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs; load average at "
+        f"start {load0[0]:.1f}), Python {platform.python_version()}, torch {torch.__version__}.",
+        "",
+    ]
+    if not args.skip_speed:
+        lines += speed(args) + [""]
+    if not args.skip_memory:
+        lines += memory(args) + [""]
+    lines.append(f"Total {time.time() - t0:.0f} s; load average at end {os.getloadavg()[0]:.1f}.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
