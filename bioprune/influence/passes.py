@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bioprune.errors import InputError
+from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import Record
 from bioprune.influence.grads import GradientEngine
 from bioprune.influence.losses import Prepared, check_tokeniser, chunked, make_batches, prepare
@@ -70,6 +70,9 @@ def iter_gradients(
     Batches are formed per buffer of ``buffer`` sequences sorted by length; callers that need input
     order use ``Prepared.order``."""
     check_tokeniser(model)
+    limit = getattr(model, "max_tokens", None)  # learned positions (RNA-FM) cap the input length
+    if limit is not None and settings.max_length > limit:
+        raise ConfigError(f"influence max_length {settings.max_length} exceeds the model's {limit} tokens")
     bar = tqdm(unit="seq", file=sys.stderr, disable=not progress, mininterval=2.0, desc=Path(source).name)
     order = 0
 
