@@ -11,7 +11,7 @@ import yaml
 from snakemake.utils import update_config
 
 from bioprune.evaluate.runner import evaluate_task
-from bioprune.evaluate.tasks import load_task, spec_from_config
+from bioprune.evaluate.tasks import load_task, spec_from_config, structure_pairs
 from bioprune.models.registry import build_model
 
 pytestmark = pytest.mark.realdata
@@ -55,6 +55,7 @@ def test_bprna_pseudoknots_are_parsed(shared_data):
     d = shared_data / "bprna_ss"
     spec = _spec("bprna", {"kind": "rna_ss", "train": str(d / "TS0.dbn.gz"), "test": str(d / "TS0.dbn.gz")})
     data = load_task(spec)
+    structure_pairs(data)
     crossing = 0
     for e in data.splits["train"] + data.splits["valid"]:
         pairs = e.target

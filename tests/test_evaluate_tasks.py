@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from bioprune.errors import ConfigError, InputError
-from bioprune.evaluate.tasks import cap_splits, load_task, spec_from_config, tasks_from_config
+from bioprune.evaluate.tasks import (
+    cap_splits,
+    load_task,
+    spec_from_config,
+    structure_pairs,
+    tasks_from_config,
+)
 
 
 def test_spec_validation_names_the_key():
@@ -155,6 +161,9 @@ def test_rna_ss_targets_are_pairs_with_pseudoknots(write_fasta):
     spec = spec_from_config(
         "ss", {"kind": "rna_ss", "train": str(path), "valid": str(path), "test": str(path)}
     )
-    ex = load_task(spec).splits["test"][0]
+    data = load_task(spec)
+    assert data.splits["test"][0].target == "(((...[[[.)))..]]]"  # pairs wait until the caps are applied
+    structure_pairs(data)
+    ex = data.splits["test"][0]
     assert ex.target == [(0, 12), (1, 11), (2, 10), (6, 17), (7, 16), (8, 15)]
     assert np.all([j - i > 3 for i, j in ex.target])

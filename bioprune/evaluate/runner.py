@@ -13,7 +13,7 @@ from bioprune.evaluate import metrics as M
 from bioprune.evaluate.embed import embed, encodable, fits_model, window
 from bioprune.evaluate.perplexity import mlm_perplexity
 from bioprune.evaluate.probes import fit_dense, fit_pairs
-from bioprune.evaluate.tasks import SPLITS, TaskData, TaskSpec, cap_splits, load_task
+from bioprune.evaluate.tasks import SPLITS, TaskData, TaskSpec, cap_splits, load_task, structure_pairs
 from bioprune.fasta import open_maybe_gzip
 from bioprune.models.base import MaskedLM
 
@@ -45,6 +45,8 @@ def evaluate_task(
         data = load_task(spec, seed)
         _model_filters(data, model)
         cap_splits(data, seed)
+        if spec.kind == "rna_ss":
+            structure_pairs(data)
         for split in SPLITS:
             if not data.splits[split]:
                 where = getattr(spec, split) or spec.path or spec.train

@@ -194,7 +194,8 @@ def task_files(spec: TaskSpec) -> list[str]:
 class Example:
     id: str
     seq: str  # upper case, as in the file otherwise (T->U is the tokenizer's job)
-    # int class index | float | list of (i, j) pairs | per-residue int array (-1 = not evaluated)
+    # int class index | float | dot-bracket string (pairs after structure_pairs) | per-residue int array
+    # (-1 = not evaluated)
     target: Any = None
 
 
@@ -271,7 +272,16 @@ def _seq(rec) -> str:
 
 
 def _read_dbn_split(path: str) -> list[Example]:
-    return [Example(r.id, r.sequence.upper(), pairs(r.structure)) for r in read_dbn(path)]
+    # the structure string is kept: turning it into pairs waits until the caps are applied
+    return [Example(r.id, r.sequence.upper(), r.structure) for r in read_dbn(path)]
+
+
+def structure_pairs(data: TaskData) -> None:
+    """rna_ss: replace each example's dot-bracket string by its 0-based base pairs (i < j)."""
+    for exs in data.splits.values():
+        for e in exs:
+            if isinstance(e.target, str):
+                e.target = pairs(e.target)
 
 
 # -- sequence-level tasks (seq_class, seq_regression) -----------------------------------------------------
