@@ -101,3 +101,15 @@ def test_regression_scores():
     assert s["mse"] == pytest.approx(4 / 3)
     assert s["spearman"] == pytest.approx(1.0)
     assert math.isclose(s["pearson"], np.corrcoef([1, 2, 3], [1, 2, 5])[0, 1])
+
+
+def test_one_greedy_pass_serves_every_threshold():
+    from bioprune.evaluate.probes import THRESHOLDS, greedy_pairs
+
+    rng = np.random.default_rng(3)
+    p = rng.random((40, 40))
+    p = (p + p.T) / 2
+    got, probs = greedy_pairs(p, THRESHOLDS[0], 3)
+    assert probs == sorted(probs, reverse=True)
+    for t in THRESHOLDS:
+        assert decode_pairs(p, t, 3) == sorted(pr for pr, q in zip(got, probs, strict=True) if q >= t)
