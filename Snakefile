@@ -1,14 +1,25 @@
 # bioprune: influence-based pruning of pretraining data for biological foundation models.
 # One .smk file per stage under rules/; all logic lives in the `bioprune` package and its CLI.
+import os
 
 
-configfile: "config/config.yaml"
+# The defaults travel with the workflow; --configfile adds to or overrides them.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "rules/common.smk"
 include: "rules/pool.smk"
+include: "rules/reference.smk"
+include: "rules/influence.smk"
+include: "rules/select.smk"
+include: "rules/pretrain.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
     input:
         rules.shard.output.report,
+        reference_targets(),
+        influence_targets(),
+        rules.report.output.page,

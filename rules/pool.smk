@@ -95,12 +95,13 @@ rule cluster:
         min_identity=config["cluster"]["min_identity"],
         min_coverage=config["cluster"]["min_coverage"],
         keep=config["cluster"]["keep"],
+        strand=config["cluster"]["strand"],
         src=folder_of("input.table"),
         out=folder_of("output.report"),
     shell:
         "python -m bioprune cluster --alphabet {params.alphabet} --method {params.method}"
         " --min-identity {params.min_identity} --min-coverage {params.min_coverage}"
-        " --keep {params.keep} --threads {threads} --out {params.out} {params.src} 2> {log}"
+        " --keep {params.keep} --strand {params.strand} --threads {threads} --out {params.out} {params.src} 2> {log}"
 
 
 rule shard:
