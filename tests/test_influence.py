@@ -358,3 +358,17 @@ def test_loss_definition_ignores_mask_settings_in_compat():
     assert (
         InfluenceSettings(mask_seed=1).loss_definition() != InfluenceSettings(mask_seed=2).loss_definition()
     )
+
+
+def test_heap_trimmer_trims_only_after_growth():
+    from bioprune.influence.passes import HeapTrimmer
+
+    trim = HeapTrimmer(slack_mb=1 << 20)  # 1 TiB of slack: never
+    trim()
+    assert trim.trims == 0
+    if trim._trim is None:
+        pytest.skip("no glibc malloc_trim here")
+    assert trim.rss() > 0
+    trim.slack, trim.base = 0, 0  # pretend the process grew
+    trim()
+    assert trim.trims == 1 and trim.base == pytest.approx(trim.rss(), rel=0.5)
