@@ -10,7 +10,8 @@
   over the pairs with ``j - i > min_loop``, positives weighted by the square root of the train set's
   negative:positive ratio. Predicted structures take pairs above a
   probability threshold greedily, most probable first, each base in at most one pair (pseudoknots are
-  allowed); the threshold is tuned on valid (grid 0.05..0.95) unless the task fixes it.
+  allowed); the threshold is tuned on valid (grid 0.05..0.95) unless the task fixes it, and the kept
+  epoch is the one with the best valid F1 at its best threshold.
 
 Everything random (initialisation, batch order) comes from the probe seed, so a probe rerun on the
 same embeddings gives the same numbers.
@@ -232,17 +233,25 @@ def fit_pairs(
         with torch.no_grad():
             return [torch.sigmoid(net(x.float())).numpy() for x in xs]
 
-    def mean_f1(probs: list[np.ndarray], pairs_true, t: float) -> float:
-        return float(
-            np.mean(
-                [
-                    M.pair_scores(decode_pairs(p, t, min_loop), truth, len(p))["f1"]
-                    for p, truth in zip(probs, pairs_true, strict=True)
-                ]
-            )
-        )
+    grid = THRESHOLDS if threshold is None else (threshold,)
 
-    select_t = threshold if threshold is not None else 0.5
+    def f1_curve(probs: list[np.ndarray]) -> dict[float, float]:
+        """Mean valid F1 at every threshold of the grid (one greedy pass per sequence serves them all)."""
+        greedy = [greedy_pairs(p, grid[0], min_loop) for p in probs]
+        curve = {}
+        for t in grid:
+            scores = [
+                M.pair_scores([pr for pr, q in zip(got, qs, strict=True) if q >= t], truth, len(p))["f1"]
+                for (got, qs), truth, p in zip(greedy, valid_pairs, probs, strict=True)
+            ]
+            curve[t] = float(np.mean(scores))
+        return curve
+
+    def best_threshold(curve: dict[float, float]) -> float:
+        return max(curve, key=lambda t: (curve[t], -abs(t - 0.5)))  # ties: the one nearest 0.5
+
+    # model selection: the epoch whose best-threshold valid F1 is highest (a fixed cut would judge an
+    # epoch by its calibration rather than by how well it ranks pairs)
     best, best_state, best_epoch, history = -np.inf, None, 0, []
     for epoch in range(1, epochs + 1):
         net.train()
@@ -263,29 +272,22 @@ def fit_pairs(
             opt.zero_grad(set_to_none=True)
             (loss / len(chunk)).backward()
             opt.step()
-        f1 = mean_f1(probabilities(valid_x), valid_pairs, select_t)
+        curve = f1_curve(probabilities(valid_x))
+        f1 = curve[best_threshold(curve)]
         history.append(round(f1, 6))
         if f1 > best:
             best, best_state, best_epoch = f1, copy.deepcopy(net.state_dict()), epoch
     net.load_state_dict(best_state)
-    valid_probs = probabilities(valid_x)
-    if threshold is None:
-        # one greedy pass at the lowest threshold gives the structure at every threshold of the grid
-        greedy = [greedy_pairs(p, THRESHOLDS[0], min_loop) for p in valid_probs]
-        curve = {}
-        for t in THRESHOLDS:
-            scores = [
-                M.pair_scores([pr for pr, q in zip(got, qs, strict=True) if q >= t], truth, len(p))["f1"]
-                for (got, qs), truth, p in zip(greedy, valid_pairs, valid_probs, strict=True)
-            ]
-            curve[t] = float(np.mean(scores))
-        chosen = max(curve, key=lambda t: (curve[t], -abs(t - 0.5)))
-    else:
-        curve, chosen = {}, threshold
-    valid_f1 = mean_f1(valid_probs, valid_pairs, chosen)
+    curve = f1_curve(probabilities(valid_x))
+    chosen = best_threshold(curve)
+    valid_f1 = curve[chosen]
 
     def predict(xs: list[torch.Tensor]) -> list[list[tuple[int, int]]]:
         return [decode_pairs(p, chosen, min_loop) for p in probabilities(xs)]
 
-    extra = {"threshold": chosen, "pos_weight": float(pos_weight), "threshold_curve": curve}
+    extra = {
+        "threshold": chosen,
+        "pos_weight": float(pos_weight),
+        "threshold_curve": curve if threshold is None else {},
+    }
     return ProbeResult(predict, best_epoch, valid_f1, history, extra)
