@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from test_influence import random_seqs, write_fasta
 
 from bioprune.cli import main
@@ -163,3 +164,61 @@ def test_not_a_fisher_file(run_dir, capsys, tmp_path):
     out = tmp_path / "x.parquet"
     argv = ["score", "--model", str(d / "model.pt"), "--fisher", str(d / "model.pt"), "--out", str(out)]
     _refused(capsys, argv + [str(d / "shard_000.fasta.gz")], out, "not a bioprune Fisher file")
+
+
+def test_empty_shard_gives_empty_partial_and_table(run_dir, tmp_path):
+    import gzip
+
+    import pyarrow.parquet as pq
+
+    d, seqs = run_dir
+    empty = tmp_path / "shard_002.fasta.gz"
+    with gzip.open(empty, "wb"):
+        pass  # the shard step writes empty gzip files when there are fewer sequences than shards
+    model = ["--model", str(d / "model.pt")]
+    assert (
+        main(
+            [
+                "fisher",
+                *model,
+                "--ids",
+                str(d / "dsub.txt"),
+                "--out",
+                str(tmp_path / "p.pt"),
+                *SETTINGS,
+                str(empty),
+            ]
+        )
+        == 0
+    )
+    from bioprune.influence.fisher import load_fisher
+
+    part = load_fisher(tmp_path / "p.pt")
+    assert part.n == 0 and part.ids == [] and all(float(v.abs().sum()) == 0 for v in part.sums.values())
+    # it reduces with the others without changing the sum
+    out = tmp_path / "f.pt"
+    assert (
+        main(["fisher-reduce", "--out", str(out), str(d / "p0.pt"), str(d / "p1.pt"), str(tmp_path / "p.pt")])
+        == 0
+    )
+    a, b = load_fisher(out), load_fisher(d / "fisher.pt")
+    assert a.n == b.n and all(torch.equal(a.sums[k], b.sums[k]) for k in a.sums)
+    table = tmp_path / "s.parquet"
+    argv = ["score", *model, "--fisher", str(d / "fisher.pt"), "--out", str(table), *SETTINGS, str(empty)]
+    assert main(argv) == 0
+    assert pq.read_table(table).num_rows == 0
+    merged = tmp_path / "m.parquet"
+    assert (
+        main(["merge-scores", "--out", str(merged), str(d / "s0.parquet"), str(table), str(d / "s1.parquet")])
+        == 0
+    )
+    assert pq.read_table(merged).num_rows == len(seqs)
+
+
+def test_corrupt_shard_is_an_input_error(run_dir, capsys, tmp_path):
+    d, _ = run_dir
+    bad = tmp_path / "bad.fasta.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    out = tmp_path / "x.parquet"
+    argv = ["score", "--model", str(d / "model.pt"), "--fisher", str(d / "fisher.pt"), "--out", str(out)]
+    _refused(capsys, argv + SETTINGS + ["--no-progress", str(bad)], out, "corrupt gzip")

@@ -26,9 +26,8 @@ import torch
 
 from bioprune.atomic import atomic_path
 from bioprune.errors import InputError
-from bioprune.fasta import read_fasta
 from bioprune.influence.grads import GradientEngine
-from bioprune.influence.passes import file_sha256, iter_gradients
+from bioprune.influence.passes import file_sha256, iter_gradients, shard_records
 from bioprune.influence.settings import InfluenceSettings
 from bioprune.models.base import MaskedLM
 
@@ -114,7 +113,7 @@ def compute_partial(
     seen: set[str] = set()
 
     def members():
-        for rec in read_fasta(shard):
+        for rec in shard_records(shard):
             if rec.id in wanted:
                 if rec.id in seen:
                     raise InputError(shard, f"D_sub id {rec.id!r} occurs twice", line=rec.line)

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import sys
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from bioprune.errors import ConfigError, InputError
-from bioprune.fasta import Record
+from bioprune.fasta import Record, open_maybe_gzip, read_fasta
 from bioprune.influence.grads import GradientEngine
 from bioprune.influence.losses import Prepared, check_tokeniser, chunked, make_batches, prepare
 from bioprune.influence.settings import InfluenceSettings
@@ -78,6 +79,17 @@ def file_sha256(path: os.PathLike | str) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def shard_records(path: os.PathLike | str) -> Iterator[Record]:
+    """The records of a shard; an empty shard file (the shard step writes all N, empty ones too) has none.
+    Anything else that is not FASTA is an error, as in read_fasta."""
+    try:
+        with open_maybe_gzip(path) as fh:
+            empty = fh.read(1) == b""
+    except (OSError, EOFError, zlib.error):  # corrupt gzip: read_fasta names file and line
+        empty = False
+    return iter(()) if empty else read_fasta(path)
 
 
 def load_scoring_model(path: os.PathLike | str, device: torch.device) -> tuple[MaskedLM, str]:

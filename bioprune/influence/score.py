@@ -28,10 +28,10 @@ import xxhash
 
 from bioprune.atomic import atomic_path
 from bioprune.errors import InputError
-from bioprune.fasta import Record, read_fasta
+from bioprune.fasta import Record
 from bioprune.influence.fisher import Fisher, provenance
 from bioprune.influence.grads import GradientEngine
-from bioprune.influence.passes import iter_gradients
+from bioprune.influence.passes import iter_gradients, shard_records
 from bioprune.influence.settings import InfluenceSettings
 from bioprune.models.base import MaskedLM
 
@@ -155,7 +155,7 @@ def score_shard(
     with atomic_path(out) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             batches = score_records(
-                model, engine, inv_f, read_fasta(shard), shard, settings, progress=progress, on_item=count
+                model, engine, inv_f, shard_records(shard), shard, settings, progress=progress, on_item=count
             )
             for rb in batches:
                 writer.write_batch(rb, row_group_size=ROW_GROUP)
