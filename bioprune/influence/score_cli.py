@@ -29,6 +29,10 @@ def _write_report(path: str | None, report: dict) -> None:
 
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Writes id, self_influence, loss, n_tokens, length in the shard's order. self_influence is "
+        "s = sum_j g_j^2 / (F_j + eps), positive, higher = more influential (the official code stores -s)."
+    )
     parser.add_argument("shard", help="shard FASTA (plain or gzip)")
     parser.add_argument("--model", required=True, help="reference model checkpoint (as given to fisher)")
     parser.add_argument("--fisher", required=True, help="reduced Fisher file (bioprune fisher-reduce)")

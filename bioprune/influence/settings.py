@@ -129,7 +129,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, score: bool) -> N
         parser.add_argument(
             "--eps", type=float, default=d.eps, help="s = sum g^2/(F+eps) (default %(default)s)"
         )
-    p = parser.add_argument_group("speed and memory (do not change the numbers)")
+    p = parser.add_argument_group("speed and memory (precision changes rounding only)")
     p.add_argument("--batch-tokens", type=int, default=d.batch_tokens, help="padded tokens per batch")
     p.add_argument(
         "--precision", choices=PRECISIONS, default=d.precision, help="auto: bf16 on CUDA, fp32 on CPU"
