@@ -26,7 +26,7 @@ scores are also compared with our compat scores (same Fisher): they must agree.
 
 Memory: ``python -m bioprune score`` as a subprocess on 20k and 200k sequences (Rfam seeds repeated with
 new ids, long ones truncated to 1022 nt), a small model (1 layer, 64 wide: the pipeline's memory, not
-the model's, is what must stay flat); peak RSS from ``os.wait4``.
+the model's, is what must stay flat); peak RSS = VmHWM of the scoring process.
 """
 
 from __future__ import annotations
@@ -220,18 +220,29 @@ def write_repeated(path: Path, n: int) -> None:
     tmp.rename(path)
 
 
-def run_measured(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one subprocess."""
+# Runs `bioprune` and reports the process's own peak RSS (VmHWM of its memory map). Not os.wait4's
+# ru_maxrss: Linux carries the parent's high-water mark over fork+exec into it, so a child of this
+# (large) benchmark process would report the parent's size.
+_PEAK = (
+    "import sys\n"
+    "from bioprune.cli import main\n"
+    "rc = main(sys.argv[1:])\n"
+    "peak = next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+    "print('PEAK_KB', peak.split()[1], file=sys.stderr)\n"
+    "sys.exit(rc)\n"
+)
+
+
+def run_measured(args: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of ``bioprune ARGS`` in its own process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run([sys.executable, "-c", _PEAK, *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
-    return wall, usage.ru_maxrss / 1024
+        raise RuntimeError(f"bioprune {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    peak_kb = next(int(x.split()[1]) for x in proc.stderr.splitlines() if x.startswith("PEAK_KB"))
+    return wall, peak_kb / 1024
 
 
 def memory(args) -> list[str]:
@@ -244,24 +255,23 @@ def memory(args) -> list[str]:
         write_repeated(p, n)
     ids = WORK / "dsub_ids.txt"
     ids.write_text("".join(f"{r.id}_0\n" for r in rfam(min(2000, sizes[0]))))
-    py = [sys.executable, "-m", "bioprune"]
     common = ["--threads", str(args.threads), "--batch-tokens", str(args.batch_tokens)]
     partial, fisher = WORK / "partial.pt", WORK / "fisher.pt"
-    run_measured([*py, "fisher", "--model", str(model_path), "--ids", str(ids), "--out", str(partial),
+    run_measured(["fisher", "--model", str(model_path), "--ids", str(ids), "--out", str(partial),
                   "--no-progress", *common, str(fastas[sizes[0]])])  # fmt: skip
-    run_measured([*py, "fisher-reduce", "--out", str(fisher), str(partial)])
+    run_measured(["fisher-reduce", "--out", str(fisher), str(partial)])
     lines = [
         "## Memory",
         "",
         "`python -m bioprune score` on Rfam seeds repeated (ids made unique), model rnafm 1 layer x 64, "
-        f"batch_tokens {args.batch_tokens}, threads {args.threads}; peak RSS of the process (os.wait4).",
+        f"batch_tokens {args.batch_tokens}, threads {args.threads}; peak RSS = VmHWM of the scoring process.",
         "",
         "| sequences | wall s | seq/s | peak RSS MiB |",
         "|---|---|---|---|",
     ]
     for n in sizes:
         out = WORK / f"scores_{n}.parquet"
-        wall, rss = run_measured([*py, "score", "--model", str(model_path), "--fisher", str(fisher),
+        wall, rss = run_measured(["score", "--model", str(model_path), "--fisher", str(fisher),
                                   "--out", str(out), "--no-progress", *common, str(fastas[n])])  # fmt: skip
         lines.append(f"| {n:,} | {wall:.0f} | {n / wall:.0f} | {rss:.0f} |")
         print(lines[-1], file=sys.stderr)
