@@ -34,6 +34,11 @@ def decontaminated_dir():
     )
 
 
+def eval_sets():
+    """Evaluation sets to decontaminate against (a null path switches off one the defaults name)."""
+    return {k: v for k, v in config["decontaminate"]["eval_sets"].items() if v}
+
+
 def filtered_pool_dir():
     """The pool folder that shards (and everything after) read: clustered or not."""
     return f"{POOL}/cluster" if config["cluster"]["enabled"] else decontaminated_dir()

@@ -48,7 +48,7 @@ rule decontaminate:
     input:
         fasta=rules.dedup.output.fasta,
         table=rules.dedup.output.table,
-        eval_sets=list(config["decontaminate"]["eval_sets"].values()),
+        eval_sets=list(eval_sets().values()),
     output:
         fasta=f"{POOL}/decontaminate/sequences.fasta.gz",
         table=f"{POOL}/decontaminate/sequences.parquet",
@@ -61,10 +61,7 @@ rule decontaminate:
     threads: config["threads"]
     params:
         alphabet=config["alphabet"],
-        evals=" ".join(
-            f"--eval {name}={path}"
-            for name, path in config["decontaminate"]["eval_sets"].items()
-        ),
+        evals=" ".join(f"--eval {name}={path}" for name, path in eval_sets().items()),
         min_identity=config["decontaminate"]["min_identity"],
         min_coverage=config["decontaminate"]["min_coverage"],
         src=folder_of("input.table"),
