@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import update_config
 
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
@@ -23,8 +24,10 @@ def test_default_config_is_valid(default_config):
 
 def test_protein_example_overrides_are_valid(default_config):
     overrides = yaml.safe_load((ROOT / "config" / "example_protein.yaml").read_text())
-    merged = {**default_config, **overrides}
-    assert validate_config(merged)["alphabet"] == "protein"
+    update_config(default_config, overrides)  # the deep merge Snakemake applies to --configfile
+    config = validate_config(default_config)
+    assert config["alphabet"] == "protein"
+    assert config["decontaminate"]["eval_sets"]["trna_test"] is None
 
 
 def test_missing_sections_get_schema_defaults():
