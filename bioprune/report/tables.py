@@ -72,7 +72,9 @@ def to_markdown(df: pd.DataFrame, floatfmt=fmt) -> str:
 
     def cell(v) -> str:
         if isinstance(v, float | np.floating):
-            return floatfmt(float(v))
+            v = float(v)
+            # counts stored as floats (a column with a missing value) print as integers
+            return str(int(v)) if v.is_integer() and abs(v) >= 1 else floatfmt(v)
         return str(v).replace("|", "\\|")
 
     header = "| " + " | ".join(str(c) for c in df.columns) + " |"
