@@ -71,7 +71,9 @@ def test_tasks_of_another_alphabet_are_skipped():
 
 
 def test_pretrain_args_and_seed():
-    a = pretrain_args(config(model={"overrides": {"layers": 2, "hidden": 64}}, pretrain={"lr": 1e-3}))
+    a = pretrain_args(
+        config(model={"overrides": {"layers": 2, "hidden": 64}}, pretrain={"lr": 1e-3, "epochs": 10})
+    )
     assert a["model"] == "--backend rnafm --size tiny --hidden 64 --layers 2"
     assert a["train"].startswith("--epochs 10 --lr 0.001 ") and "--seed" not in a["train"]
     assert a["compute"] == "--compute same_epochs" and a["launcher"] == "python"
