@@ -32,6 +32,13 @@ def test_spec_validation_names_the_key():
         spec_from_config("a/b", {"kind": "rna_ss", "train": "a", "test": "b"})
     ok = spec_from_config("p", {"kind": "mlm_perplexity", "source": "unselected_pool"})
     assert ok.metrics == ("perplexity", "loss")
+    assert ok.headline == "perplexity"
+    assert (
+        spec_from_config("c", {"kind": "seq_class", "train": "a", "test": "b", "metric": "macro_f1"}).headline
+        == "macro_f1"
+    )
+    with pytest.raises(ConfigError, match="not a seq_class metric"):
+        spec_from_config("c", {"kind": "seq_class", "train": "a", "test": "b", "metric": "f1"})
 
 
 def test_disabled_tasks_are_skipped():

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     payload = {
         "task": spec.name,
         "kind": spec.kind,
-        "headline": spec.metrics[0],
+        "headline": spec.headline,
         "model": {"path": str(args.model), "spec": spec_of(model).to_dict()},
         "strategy": args.strategy,
         "budget": args.budget,

@@ -3,7 +3,7 @@
 A task is a name and a mapping of settings; labs add their own in config. Kinds:
 
 ================== ============================================= ==================================
-kind               data                                          metrics (first = headline)
+kind               data                                          metrics (first = headline unless `metric`)
 ================== ============================================= ==================================
 rna_ss             dot-bracket files (``.dbn``, pseudoknots ok)   f1, precision, recall, mcc
 seq_class          FASTA (label from a header regex), dot-bracket accuracy, macro_f1
@@ -85,10 +85,15 @@ class TaskSpec:
     min_loop: int = 3  # rna_ss: pairs need j - i > min_loop
     mask_prob: float = 0.15  # mlm_perplexity
     mask_seed: int = 0  # mlm_perplexity: masks come from (id, mask_seed)
+    metric: str | None = None  # headline metric of the report (one of the kind's); null: the kind's first
 
     @property
     def metrics(self) -> tuple[str, ...]:
         return METRICS[self.kind]
+
+    @property
+    def headline(self) -> str:
+        return self.metric or METRICS[self.kind][0]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +157,8 @@ def _check(s: TaskSpec, where: str) -> None:
                 raise ConfigError(f"{where}.label_regex: needs one capturing group (the label)")
         except re.error as exc:
             raise ConfigError(f"{where}.label_regex: not a valid regular expression ({exc})") from None
+    if s.metric is not None and s.metric not in METRICS[s.kind]:
+        raise ConfigError(f"{where}.metric: {s.metric!r} is not a {s.kind} metric {list(METRICS[s.kind])}")
     if s.alphabet not in (None, "rna", "protein"):
         raise ConfigError(f"{where}.alphabet: {s.alphabet!r} is not rna, protein or null")
     if s.head not in ("linear", "mlp"):
