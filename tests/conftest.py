@@ -41,3 +41,16 @@ def small_blocks(monkeypatch):
         monkeypatch.setattr("bioprune.fasta.BLOCK_SIZE", size)
 
     return _set
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory):
+    """One finished run of the whole workflow on the (trimmed) embedded example, shared by every test
+    that reads a run's outputs or plans reruns against it: (run folder, its config file)."""
+    from test_workflow import example_config, run_snakemake
+
+    tmp_path = tmp_path_factory.mktemp("example_run")
+    config = example_config(tmp_path)
+    proc = run_snakemake(tmp_path, config, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return tmp_path, config
