@@ -78,3 +78,20 @@ def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def save_torch(obj, path: os.PathLike | str) -> Path:
+    """``torch.save`` ``obj`` to ``path`` atomically, with disk errors reported like every other output.
+
+    torch's own file writer turns a full disk into a bare RuntimeError; serialising to memory first and
+    writing with Python's I/O keeps the OSError (and so the one-line message) intact.
+    """
+    import io
+
+    import torch  # only steps that save tensors pay for the import
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
+    return Path(path)

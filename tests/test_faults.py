@@ -102,11 +102,6 @@ TRAIN_DIRS = pytest.mark.xfail(
     reason="bioprune/models/train.py creates work/ and the token store outside the staged/atomic helpers, "
     "so their OSError escapes as a traceback",
 )
-TORCH_SAVE = pytest.mark.xfail(
-    strict=True,
-    reason="torch.save reports a full disk as RuntimeError, which bioprune.atomic.atomic_path does not "
-    "translate (save_fisher, save_model)",
-)
 
 
 def steps_with(**marks) -> list:
@@ -160,7 +155,7 @@ def full_disk(tmp_path_factory):
     subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
-@pytest.mark.parametrize("step", steps_with(train=TRAIN_DIRS, fisher=TORCH_SAVE))
+@pytest.mark.parametrize("step", steps_with(train=TRAIN_DIRS))
 def test_full_disk_is_a_one_line_error_and_leaves_nothing(steps, full_disk, capsys, step):
     _, argv = steps
     out = full_disk / f"out_{step}"

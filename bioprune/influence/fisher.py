@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from bioprune.atomic import atomic_path
+from bioprune.atomic import save_torch
 from bioprune.errors import InputError
 from bioprune.influence.grads import GradientEngine
 from bioprune.influence.passes import file_sha256, iter_gradients, shard_records
@@ -148,9 +148,7 @@ def _split(flat: torch.Tensor, shapes: dict[str, tuple[int, ...]]) -> dict[str, 
 
 
 def save_fisher(fisher: Fisher, path: os.PathLike | str) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save(fisher.to_payload(), tmp)
-    return Path(path)
+    return save_torch(fisher.to_payload(), path)
 
 
 def load_fisher(path: os.PathLike | str) -> Fisher:

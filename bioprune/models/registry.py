@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bioprune.atomic import atomic_path
+from bioprune.atomic import save_torch
 from bioprune.errors import ConfigError, InputError
 from bioprune.models.base import MaskedLM
 from bioprune.models.checkpoint import load_checked, safe_load
@@ -152,9 +152,7 @@ def save_model(model: MaskedLM, path: os.PathLike | str) -> Path:
     """Write ``model`` in the bioprune model format (see module doc), atomically."""
     spec = spec_of(model)
     payload = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), "state_dict": model.state_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return save_torch(payload, path)
 
 
 def load_model(path: os.PathLike | str) -> MaskedLM:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from bioprune.atomic import atomic_path
+from bioprune.atomic import atomic_path, save_torch
 from bioprune.errors import ConfigError
 from bioprune.models import data as D
 from bioprune.models.base import MaskedLM
@@ -517,8 +517,7 @@ def _save_checkpoint(path: Path, model, optimizer, step, epoch, batch_in_epoch, 
         "optimizer": optimizer.state_dict(),
         "rng": _rng_state(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)
     log.debug("checkpoint at step %d -> %s", step, path)
 
 
