@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.report import figures
-from bioprune.report.collect import read_compute, read_metrics, sort_rows
+from bioprune.report.collect import budget_key, read_compute, read_metrics, sort_rows
 from bioprune.report.tables import fmt, headline_table, seed_summary, to_markdown
 
 log = logging.getLogger("bioprune.report")
@@ -58,20 +58,28 @@ def topi_thresholds(values: np.ndarray, compute: pd.DataFrame) -> dict[str, floa
     return out
 
 
-def _task_notes(paths: list[str]) -> list[str]:
-    """One line per task: kind, headline metric and the records used / dropped per split (first model)."""
-    seen, lines = set(), []
+def _task_notes(paths: list[str], order: list[str]) -> list[str]:
+    """One line per task: kind, headline metric and the records used / dropped per split. When they differ
+    between budgets (the unselected-pool set is one per budget), one entry per budget."""
+    tasks: dict[str, dict] = {}
     for p in paths:
         d = json.loads(Path(p).read_text())
-        if d["task"] in seen:
-            continue
-        seen.add(d["task"])
         parts = []
         for split, c in (d.get("counts") or {}).items():
             extra = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("read", "used"))
             parts.append(f"{split} {c.get('used', c.get('read', 0))} used" + (f" ({extra})" if extra else ""))
-        note = f" — note: {d['note']}" if d.get("note") else ""
-        lines.append(f"- **{d['task']}** ({d['kind']}, headline {d['headline']}): {'; '.join(parts)}{note}")
+        text = "; ".join(parts) + (f" — note: {d['note']}" if d.get("note") else "")
+        t = tasks.setdefault(d["task"], {"kind": d["kind"], "headline": d["headline"], "texts": {}})
+        t["texts"].setdefault(text, []).append(str(d.get("budget")))
+    lines = []
+    for name, t in sorted(tasks.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
+        head = f"- **{name}** ({t['kind']}, headline {t['headline']}): "
+        if len(t["texts"]) == 1:
+            lines.append(head + next(iter(t["texts"])))
+            continue
+        lines.append(head.rstrip())
+        for text, budgets in t["texts"].items():
+            lines.append(f"  - {', '.join(sorted(set(budgets), key=budget_key))}: {text}")
     return lines
 
 
@@ -128,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             to_markdown(headline),
             "## Tasks",
             "",
-            *_task_notes(args.metrics),
+            *_task_notes(args.metrics, tasks),
             "",
             "## Every metric",
             "",

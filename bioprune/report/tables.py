@@ -74,7 +74,7 @@ def to_markdown(df: pd.DataFrame, floatfmt=fmt) -> str:
         if isinstance(v, float | np.floating):
             v = float(v)
             # counts stored as floats (a column with a missing value) print as integers
-            return str(int(v)) if v.is_integer() and abs(v) >= 1 else floatfmt(v)
+            return str(int(v)) if v.is_integer() else floatfmt(v)
         return str(v).replace("|", "\\|")
 
     header = "| " + " | ".join(str(c) for c in df.columns) + " |"
