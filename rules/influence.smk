@@ -35,10 +35,8 @@ rule fisher:
         precision=_inf["precision"],
     shell:
         "python -m bioprune fisher --model {input.model} --ids {input.ids} --out {output}"
-        " {params.loss} --precision {params.precision} "
-        + INFLUENCE_SPEED
-        + " --threads {threads}"
-        " {input.shard} 2> {log}"
+        " {params.loss} --precision {params.precision}"
+        f" {INFLUENCE_SPEED} --threads {{threads}} {{input.shard}} 2> {{log}}"
 
 
 rule fisher_reduce:
@@ -78,8 +76,8 @@ rule score:
     shell:
         "python -m bioprune score --model {input.model} --fisher {input.fisher}"
         " --out {output.scores} --report {output.report} {params.loss} --eps {params.eps}"
-        " --precision {params.precision} " + INFLUENCE_SPEED + " --threads {threads}"
-        " {input.shard} 2> {log}"
+        " --precision {params.precision}"
+        f" {INFLUENCE_SPEED} --threads {{threads}} {{input.shard}} 2> {{log}}"
 
 
 rule merge_scores:
