@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bioprune.errors import ConfigError
 from bioprune.evaluate.tasks import TaskSpec, task_files, tasks_from_config
-from bioprune.models.registry import BACKEND_ALPHABET, default_backend
+from bioprune.models.reference import checked_backend, launcher, scratch_model_args, trainer_options
 
 UNTRAINED = "untrained"
 NO_BUDGET = "none"
@@ -91,38 +91,15 @@ def pretrain_args(config: dict) -> dict[str, str]:
     """Command-line pieces of the pretrain rule: launcher, model, train (every setting that changes the
     weights except the seed, which the rule adds per model: ``train.seed + selection seed``), compute."""
     m, t, pre = config["model"], config["train"], config["pretrain"]
-    backend = m["backend"] or default_backend(config["alphabet"])
-    if BACKEND_ALPHABET[backend] != config["alphabet"]:
-        raise ConfigError(
-            f"model.backend {backend} is for {BACKEND_ALPHABET[backend]}, not {config['alphabet']}"
-        )
+    backend = checked_backend(config)
     if m["checkpoint"]:
         model = f"--arch-from {shlex.quote(str(m['checkpoint']))}"
     else:
-        model = f"--backend {backend} --size {m['size']}"
-        model += "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(m["overrides"].items()))
+        model = scratch_model_args(m, backend)
     lr = pre["lr"] if pre["lr"] is not None else t["lr"]
-    opts = [
-        f"--epochs {pre['epochs']}",
-        f"--lr {lr}",
-        f"--min-lr-ratio {t['min_lr_ratio']}",
-        f"--warmup {t['warmup']}",
-        f"--schedule {t['schedule']}",
-        f"--weight-decay {t['weight_decay']}",
-        f"--grad-clip {t['grad_clip']}",
-        f"--accumulate {t['accumulate']}",
-        f"--max-tokens-per-batch {t['max_tokens_per_batch']}",
-        f"--mask-prob {t['mask_prob']}",
-        f"--val-fraction {t['val_fraction']}",
-        f"--precision {t['precision']}",
-        f"--checkpoint-every {t['checkpoint_every']}",
-    ]
-    if t["max_batch_size"]:
-        opts.append(f"--max-batch-size {t['max_batch_size']}")
-    n = t["processes"]
-    launcher = "python" if n == 1 else f"torchrun --standalone --nproc-per-node {n}"
+    opts = [f"--epochs {pre['epochs']}", *trainer_options(t, lr, seed=False)]
     return {
-        "launcher": launcher,
+        "launcher": launcher(t),
         "model": model,
         "train": " ".join(opts),
         "compute": f"--compute {pre['compute']}",

@@ -114,17 +114,58 @@ def draw_dsub(pool_dir: Path, k: int, seed: int, out: Path) -> dict:
     return {"pool_records": n, "dsub_records": k, "dsub_seed": seed}
 
 
+def checked_backend(config: dict) -> str:
+    """The model backend of a validated config (null: by alphabet), refused when it fits another alphabet."""
+    backend = config["model"]["backend"] or default_backend(config["alphabet"])
+    if BACKEND_ALPHABET[backend] != config["alphabet"]:
+        raise ConfigError(
+            f"model.backend {backend} is for {BACKEND_ALPHABET[backend]}, not {config['alphabet']}"
+        )
+    return backend
+
+
+def scratch_model_args(model: dict, backend: str) -> str:
+    """``bioprune train`` options of a from-scratch architecture: backend, named size, shape overrides."""
+    args = f"--backend {backend} --size {model['size']}"
+    return args + "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(model["overrides"].items()))
+
+
+def trainer_options(train: dict, lr: float, *, seed: bool) -> list[str]:
+    """``bioprune train`` options from the ``train:`` section (shared by the reference and pretrain rules).
+    ``seed=False`` leaves the seed to the caller (the pretrain rule adds it per selection seed)."""
+    opts = [
+        f"--lr {lr}",
+        f"--min-lr-ratio {train['min_lr_ratio']}",
+        f"--warmup {train['warmup']}",
+        f"--schedule {train['schedule']}",
+        f"--weight-decay {train['weight_decay']}",
+        f"--grad-clip {train['grad_clip']}",
+        f"--accumulate {train['accumulate']}",
+        f"--max-tokens-per-batch {train['max_tokens_per_batch']}",
+        f"--mask-prob {train['mask_prob']}",
+        f"--val-fraction {train['val_fraction']}",
+        f"--precision {train['precision']}",
+        *([f"--seed {train['seed']}"] if seed else []),
+        f"--checkpoint-every {train['checkpoint_every']}",
+    ]
+    if train["max_batch_size"]:
+        opts.append(f"--max-batch-size {train['max_batch_size']}")
+    return opts
+
+
+def launcher(train: dict) -> str:
+    """python, or torchrun with one process per GPU when ``train.processes`` > 1."""
+    n = train["processes"]
+    return "python" if n == 1 else f"torchrun --standalone --nproc-per-node {n}"
+
+
 def workflow_args(config: dict) -> dict[str, str]:
     """Command-line pieces the workflow's ``reference`` rule passes, from a validated config.
 
     Every setting that changes the reference model is in them, so Snakemake reruns the rule when one
     changes. Keys: ``launcher`` (python or torchrun), ``dsub``, ``model``, ``train``."""
     m, t, r = config["model"], config["train"], config["reference"]
-    backend = m["backend"] or default_backend(config["alphabet"])
-    if BACKEND_ALPHABET[backend] != config["alphabet"]:
-        raise ConfigError(
-            f"model.backend {backend} is for {BACKEND_ALPHABET[backend]}, not {config['alphabet']}"
-        )
+    backend = checked_backend(config)
     dsub = f"--dsub-seed {r['seed']} " + (
         f"--dsub-size {r['dsub_size']}" if r["dsub_size"] else f"--dsub-fraction {r['dsub_fraction']}"
     )
@@ -133,32 +174,12 @@ def workflow_args(config: dict) -> dict[str, str]:
         model += "" if r["finetune"] else " --no-finetune"
         epochs = r["finetune_epochs"]
     else:
-        model = f"--backend {backend} --size {m['size']}"
-        model += "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(m["overrides"].items()))
+        model = scratch_model_args(m, backend)
         epochs = r["scratch_epochs"]
     budget = f"--max-steps {r['max_steps']}" if r["max_steps"] else f"--epochs {epochs}"
     lr = r["lr"] if r["lr"] is not None else t["lr"]
-    opts = [
-        budget,
-        f"--lr {lr}",
-        f"--min-lr-ratio {t['min_lr_ratio']}",
-        f"--warmup {t['warmup']}",
-        f"--schedule {t['schedule']}",
-        f"--weight-decay {t['weight_decay']}",
-        f"--grad-clip {t['grad_clip']}",
-        f"--accumulate {t['accumulate']}",
-        f"--max-tokens-per-batch {t['max_tokens_per_batch']}",
-        f"--mask-prob {t['mask_prob']}",
-        f"--val-fraction {t['val_fraction']}",
-        f"--precision {t['precision']}",
-        f"--seed {t['seed']}",
-        f"--checkpoint-every {t['checkpoint_every']}",
-    ]
-    if t["max_batch_size"]:
-        opts.append(f"--max-batch-size {t['max_batch_size']}")
-    n = t["processes"]
-    launcher = "python" if n == 1 else f"torchrun --standalone --nproc-per-node {n}"
-    return {"launcher": launcher, "dsub": dsub, "model": model, "train": " ".join(opts)}
+    opts = [budget, *trainer_options(t, lr, seed=True)]
+    return {"launcher": launcher(t), "dsub": dsub, "model": model, "train": " ".join(opts)}
 
 
 def run(args: argparse.Namespace) -> int:
