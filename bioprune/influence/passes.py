@@ -39,7 +39,7 @@ class HeapTrimmer:
     although nothing is kept. ``malloc_trim`` releases the free pages; calling it only after growth keeps
     its cost (re-faulting pages) to a few calls per shard. A no-op where glibc is not the allocator."""
 
-    def __init__(self, slack_mb: int = 256):
+    def __init__(self, slack_mb: int = 64):
         self.slack = slack_mb << 20
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
         self._trim = None
