@@ -2,9 +2,9 @@
 # Start a one-node SLURM (Debian 12: slurm-wlm 22.05 + munge) on this machine, for CI. Needs root.
 # Installs the packages when missing, writes /etc/slurm/slurm.conf (the plugin's job-step helper drops
 # SLURM_CONF, so the config must sit at the default path), starts munged, slurmctld and slurmd, and waits
-# until the node is idle. The node advertises $BIOPRUNE_SLURM_GPUS (default 2) GPUs as a plain GRES count
-# without devices, so the profile's GPU requests (sbatch --gpus=1) are scheduled as written and the jobs run
-# on CPU (CUDA stays unavailable). No accounting (no slurmdbd): status checks go through squeue, which sees
+# until the node is idle. The node advertises $BIOPRUNE_SLURM_GPUS (default 2) GPUs backed by stand-in
+# device files (null devices), so the profile's GPU requests (sbatch --gpus=1) are scheduled as written and
+# the jobs run on CPU (CUDA stays unavailable). No accounting (no slurmdbd): status checks go through squeue, which sees
 # finished jobs for MinJobAge seconds. .ci/slurm/stop.sh stops exactly what this script started.
 set -euo pipefail
 
@@ -24,6 +24,9 @@ for f in "$CONF" "$GRES_CONF"; do
 done
 if [ -e "$STATE/slurmctld.pid" ] && kill -0 "$(cat "$STATE/slurmctld.pid")" 2>/dev/null; then
     die "a CI SLURM is already running (state in $STATE); run .ci/slurm/stop.sh first"
+fi
+if pidof slurmctld slurmd >/dev/null; then
+    die "slurmctld or slurmd is already running on this machine: not starting a second SLURM"
 fi
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
