@@ -24,8 +24,8 @@ Each timing is the best of ``--repeats`` runs, forward and score interleaved (th
 Ratio (a) = our score speed / reference speed; ratio (b) = our score time / forward time. The reference's
 scores are also compared with our compat scores (same Fisher): they must agree.
 
-Memory: ``python -m bioprune score`` as a subprocess on 20k and 200k sequences (Rfam seeds repeated with
-new ids, long ones truncated to 1022 nt), a small model (1 layer, 64 wide: the pipeline's memory, not
+Memory: ``python -m bioprune score`` as a subprocess on 20k and 200k sequences (the first 20k Rfam seeds,
+repeated with new ids: same content mix), a small model (1 layer, 64 wide: the pipeline's memory, not
 the model's, is what must stay flat); peak RSS = VmHWM of the scoring process.
 """
 
@@ -206,21 +206,17 @@ def speed(args) -> list[str]:
 
 
 # -- memory -------------------------------------------------------------------------------------------
-def write_repeated(path: Path, n: int) -> None:
-    """The first n records of Rfam repeated (copy k gets ids suffixed _k)."""
+def write_repeated(path: Path, n: int, base: int) -> None:
+    """n records: the first ``base`` Rfam records, repeated (copy k gets ids suffixed _k). Every file has
+    the same content mix, so a larger file differs from a smaller one only in how long the run is."""
     if path.exists():
         return
+    first = rfam(base)
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt", compresslevel=1) as out:
-        written = 0
-        for k in itertools.count():
-            for r in read_fasta(RFAM):
-                out.write(f">{r.id}_{k}\n{r.seq.decode()}\n")
-                written += 1
-                if written == n:
-                    break
-            if written == n:
-                break
+        for i in range(n):
+            r = first[i % base]
+            out.write(f">{r.id}_{i // base}\n{r.seq.decode()}\n")
     tmp.rename(path)
 
 
@@ -254,9 +250,9 @@ def memory(args) -> list[str]:
     model_path = WORK / "model_l1_h64.pt"
     save_model(build_model("rnafm", "tiny", layers=1, hidden=64, heads=2, ffn=128, seed=0), model_path)
     sizes = sorted(args.memory_n)
-    fastas = {n: WORK / f"rfam_repeated_{n}.fasta.gz" for n in sizes}
+    fastas = {n: WORK / f"rfam_first{sizes[0]}_x{n}.fasta.gz" for n in sizes}
     for n, p in fastas.items():
-        write_repeated(p, n)
+        write_repeated(p, n, base=sizes[0])
     ids = WORK / "dsub_ids.txt"
     ids.write_text("".join(f"{r.id}_0\n" for r in rfam(min(2000, sizes[0]))))
     common = ["--threads", str(args.threads), "--batch-tokens", str(args.batch_tokens)]
@@ -267,7 +263,9 @@ def memory(args) -> list[str]:
     lines = [
         "## Memory",
         "",
-        "`python -m bioprune score` on Rfam seeds repeated (ids made unique), model rnafm 1 layer x 64, "
+        f"`python -m bioprune score` on the first {sizes[0]:,} Rfam seed sequences (longest "
+        f"{max(len(r.seq) for r in rfam(sizes[0])):,} nt; inputs are cut at 1,022) repeated to each size "
+        "with new ids, model rnafm 1 layer x 64, "
         f"batch_tokens {args.batch_tokens}, threads {args.threads}; peak RSS = VmHWM of the scoring process.",
         "",
         "| sequences | wall s | seq/s | peak RSS MiB |",
