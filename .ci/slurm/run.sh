@@ -38,9 +38,9 @@ import yaml
 
 config = yaml.safe_load(open(sys.argv[1]))
 config["threads"] = 1
-config["reference"]["scratch_epochs"] = 2
+config["reference"]["scratch_epochs"] = 1
 config["select"].update(strategies=["topi", "cci", "random"], rates=[0.9], random_multipliers=[1])
-config["pretrain"].update(epochs=2, strategies=["topi", "random1x"], untrained_baseline=False)
+config["pretrain"].update(epochs=1, strategies=["topi", "random1x"], untrained_baseline=False)
 # Snakemake merges this file into config/config.yaml, so tasks are switched off rather than left out.
 for name, task in config["evaluate"]["tasks"].items():
     task["enabled"] = name in ("trna_isotype", "heldout_perplexity")
