@@ -24,9 +24,9 @@ Each timing is the best of ``--repeats`` runs, forward and score interleaved (th
 Ratio (a) = our score speed / reference speed; ratio (b) = our score time / forward time. The reference's
 scores are also compared with our compat scores (same Fisher): they must agree.
 
-Memory: ``python -m bioprune score`` as a subprocess on 20k and 200k sequences (the first 20k Rfam seeds,
-repeated with new ids: same content mix), a small model (1 layer, 64 wide: the pipeline's memory, not
-the model's, is what must stay flat); peak RSS = VmHWM of the scoring process.
+Memory: ``python -m bioprune score`` as a subprocess on 20k, 100k and 200k sequences (the first 20k
+Rfam seeds, repeated with new ids: same content mix), a small model (1 layer, 64 wide: the pipeline's
+memory, not the model's, is what must stay flat); peak RSS = VmHWM of the scoring process.
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-tokens", type=int, default=16384)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--memory-n", type=int, nargs="+", default=[20_000, 200_000])
+    ap.add_argument("--memory-n", type=int, nargs="+", default=[20_000, 100_000, 200_000])
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scoring.md")

@@ -47,7 +47,7 @@ SCHEMA = pa.schema(
     ]
 )
 META_KEY = b"bioprune"
-ROW_GROUP = 65536
+ROW_GROUP = 16384  # rows per Parquet row group; results are buffered as Python objects until then
 SIGN_NOTE = "positive: s = sum_j g_j^2 / (F_j + eps); the official code stores -s"
 
 
