@@ -32,6 +32,17 @@ def os_error_message(exc: OSError, path: os.PathLike | str) -> str:
 
 
 @contextlib.contextmanager
+def output_errors(path: os.PathLike | str) -> Iterator[None]:
+    """Report an OSError raised inside the block as a one-line error on the output ``path``.
+
+    For outputs that cannot be staged (a training run's resumable work folder, say)."""
+    try:
+        yield
+    except OSError as exc:
+        raise BiopruneError(os_error_message(exc, path)) from exc
+
+
+@contextlib.contextmanager
 def staged_dir(out_dir: os.PathLike | str) -> Iterator[Path]:
     """Yield a staging folder; on success move every file in it into ``out_dir``.
 
@@ -40,11 +51,9 @@ def staged_dir(out_dir: os.PathLike | str) -> Iterator[Path]:
     keeps whatever it held before.
     """
     out = Path(out_dir)
-    try:
+    with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
-    except OSError as exc:
-        raise BiopruneError(os_error_message(exc, out)) from exc
     try:
         yield stage
         entries = sorted(stage.iterdir(), key=lambda p: ("report" in p.name, p.name))
@@ -63,12 +72,10 @@ def staged_dir(out_dir: os.PathLike | str) -> Iterator[Path]:
 def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` on success, delete it on error."""
     final = Path(path)
-    try:
+    with output_errors(final):
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         os.close(fd)
-    except OSError as exc:
-        raise BiopruneError(os_error_message(exc, final)) from exc
     tmp_path = Path(tmp)
     try:
         yield tmp_path

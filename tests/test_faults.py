@@ -96,17 +96,6 @@ def steps(tmp_path_factory):
 
 STEPS = ["ingest", "dedup", "cluster", "shard", "train", "reference", "fisher", "score", "merge-scores"]
 STEPS += ["select"]
-# Known gaps, reported to their owners. Strict: once fixed, these fail until the mark is removed.
-TRAIN_DIRS = pytest.mark.xfail(
-    strict=True,
-    reason="bioprune/models/train.py creates work/ and the token store outside the staged/atomic helpers, "
-    "so their OSError escapes as a traceback",
-)
-
-
-def steps_with(**marks) -> list:
-    """STEPS as test parameters, the named ones marked."""
-    return [pytest.param(s, marks=marks.get(s, ())) for s in STEPS]
 
 
 def assert_one_line_error(capsys, step: str, rc: int, *reasons: str) -> str:
@@ -119,7 +108,7 @@ def assert_one_line_error(capsys, step: str, rc: int, *reasons: str) -> str:
     return line
 
 
-@pytest.mark.parametrize("step", steps_with(train=TRAIN_DIRS, reference=TRAIN_DIRS))
+@pytest.mark.parametrize("step", STEPS)
 def test_output_under_a_regular_file_is_a_one_line_error(steps, tmp_path, capsys, step):
     _, argv = steps
     blocker = tmp_path / "blocker"
@@ -155,7 +144,7 @@ def full_disk(tmp_path_factory):
     subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
-@pytest.mark.parametrize("step", steps_with(train=TRAIN_DIRS))
+@pytest.mark.parametrize("step", STEPS)
 def test_full_disk_is_a_one_line_error_and_leaves_nothing(steps, full_disk, capsys, step):
     _, argv = steps
     out = full_disk / f"out_{step}"
@@ -180,7 +169,7 @@ def unwritable(tmp_path):
         path.chmod(0o755)
 
 
-@pytest.mark.parametrize("step", steps_with(train=TRAIN_DIRS, reference=TRAIN_DIRS))
+@pytest.mark.parametrize("step", STEPS)
 def test_unwritable_output_is_a_one_line_error(steps, unwritable, capsys, step):
     _, argv = steps
     rc = main(argv(step, unwritable / "out"))

@@ -99,35 +99,38 @@ def build_store(fasta: os.PathLike | str, tokenizer: CharTokenizer, folder: os.P
             pass
     tmp = folder.with_name(folder.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    offsets = [0]
-    hashes: list[int] = []
-    n_empty = 0
-    total = 0
-    log.info("tokenising %s", fasta)
-    with open(tmp / "tokens.u8", "wb") as out:
-        for rec in read_fasta(fasta):
-            if not rec.seq:
-                n_empty += 1
-                continue
-            try:
-                ids = tokenizer.encode_residues(rec.seq)
-            except ValueError as exc:
-                raise InputError(fasta, str(exc), line=rec.line, record=rec.id) from None
-            out.write(ids.tobytes())
-            total += len(ids)
-            offsets.append(total)
-            hashes.append(xxhash.xxh3_64_intdigest(rec.id.encode()))
-    if not hashes:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise InputError(fasta, "no non-empty sequences to train on")
-    np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-    np.save(tmp / "id_hash.npy", np.asarray(hashes, dtype=_U64))
-    (tmp / "meta.json").write_text(
-        json.dumps({**want, "n": len(hashes), "empty": n_empty, "residues": total})
-    )
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    try:
+        tmp.mkdir(parents=True)
+        offsets = [0]
+        hashes: list[int] = []
+        n_empty = 0
+        total = 0
+        log.info("tokenising %s", fasta)
+        with open(tmp / "tokens.u8", "wb") as out:
+            for rec in read_fasta(fasta):
+                if not rec.seq:
+                    n_empty += 1
+                    continue
+                try:
+                    ids = tokenizer.encode_residues(rec.seq)
+                except ValueError as exc:
+                    raise InputError(fasta, str(exc), line=rec.line, record=rec.id) from None
+                out.write(ids.tobytes())
+                total += len(ids)
+                offsets.append(total)
+                hashes.append(xxhash.xxh3_64_intdigest(rec.id.encode()))
+        if not hashes:
+            raise InputError(fasta, "no non-empty sequences to train on")
+        np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))
+        np.save(tmp / "id_hash.npy", np.asarray(hashes, dtype=_U64))
+        (tmp / "meta.json").write_text(
+            json.dumps({**want, "n": len(hashes), "empty": n_empty, "residues": total})
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed or interrupted build leaves nothing behind
+        raise
     return open_store(folder)
 
 

@@ -198,8 +198,7 @@ def run(args: argparse.Namespace) -> int:
     launched = init_distributed_from_env()
     try:
         dsub = {}
-        if launched.main:
-            out.mkdir(parents=True, exist_ok=True)
+        if launched.main:  # draw_dsub creates out/ (through staged_dir, so disk errors are one line)
             dsub = draw_dsub(pool_dir, k, args.dsub_seed, out)
             log.info("D_sub: %d of %d pool records (seed %d)", k, n_pool, args.dsub_seed)
         if launched.world > 1:

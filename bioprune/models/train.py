@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from bioprune.atomic import atomic_path, save_torch
+from bioprune.atomic import atomic_path, output_errors, save_torch
 from bioprune.errors import ConfigError
 from bioprune.models import data as D
 from bioprune.models.base import MaskedLM
@@ -248,8 +248,10 @@ def train(
     started = time.time()
 
     if d.main:
-        work.mkdir(parents=True, exist_ok=True)
-        D.build_store(fasta, model.tokenizer, work / "tokens")
+        # work/ is kept across a killed run (it holds the checkpoint), so it is not staged
+        with output_errors(work):
+            work.mkdir(parents=True, exist_ok=True)
+            D.build_store(fasta, model.tokenizer, work / "tokens")
     _barrier(d)
     store = D.open_store(work / "tokens")
     train_idx, val_idx = D.split(store, settings.val_fraction, settings.seed)
@@ -305,7 +307,8 @@ def train(
             log.warning("%s was written with other settings or data; starting afresh", ckpt_path)
     _barrier(d)
     if d.main:
-        _truncate_log(live_log, step)
+        with output_errors(live_log):
+            _truncate_log(live_log, step)
 
     ddp = objective
     if d.world > 1:
@@ -346,7 +349,7 @@ def train(
     tokens_seen = 0
     stopped_early = False
     last_val = None
-    with open(live_log, "a") if d.main else contextlib.nullcontext() as logf:
+    with output_errors(work), open(live_log, "a") if d.main else contextlib.nullcontext() as logf:
         while step < total_steps:
             epoch, k = divmod(step, steps_per_epoch)
             if epoch != cache_epoch:
@@ -460,7 +463,7 @@ def train(
     }
     if d.main:
         if last_val:
-            with open(live_log, "a") as logf:
+            with output_errors(live_log), open(live_log, "a") as logf:
                 _write_log(logf, kind="val", step=step, **last_val)
             log.info(
                 "final validation loss %.4f (perplexity %.2f)", last_val["val_loss"], last_val["val_ppl"]
