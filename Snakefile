@@ -22,4 +22,5 @@ rule all:
         rules.shard.output.report,
         reference_targets(),
         influence_targets(),
+        rules.select_report.output.table,
         rules.report.output.page,

@@ -46,11 +46,13 @@ def small_blocks(monkeypatch):
 @pytest.fixture(scope="session")
 def example_run(tmp_path_factory):
     """One finished run of the whole workflow on the (trimmed) embedded example, shared by every test
-    that reads a run's outputs or plans reruns against it: (run folder, its config file)."""
+    that reads a run's outputs or plans reruns against it: (run folder, its config file). Each job runs
+    with only its conda environment's packages importable (tests/test_envs.py checks the log)."""
+    from test_envs import envcheck_environ
     from test_workflow import example_config, run_snakemake
 
     tmp_path = tmp_path_factory.mktemp("example_run")
     config = example_config(tmp_path)
-    proc = run_snakemake(tmp_path, config, "--cores", "2")
+    proc = run_snakemake(tmp_path, config, "--cores", "2", env=envcheck_environ(tmp_path))
     assert proc.returncode == 0, proc.stderr[-4000:]
     return tmp_path, config

@@ -47,9 +47,11 @@ def example_config(tmp_path: Path, name: str = "config", **overrides) -> Path:
     return path
 
 
-def run_snakemake(tmp_path: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+def run_snakemake(
+    tmp_path: Path, config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--configfile", str(config)]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True)
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env)
 
 
 def test_pool_stage_counts_add_up(example_run):
