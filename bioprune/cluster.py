@@ -55,9 +55,8 @@ import pyarrow.parquet as pq
 from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, ToolError
-from bioprune.mmseqs import MMseqs, workdir, write_numbered_fasta
-from bioprune.pool import fasta_path, table_path, write_report
-from bioprune.shard import read_column, write_pool
+from bioprune.mmseqs import MMseqs, thresholds, workdir, write_numbered_fasta
+from bioprune.pool import fasta_path, read_column, table_path, write_pool, write_report
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +104,7 @@ def run_mmseqs_clustering(
         db,
         tmp / "clu",
         tmp / "clu_tmp",
-        "--min-seq-id",
-        identity,
-        "-c",
-        coverage,
-        "--cov-mode",
-        "0",
+        *thresholds(identity, coverage),
         *CLUSTER_OPTIONS[(method, alphabet)],
     )
     mm.run("createtsv", db, db, tmp / "clu", tmp / "clu.tsv")
@@ -180,12 +174,7 @@ def member_strands(
         "inf",
         "--alignment-mode",
         "3",
-        "--min-seq-id",
-        identity,
-        "-c",
-        coverage,
-        "--cov-mode",
-        "0",
+        *thresholds(identity, coverage),
     )
     mm.run("convertalis", db, db, aln, f"{aln}.tsv", "--format-output", "query,target")
     ok = _read_tsv(Path(f"{aln}.tsv"), {"rep": pa.int64(), "member": pa.int64()})

@@ -56,9 +56,17 @@ from bioprune.dbn import is_dbn_path, read_dbn
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import read_fasta
 from bioprune.ingest import normalising_table, sequence_hash
-from bioprune.mmseqs import SEARCH_TYPE, MMseqs, workdir, write_numbered_fasta
-from bioprune.pool import FASTA_NAME, TABLE_NAME, fasta_path, table_path, write_report
-from bioprune.shard import BATCH_ROWS, take_ids, write_pool
+from bioprune.mmseqs import SEARCH_TYPE, MMseqs, thresholds, workdir, write_numbered_fasta
+from bioprune.pool import (
+    BATCH_ROWS,
+    FASTA_NAME,
+    TABLE_NAME,
+    fasta_path,
+    table_path,
+    take_ids,
+    write_pool,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,12 +229,7 @@ def similar_matches(
         tmp / "evaldb",
         tmp / "res",
         tmp / "search_tmp",
-        "--min-seq-id",
-        identity,
-        "-c",
-        coverage,
-        "--cov-mode",
-        "0",
+        *thresholds(identity, coverage),
         "-e",
         "inf",
         "--alignment-mode",

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bioprune.errors import InputError, ToolError
-from bioprune.pool import fasta_path
+from bioprune.pool import fasta_path, iter_pool, read_column
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +143,14 @@ class MMseqs:
         self.run("createdb", fasta, db, "--dbtype", DBTYPE[alphabet], "--shuffle", "0", threads=False)
 
 
+def thresholds(identity: float, coverage: float) -> list[object]:
+    """The identity and coverage options of every search and clustering (coverage mode 0: the alignment
+    covers at least ``coverage`` of both sequences)."""
+    return ["--min-seq-id", identity, "-c", coverage, "--cov-mode", "0"]
+
+
 def write_numbered_fasta(pool_dir: Path, path: Path) -> np.ndarray:
     """Write the pool's sequences as ``>row`` records for ``createdb``; return their lengths."""
-    from bioprune.shard import iter_pool, read_column  # shard holds the shared pool streaming
 
     lengths = read_column(pool_dir, "length").to_numpy(zero_copy_only=False).astype(np.int64)
     start = time.perf_counter()

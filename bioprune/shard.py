@@ -15,9 +15,6 @@ counts them (``empty_shards``) and a warning is logged. A workflow can then alwa
 
 Outputs: the shard files; ``shards.parquet`` (``id``, ``shard``, ``length``, one row per sequence in pool
 order); ``shard_report.json`` (sequences and residues per shard, imbalance = max / mean residues - 1).
-
-The module also holds :func:`iter_pool` and :func:`write_pool`, the streaming pool readers/writers that
-``decontaminate`` and ``cluster`` share.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import argparse
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +32,17 @@ import pyarrow.parquet as pq
 from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
-from bioprune.fasta import FastaWriter, Record, read_fasta
-from bioprune.pool import FASTA_NAME, TABLE_NAME, fasta_path, table_path, write_report
+from bioprune.fasta import FastaWriter
+from bioprune.pool import (
+    BATCH_ROWS,
+    PROGRESS_EVERY,
+    fasta_path,
+    iter_pool,
+    parquet_file,
+    read_column,
+    table_path,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,132 +51,10 @@ SHARD_TABLE = "shards.parquet"
 MAX_OPEN_SHARDS = 256  # well under the usual 1024 open files
 # A shard writer's buffered bytes before it is flushed: keeps memory flat with many open shards.
 FLUSH_BYTES = 1 << 20
-BATCH_ROWS = 1 << 16
-PROGRESS_EVERY = 1_000_000
 
 
 def shard_name(index: int) -> str:
     return f"shard_{index:03d}.fasta.gz"
-
-
-# --------------------------------------------------------------------------------------------------
-# Pool streaming shared by the pool steps
-
-
-def iter_pool(pool_dir: Path) -> Iterator[tuple[int, Record]]:
-    """Yield ``(row, record)`` for every sequence of a pool folder, in table order.
-
-    Each FASTA record's id is checked against the table's ``id`` column, so a FASTA and table that do not
-    belong together fail loudly (file and line named) instead of shifting every later row.
-    """
-    fasta, table = fasta_path(pool_dir), table_path(pool_dir)
-    pf = _parquet(table)
-    if pf.metadata.num_rows == 0:
-        return
-    records = read_fasta(fasta)
-    row = 0
-    for batch in pf.iter_batches(columns=["id"], batch_size=BATCH_ROWS):
-        for expected in batch.column(0).to_pylist():
-            rec = next(records, None)
-            if rec is None:
-                raise InputError(fasta, f"has {row} records but {table.name} has {pf.metadata.num_rows} rows")
-            if rec.id != expected:
-                raise InputError(
-                    fasta,
-                    f"record {rec.id!r} is row {row} but {table.name} has {expected!r} there",
-                    line=rec.line,
-                )
-            yield row, rec
-            row += 1
-    extra = next(records, None)
-    if extra is not None:
-        raise InputError(fasta, f"has more records than the {row} rows of {table.name}", line=extra.line)
-
-
-def _parquet(path: Path) -> pq.ParquetFile:
-    try:
-        return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(path, f"not a readable Parquet table ({exc})") from exc
-
-
-def read_column(pool_dir: Path, name: str) -> pa.ChunkedArray:
-    """One column of the pool table (e.g. ``length``), without reading the others."""
-    path = table_path(pool_dir)
-    pf = _parquet(path)
-    if name not in pf.schema_arrow.names:
-        raise InputError(path, f"has no {name!r} column; not a bioprune pool table?")
-    return pf.read(columns=[name]).column(0)
-
-
-def take_ids(pool_dir: Path, rows: np.ndarray) -> list[str]:
-    """Ids of the given rows (sorted ascending), streaming the id column instead of holding it."""
-    out: list[str] = []
-    if len(rows) == 0:
-        return out
-    pf = _parquet(table_path(pool_dir))
-    start = 0
-    for batch in pf.iter_batches(columns=["id"], batch_size=BATCH_ROWS):
-        stop = start + batch.num_rows
-        lo, hi = np.searchsorted(rows, [start, stop])
-        if hi > lo:
-            out += batch.column(0).take(pa.array(rows[lo:hi] - start)).to_pylist()
-        start = stop
-    return out
-
-
-def write_pool(
-    src: Path,
-    stage: Path,
-    keep: np.ndarray | None = None,
-    new_columns: list[pa.Field] | None = None,
-    columns_for: Callable[[int, int], list[pa.Array]] | None = None,
-) -> int:
-    """Copy the pool in ``src`` to ``stage`` (FASTA + table), only rows where ``keep`` is true.
-
-    ``columns_for(start, stop)`` gives the values of ``new_columns`` for table rows ``start:stop`` (before
-    filtering); a column of the same name already in the table is replaced. Returns the rows written.
-    """
-    new_columns = new_columns or []
-    table = table_path(src)
-    pf = _parquet(table)
-    n_rows = pf.metadata.num_rows
-    if keep is not None and len(keep) != n_rows:
-        raise ValueError(f"keep has {len(keep)} entries for {n_rows} rows")
-    replaced = {f.name for f in new_columns}
-    base = [f for f in pf.schema_arrow if f.name not in replaced]
-    schema = pa.schema(base + new_columns)
-    written = 0
-    start_time = time.perf_counter()
-    next_log = PROGRESS_EVERY
-    with (
-        FastaWriter(stage / FASTA_NAME) as fasta,
-        pq.ParquetWriter(stage / TABLE_NAME, schema, compression="zstd") as writer,
-    ):
-        records = iter_pool(src)
-        start = 0
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS):
-            stop = start + batch.num_rows
-            mask = None if keep is None else keep[start:stop]
-            for i in range(batch.num_rows):
-                _, rec = next(records)
-                if mask is None or mask[i]:
-                    fasta.write(rec.id, rec.seq, rec.description)
-            arrays = [batch.column(f.name) for f in base]
-            if new_columns:
-                arrays += columns_for(start, stop)
-            out = pa.RecordBatch.from_arrays(arrays, schema=schema)
-            if mask is not None:
-                out = out.filter(pa.array(mask))
-            writer.write_batch(out)
-            written += out.num_rows
-            start = stop
-            if start >= next_log:
-                rate = start / max(time.perf_counter() - start_time, 1e-9)
-                log.info("%d / %d rows written (%.0f rows/s)", start, n_rows, rate)
-                next_log += PROGRESS_EVERY
-        next(records, None)  # runs iter_pool's end-of-file check
-    return written
 
 
 # --------------------------------------------------------------------------------------------------
@@ -289,7 +172,7 @@ def _write_shards(src: Path, stage: Path, shard: np.ndarray, n_shards: int) -> N
 
 def _write_shard_table(src: Path, path: Path, shard: np.ndarray, lengths: np.ndarray) -> None:
     schema = pa.schema([("id", pa.string()), ("shard", pa.int32()), ("length", pa.int32())])
-    pf = _parquet(table_path(src))
+    pf = parquet_file(table_path(src))
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         start = 0
         for batch in pf.iter_batches(columns=["id"], batch_size=BATCH_ROWS):
