@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,18 +45,50 @@ def output_errors(path: os.PathLike | str) -> Iterator[None]:
         raise BiopruneError(os_error_message(exc, path)) from exc
 
 
+def _owner() -> str:
+    """``pid@host``: written into every temporary name so a later run can tell whose it is."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale(folder: Path, prefix: str, suffix: str) -> None:
+    """Delete temporaries that a killed process (SIGKILL, out of memory) left in ``folder``.
+
+    Only those made on this host by a process that no longer runs: another host's may still be in use
+    on a shared file system."""
+    here = socket.gethostname()
+    pattern = re.compile(re.escape(prefix) + r"(\d+)@(.+)\.[^.]+" + re.escape(suffix) + "$")
+    for path in folder.glob(glob.escape(prefix) + "*" + suffix):
+        m = pattern.match(path.name)
+        if m and m[2] == here and not _alive(int(m[1])):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def staged_dir(out_dir: os.PathLike | str) -> Iterator[Path]:
     """Yield a staging folder; on success move every file in it into ``out_dir``.
 
     Files are moved in sorted order except ``*report*.json`` which is moved last, so a report's
     presence means the step finished. On any error the staging folder is removed and ``out_dir``
-    keeps whatever it held before.
+    keeps whatever it held before; one a killed run left behind is removed by the next run.
     """
     out = Path(out_dir)
     with output_errors(out):
         out.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+        _remove_stale(out, ".staging-", "")
+        stage = Path(tempfile.mkdtemp(prefix=f".staging-{_owner()}.", dir=out))
     try:
         yield stage
         entries = sorted(stage.iterdir(), key=lambda p: ("report" in p.name, p.name))
@@ -70,11 +105,14 @@ def staged_dir(out_dir: os.PathLike | str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_path(path: os.PathLike | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success, delete it on error."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success, delete it on error.
+
+    A temporary of ``path`` that a killed run left behind is removed by the next run."""
     final = Path(path)
     with output_errors(final):
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        _remove_stale(final.parent, f".{final.name}.", ".tmp")
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{_owner()}.", suffix=".tmp", dir=final.parent)
         os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -1,6 +1,12 @@
 """Staged outputs: all files appear only on success; a failure leaves the folder as it was."""
 
 import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +67,47 @@ def test_output_under_a_file_gives_clear_error(tmp_path):
 def test_disk_full_message():
     exc = OSError(errno.ENOSPC, "No space left on device")
     assert os_error_message(exc, "/data/out") == "/data/out: cannot write output: no space left on device"
+
+
+KILLED_WRITER = """
+import sys, time
+from bioprune.atomic import atomic_path, staged_dir
+out = sys.argv[1]
+with staged_dir(out + "/folder") as stage, atomic_path(out + "/file.txt") as tmp:
+    (stage / "part.txt").write_text("half")
+    tmp.write_text("half")
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_runs_temporaries_are_removed_by_the_next_run(tmp_path):
+    """SIGKILL skips every cleanup; the next run on this host removes what the dead process left, but not
+    a live process's temporaries nor another host's (they may still be in use on a shared disk)."""
+    root = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": root},
+        text=True,
+    )
+    assert proc.stdout.readline() == "writing\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (dead_file,) = tmp_path.glob(".file.txt.*.tmp")
+    (dead_stage,) = (tmp_path / "folder").glob(".staging-*")
+    assert f".{proc.pid}@" in dead_file.name and f"-{proc.pid}@" in dead_stage.name
+    other_host = tmp_path / f".file.txt.{proc.pid}@elsewhere.example.abc123.tmp"
+    other_host.write_text("another node's")
+    live = tmp_path / f".file.txt.{os.getppid()}@{socket.gethostname()}.abc123.tmp"
+    live.write_text("a running process's")
+
+    with atomic_path(tmp_path / "file.txt") as tmp:
+        tmp.write_text("whole")
+    with staged_dir(tmp_path / "folder") as stage:
+        (stage / "part.txt").write_text("whole")
+
+    assert not dead_file.exists() and not dead_stage.exists()
+    assert other_host.exists() and live.exists()
+    assert (tmp_path / "file.txt").read_text() == "whole"
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["part.txt"]
