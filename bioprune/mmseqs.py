@@ -151,7 +151,6 @@ def thresholds(identity: float, coverage: float) -> list[object]:
 
 def write_numbered_fasta(pool_dir: Path, path: Path) -> np.ndarray:
     """Write the pool's sequences as ``>row`` records for ``createdb``; return their lengths."""
-
     lengths = read_column(pool_dir, "length").to_numpy(zero_copy_only=False).astype(np.int64)
     start = time.perf_counter()
     with open(path, "wb", buffering=1 << 20) as out:
