@@ -31,8 +31,11 @@ Reproducibility: MMseqs2's nucleotide k-mer matcher is not deterministic (same i
 one thread). Its k-mers are strand-canonical, and for a pair that matches on both strands it reports the
 forward or the reverse diagonal at random (2 runs on Rfam seeds: 20 of 261,746 candidate pairs flipped,
 nothing else differed); the alignment and greedy clustering that follow amplify this. No MMseqs2 option
-turns it off. On the 65,645 deduplicated Rfam seeds at 0.9 identity, 4 runs gave 37,367-37,379 clusters
-and 456-643 sequences (0.7-1.0%) changed cluster between two runs. Protein clustering repeats exactly.
+turns it off. The cascaded ``cluster`` workflow (prefilter, not the k-mer matcher) repeats exactly, so it
+is the RNA default (:data:`DEFAULT_METHOD`); proteins keep linclust, which repeats for them. Measured by
+``benchmarks/cluster_repeatability.py`` on the 65,645 deduplicated Rfam seeds, 3 runs each: linclust moved
+0.9% of sequences to another cluster at 0.9 identity and 4.3% at 0.5; cascaded ``cluster`` moved none, in
+28 s and 12 s a run against linclust's 4.5 s.
 
 Outputs: ``sequences.fasta.gz`` + ``sequences.parquet`` with every row (``--keep all``) or only the
 representatives (``--keep representatives``); the table gains ``cluster`` (the representative's id) and
@@ -75,6 +78,9 @@ CLUSTER_OPTIONS = {
     ("linclust", "rna"): [],
     ("linclust", "protein"): [],
 }
+# The method when none is given: linclust's nucleotide k-mer matcher does not repeat across runs (see
+# Reproducibility above), MMseqs2's cascaded `cluster` does; for proteins linclust repeats and is fastest.
+DEFAULT_METHOD = {"rna": "cluster", "protein": "linclust"}
 
 # IUPAC complement (RNA letters; T kept for safety). Ambiguity codes map to their complement sets.
 _COMPLEMENT = bytes.maketrans(b"ACGUTRYKMSWBDHVN", b"UGCAAYRMKSWVHDBN")
@@ -323,7 +329,10 @@ def fix_strands(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alphabet", required=True, choices=["rna", "protein"], help="pool alphabet")
     parser.add_argument(
-        "--method", default="linclust", choices=["linclust", "cluster"], help="MMseqs2 workflow"
+        "--method",
+        choices=["linclust", "cluster"],
+        help="MMseqs2 workflow (default: cluster for rna, whose linclust clusters do not repeat across runs; "
+        "linclust for protein)",
     )
     parser.add_argument("--min-identity", type=float, default=0.5, help="identity to join a cluster")
     parser.add_argument("--min-coverage", type=float, default=0.8, help="coverage of both sequences")
@@ -348,6 +357,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-coverage must be in [0, 1], got {args.min_coverage}")
     if args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    args.method = args.method or DEFAULT_METHOD[args.alphabet]
     src: Path = args.input
     fasta_path(src)
     n_rows = pq.ParquetFile(table_path(src)).metadata.num_rows

@@ -1,5 +1,6 @@
 # Pool stage: ingest -> exact dedup -> decontaminate -> cluster -> shard. Each step reads the previous
 # step's pool folder (sequences.fasta.gz + sequences.parquet) and writes its own.
+from bioprune.cluster import DEFAULT_METHOD as CLUSTER_DEFAULT_METHOD
 
 
 rule ingest:
@@ -88,7 +89,7 @@ rule cluster:
     threads: config["threads"]
     params:
         alphabet=config["alphabet"],
-        method=config["cluster"]["method"],
+        method=config["cluster"]["method"] or CLUSTER_DEFAULT_METHOD[config["alphabet"]],
         min_identity=config["cluster"]["min_identity"],
         min_coverage=config["cluster"]["min_coverage"],
         keep=config["cluster"]["keep"],

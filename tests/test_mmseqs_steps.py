@@ -242,7 +242,7 @@ def partition(out: Path) -> dict[frozenset, tuple[str, set]]:
 
 def test_cluster_forward_splits_reverse_complements(rna_pool, tmp_path):
     out = tmp_path / "fwd"
-    assert run_cluster(rna_pool, out, "--threads", "2") == 0
+    assert run_cluster(rna_pool, out, "--method", "linclust", "--threads", "2") == 0
     groups = partition(out)
     assert set(groups) == {
         frozenset({"a", "a95", "a_copy"}),
@@ -262,6 +262,18 @@ def test_cluster_forward_splits_reverse_complements(rna_pool, tmp_path):
     assert report["largest_cluster"] == {"representative": rep, "size": 3}
     assert report["strand"]["reverse_members_in_output"] == 0
     assert report["strand"]["members_reverse_to_mmseqs_representative"] >= 1  # MMseqs2 did merge them
+
+
+@pytest.mark.parametrize(("alphabet", "method"), [("rna", "cluster"), ("protein", "linclust")])
+def test_default_method_is_the_one_that_repeats_exactly(tmp_path, alphabet, method):
+    """RNA defaults to cascaded clustering (linclust's nucleotide k-mer matcher does not repeat across
+    runs; benchmarks/results/cluster_repeatability.md), protein to linclust (repeats, and is fastest)."""
+    rng = random.Random(3)
+    letters = "ACGU" if alphabet == "rna" else AMINO
+    src = make_pool(tmp_path / "pool", [(f"s{i}", rand_seq(rng, 80, letters)) for i in range(4)])
+    assert run_cluster(src, tmp_path / "out", alphabet=alphabet) == 0
+    report = json.loads((tmp_path / "out" / "cluster_report.json").read_text())
+    assert report["settings"]["method"] == method
 
 
 def test_cluster_both_keeps_merge_with_forward_representative(rna_pool, tmp_path):
