@@ -231,8 +231,9 @@ def test_training_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
 
 
 def test_two_identical_runs_select_byte_identical_ids(example_run, tmp_path):
-    """A second run of the shared example from scratch, up to the selections: every ids.txt is
-    byte-equal to the first run's (pool, reference training, scoring and sampling are all seeded)."""
+    """A second run of the shared example from scratch, up to the selections: every ids.txt, and the RNA
+    clusters, are byte-equal to the first run's (pool, reference training, scoring and sampling are all
+    seeded)."""
     first = example_run[0] / "results" / "select"
     proc = run_snakemake(tmp_path, example_config(tmp_path), "--cores", "2", "select_report")
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -244,3 +245,6 @@ def test_two_identical_runs_select_byte_identical_ids(example_run, tmp_path):
         content = (first / rel).read_bytes()
         assert content.strip(), rel
         assert content == (second / rel).read_bytes(), rel
+    # RNA clusters too (the default cascaded workflow; linclust's would not repeat)
+    clusters = Path("results", "pool", "cluster", "clusters.tsv")
+    assert (example_run[0] / clusters).read_bytes() == (tmp_path / clusters).read_bytes()
