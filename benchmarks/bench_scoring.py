@@ -50,10 +50,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's package, installed or not
 
 from bioprune.fasta import Record, read_fasta  # noqa: E402
-from bioprune.influence.fisher import Fisher, _split, provenance  # noqa: E402
+from bioprune.influence.fisher import Fisher, _split, provenance, squared_gradient_sum  # noqa: E402
 from bioprune.influence.grads import GradientEngine  # noqa: E402
 from bioprune.influence.losses import make_batches, prepare  # noqa: E402
-from bioprune.influence.passes import iter_gradients  # noqa: E402
 from bioprune.influence.score import inverse_fisher, score_records  # noqa: E402
 from bioprune.influence.settings import InfluenceSettings  # noqa: E402
 from bioprune.models.registry import build_model, param_count, save_model  # noqa: E402
@@ -95,10 +94,7 @@ def run_forward(model, records, s: InfluenceSettings) -> Timing:
 def run_fisher(model, records, s: InfluenceSettings) -> tuple[Timing, Fisher]:
     t0 = Clock()
     engine = GradientEngine(model, s, CPU)
-    total = torch.zeros(engine.n_params, dtype=torch.float64)
-    for _, _, chunks in iter_gradients(model, engine, records, "bench", s, progress=False):
-        for _, g in chunks:
-            total += g.square().sum(0, dtype=torch.float64)
+    total = squared_gradient_sum(model, engine, records, "bench", s, progress=False)
     fisher = Fisher("total", provenance("bench", s), len(records), _split(total, engine.param_shapes))
     return t0.stop(), fisher
 

@@ -33,10 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's package, installed or not
 
 from bioprune.fasta import Record, read_fasta  # noqa: E402
-from bioprune.influence.fisher import Fisher, _split, provenance  # noqa: E402
+from bioprune.influence.fisher import Fisher, _split, provenance, squared_gradient_sum  # noqa: E402
 from bioprune.influence.grads import GradientEngine  # noqa: E402
 from bioprune.influence.losses import make_batches, prepare  # noqa: E402
-from bioprune.influence.passes import iter_gradients  # noqa: E402
 from bioprune.influence.score import inverse_fisher, score_records  # noqa: E402
 from bioprune.influence.settings import InfluenceSettings  # noqa: E402
 from bioprune.models.registry import build_model, param_count  # noqa: E402
@@ -76,10 +75,7 @@ def timed(device, fn):
 
 def fisher_pass(model, records, s, device) -> Fisher:
     engine = GradientEngine(model, s, device)
-    total = torch.zeros(engine.n_params, dtype=torch.float64, device=device)
-    for _, _, chunks in iter_gradients(model, engine, records, "gpu_score", s, progress=False):
-        for _, g in chunks:
-            total += g.square().sum(0, dtype=torch.float64)
+    total = squared_gradient_sum(model, engine, records, "gpu_score", s, progress=False)
     return Fisher("total", provenance("gpu_score", s), len(records), _split(total.cpu(), engine.param_shapes))
 
 

@@ -94,6 +94,25 @@ def read_ids(path: os.PathLike | str) -> list[str]:
     return ids
 
 
+def squared_gradient_sum(
+    model: MaskedLM,
+    engine: GradientEngine,
+    records,
+    source,
+    settings: InfluenceSettings,
+    *,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Sum over ``records`` of each one's squared gradient (float64, flat, on the engine's device): the
+    diagonal Fisher before dividing by the count."""
+    total = torch.zeros(engine.n_params, dtype=torch.float64, device=engine.device)
+    grads = iter_gradients(model, engine, records, source, settings, progress=progress)
+    for _items, _losses, chunks in grads:
+        for _idx, g in chunks:
+            total += g.square().sum(0, dtype=torch.float64)
+    return total
+
+
 def compute_partial(
     model: MaskedLM,
     model_sha256: str,
@@ -108,7 +127,6 @@ def compute_partial(
     wanted = set(ids)
     device = next(model.parameters()).device
     engine = GradientEngine(model, settings, device)
-    total = torch.zeros(engine.n_params, dtype=torch.float64, device=device)
     found: list[str] = []
     seen: set[str] = set()
 
@@ -121,11 +139,7 @@ def compute_partial(
                 found.append(rec.id)
                 yield rec
 
-    for _items, _losses, chunks in iter_gradients(
-        model, engine, members(), shard, settings, progress=progress
-    ):
-        for _idx, g in chunks:
-            total += g.square().sum(0, dtype=torch.float64)
+    total = squared_gradient_sum(model, engine, members(), shard, settings, progress=progress)
     log.info("fisher: %d of %d D_sub sequences are in %s", len(found), len(ids), shard)
     return Fisher(
         kind="partial",
