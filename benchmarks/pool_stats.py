@@ -48,6 +48,16 @@ IDENTITIES = (0.9, 0.5)
 N_SHARDS = 8
 
 
+def linclust_args(alphabet: str, identity: float, threads: int, src: Path, out: Path) -> list[str]:
+    """``bioprune cluster`` with linclust named: RNA's default is the cascaded workflow, and these numbers
+    are linclust's."""
+    return [
+        *("cluster", "--alphabet", alphabet, "--method", "linclust"),
+        *("--min-identity", str(identity), "--min-coverage", "0.8"),
+        *("--threads", str(threads), "--out", str(out), str(src)),
+    ]
+
+
 def step(name: str, args: list[str], log_dir: Path, threads: int) -> dict:
     """Run ``bioprune <args>`` in a child process; its stderr goes to a log file."""
     log_path = log_dir / f"{name}.log"
@@ -115,27 +125,7 @@ def run_dataset(name: str, spec: dict, threads: int) -> dict:
     for ident in IDENTITIES:
         key = f"cluster_{ident}"
         folder = root / key
-        steps[key] = step(
-            key,
-            [
-                "cluster",
-                "--alphabet",
-                alphabet,
-                "--method",
-                "linclust",
-                "--min-identity",
-                str(ident),
-                "--min-coverage",
-                "0.8",
-                "--threads",
-                str(threads),
-                "--out",
-                str(folder),
-                str(root / "dedup"),
-            ],
-            root,
-            threads,
-        )
+        steps[key] = step(key, linclust_args(alphabet, ident, threads, root / "dedup", folder), root, threads)
         cr = report(folder, "cluster_report.json")
         out["clusters"][str(ident)] = {
             k: cr[k]
@@ -176,20 +166,7 @@ def run_dataset(name: str, spec: dict, threads: int) -> dict:
         folder = root / "decontaminated_cluster_0.9"
         steps["cluster_decontaminated_0.9"] = step(
             "cluster_decontaminated_0.9",
-            [
-                "cluster",
-                "--alphabet",
-                alphabet,
-                "--min-identity",
-                "0.9",
-                "--min-coverage",
-                "0.8",
-                "--threads",
-                str(threads),
-                "--out",
-                str(folder),
-                str(root / "decontaminate"),
-            ],
+            linclust_args(alphabet, 0.9, threads, root / "decontaminate", folder),
             root,
             threads,
         )
