@@ -6,7 +6,8 @@
 INFLUENCE = f"{RESULTS}/influence"
 _inf = config["influence"]
 INFLUENCE_LOSS = (
-    f"--block {_inf['block']} --loss-mode {_inf['loss_mode']} --mask-seed {_inf['mask_seed']}"
+    f"--block {_inf['block']} --loss-mode {_inf['loss_mode']} --loss-norm {_inf['loss_norm']}"
+    f" --mask-seed {_inf['mask_seed']}"
     f" --mask-prob {_inf['mask_prob']} --max-length {_inf['max_length']}"
     f" --long-sequences {_inf['long_sequences']}"
 )

@@ -41,7 +41,8 @@ rule reference:
         out=folder_of("output.report"),
     shell:
         "{params.launcher} -m bioprune reference {params.pool} --out {params.out} {params.dsub}"
-        " {params.model} {params.train} --threads {threads} 2> {log}"
+        " {params.model} {params.train} --threads {threads}"
+        f" {REFERENCE_ARGS['check']} 2> {{log}}"
 
 
 # reference_targets(): the files the workflow's `all` rule asks for. A bound method rather than a def

@@ -1,5 +1,6 @@
 # Selection stage: one job per (strategy, budget, seed), then a coverage comparison across them.
-# strategy: topi | cci | loss | cluster | random<M>x (a random baseline M times the budget);
+# strategy: topi | cci | loss | cluster | topi_strata | topi_resid | random<M>x (a random baseline M times
+# the budget) | lenmatch-<strategy> (random with that selection's length histogram, same budget and seed);
 # budget: rate<R> (pruning rate R) or n<K> (K sequences). Settings that change one strategy's result
 # are params of that strategy's jobs only, so changing cci.beta reruns only cci selections and what
 # follows them, and adding a rate or a seed only adds jobs.
@@ -7,7 +8,7 @@ import shlex
 import sys
 
 from bioprune.errors import ConfigError
-from bioprune.select.targets import selection_plan
+from bioprune.select.targets import length_args, matched_ids, selection_plan
 
 # The influence stage's merged score table (id, self_influence, loss, ...).
 SELECT_SCORES = f"{RESULTS}/influence/scores.parquet"
@@ -30,6 +31,8 @@ rule select:
         scores=SELECT_SCORES,
         fasta=f"{filtered_pool_dir()}/sequences.fasta.gz",
         table=f"{filtered_pool_dir()}/sequences.parquet",
+        # lenmatch-<strategy>: the selection whose length histogram it matches (same budget and seed)
+        match=lambda wildcards: matched_ids(SELECT, wildcards),
     output:
         ids=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/ids.txt",
         fasta=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/coreset.fasta.gz",
@@ -38,7 +41,7 @@ rule select:
     log:
         f"{LOGS}/select/{{strategy}}_{{budget}}_seed{{seed}}.log",
     wildcard_constraints:
-        strategy=r"topi|cci|loss|cluster|random\d+x",
+        strategy=r"(lenmatch-)?(topi|topi_strata|topi_resid|cci|loss|cluster)|random\d+x",
         budget=r"rate[0-9.e-]+|n\d+",
         seed=r"\d+",
     conda:
@@ -49,13 +52,14 @@ rule select:
             if wildcards.strategy == "cci"
             else ""
         ),
+        strata=lambda wildcards: length_args(config, SELECT, wildcards),
         family=shlex.quote(str(config["select"]["family_regex"] or "none")),
         pool=folder_of("input.table"),
         out=folder_of("output.summary"),
     shell:
         "python -m bioprune select --scores {input.scores} --pool {params.pool}"
         " --strategy {wildcards.strategy} --budget {wildcards.budget} --seed {wildcards.seed}"
-        " {params.cci} --family-regex {params.family} --out {params.out} 2> {log}"
+        " {params.cci} {params.strata} --family-regex {params.family} --out {params.out} 2> {log}"
 
 
 rule select_report:

@@ -21,6 +21,8 @@ from bioprune.influence.settings import InfluenceSettings
 
 CPU = torch.device("cpu")
 MODES = ["mlm", "compat"]
+# (loss_mode, loss_norm): every mlm normalisation, and compat (which has its own fixed normaliser)
+VARIANTS = [("mlm", "mean"), ("mlm", "token_sum"), ("mlm", "sqrt"), ("mlm", "window"), ("compat", "mean")]
 BLOCKS = ["head_dense", "last_block"]
 
 
@@ -33,8 +35,9 @@ def block_params(model, block: str) -> list[torch.Tensor]:
     return [model.head_dense.weight] if block == "head_dense" else list(model.last_block.parameters())
 
 
-def brute_loss(model, seq_id: str, seq: str, s: InfluenceSettings) -> torch.Tensor:
-    """The per-sequence loss built directly from the definitions (one sequence, plain forward)."""
+def brute_loss(model, seq_id: str, seq: str, s: InfluenceSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-sequence loss built directly from the definitions (one sequence, plain forward), and the
+    mean cross-entropy over its loss tokens (what the score table reports as ``loss``)."""
     spec = model.tokens
     cap = s.max_length - 2
     if len(seq) > cap and s.long_sequences == "windows":
@@ -45,12 +48,14 @@ def brute_loss(model, seq_id: str, seq: str, s: InfluenceSettings) -> torch.Tens
     if s.loss_mode == "compat":
         total = 0.0
         for piece in pieces:
-            ids = model.encode(piece)
+            # official truncation: tokenise the whole sequence, keep the first max_length tokens
+            ids = model.encode(piece) if len(pieces) > 1 else model.encode(seq)[: s.max_length]
             toks = torch.full((1, s.max_length), spec.pad_idx)
             toks[0, : len(ids)] = torch.tensor(ids)
             logits = model(toks, mask_pads=False)[0]
             total = total + F.cross_entropy(logits, toks[0], reduction="sum")
-        return total / (s.max_length * len(pieces))
+        mean = total / (s.max_length * len(pieces))
+        return mean, mean
     residues = np.concatenate([np.array(model.encode(p)[1:-1]) for p in pieces])
     draw = draw_mask(
         seq_id,
@@ -71,16 +76,18 @@ def brute_loss(model, seq_id: str, seq: str, s: InfluenceSettings) -> torch.Tens
         pos = torch.from_numpy(sel - offset + 1)
         total = total + F.cross_entropy(logits[pos], ids[pos], reduction="sum")
         offset += len(piece)
-    return total / len(draw.positions)
+    n = len(draw.positions)
+    weight = {"mean": 1 / n, "token_sum": 1.0, "sqrt": n**-0.5, "window": 1 / s.max_length}[s.loss_norm]
+    return total * weight, total / n
 
 
 def brute_grads(model, seqs, s: InfluenceSettings):
     params = block_params(model, s.block)
     out = {}
     for sid, seq in seqs:
-        loss = brute_loss(model, sid, seq, s)
+        loss, mean = brute_loss(model, sid, seq, s)
         gs = torch.autograd.grad(loss, params)
-        out[sid] = (loss.item(), torch.cat([g.reshape(-1) for g in gs]))
+        out[sid] = (mean.item(), torch.cat([g.reshape(-1) for g in gs]))
     return out
 
 
@@ -92,7 +99,8 @@ def engine_grads(model, seqs, s: InfluenceSettings):
         bg = engine.batch_grads(batch)
         for idx, g in bg.chunks:
             for j, row in zip(idx.tolist(), g, strict=True):
-                out[batch.items[j].seq_id] = (bg.losses[j].item(), row.clone())
+                it = batch.items[j]  # the engine's loss is weighted: report the mean per loss token
+                out[it.seq_id] = (bg.losses[j].item() / (it.weight * it.n_tokens), row.clone())
     return engine, out
 
 
@@ -127,16 +135,34 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode,norm", VARIANTS)
 @pytest.mark.parametrize("block", BLOCKS)
-def test_per_sample_gradients_equal_brute_force(mode, block):
+def test_per_sample_gradients_equal_brute_force(mode, norm, block):
     model = toy_model()
     # lengths 3..50 with max_length 24: short rows, several windows, bucketing into several batches
     seqs = random_seqs(10, 3, 50)
-    s = settings(mode, block, grad_memory_mb=1)
+    s = settings(mode, block, grad_memory_mb=1, loss_norm=norm)
     _, got = engine_grads(model, seqs, s)
     want = brute_grads(model, seqs, s)
     for sid, (loss, g) in want.items():
+        assert got[sid][0] == pytest.approx(loss, rel=1e-10)
+        assert rel_err(got[sid][1], g) < 1e-10
+
+
+@pytest.mark.parametrize("extra", [0, 1, 2, 9])
+def test_compat_truncation_is_the_official_tokenise_then_cut(extra):
+    """Up to max_length - 2 residues a row ends in <eos>; from max_length - 1 on, the official code's row
+    is its first max_length tokens: <cls> and max_length - 1 residues, no <eos>."""
+    model = toy_model()
+    s = settings("compat", "head_dense", long_sequences="truncate")
+    n = s.max_length - 2 + extra
+    seq = random_seqs(1, n, n + 1, seed=extra)[0]
+    item = prepare(model, 0, *seq, s)
+    want = model.encode(seq[1])[: s.max_length]
+    assert item.rows[0][: len(want)].tolist() == want
+    assert (item.rows[0][-1] == model.tokens.eos_idx) == (extra == 0)
+    _, got = engine_grads(model, [seq], s)
+    for sid, (loss, g) in brute_grads(model, [seq], s).items():
         assert got[sid][0] == pytest.approx(loss, rel=1e-10)
         assert rel_err(got[sid][1], g) < 1e-10
 
@@ -165,13 +191,13 @@ def full_fisher(model, seqs, s, model_hash="h") -> Fisher:
     return Fisher("total", provenance(model_hash, s), len(seqs), _split(total, engine.param_shapes))
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode,norm", VARIANTS)
 @pytest.mark.parametrize("block", BLOCKS)
-def test_scores_equal_brute_force(mode, block):
+def test_scores_equal_brute_force(mode, norm, block):
     model = toy_model(seed=1)
     d_sub = random_seqs(8, 5, 40, seed=2)
     pool = random_seqs(6, 5, 40, seed=3)
-    s = settings(mode, block, eps=1e-6)
+    s = settings(mode, block, eps=1e-6, loss_norm=norm)
     want_sub = brute_grads(model, d_sub, s)
     fisher_diag = sum(g.square() for _, g in want_sub.values()) / len(d_sub)
     got = scores_of(model, pool, s, full_fisher(model, d_sub, s))

@@ -210,8 +210,11 @@ class TrainingMeter:
         raise AssertionError("a foreign class from the checkpoint was instantiated")
 
 
-def official_checkpoint(model, *, prefix="encoder.encoder.", with_contact=True, args_overrides=None):
-    """A random-init checkpoint in the layout of RNA-FM_pretrained.pth (fairseq training checkpoint)."""
+def official_checkpoint(
+    model, *, prefix="encoder.encoder.", with_contact=True, args_overrides=None, untied_head=False
+):
+    """A random-init checkpoint in the layout of RNA-FM_pretrained.pth (fairseq training checkpoint).
+    As fairseq saves it, lm_head.weight is the embedding's tensor (one storage), unless ``untied_head``."""
     a = model.net.args
     args = argparse.Namespace(
         arch="roberta_large",
@@ -227,6 +230,8 @@ def official_checkpoint(model, *, prefix="encoder.encoder.", with_contact=True, 
     state = {
         k.replace("encoder.encoder.", prefix, 1): v.clone() for k, v in official_state_dict(model).items()
     }
+    if not untied_head:
+        state[prefix + "lm_head.weight"] = state[prefix + "embed_tokens.weight"]
     if with_contact:
         n = a.layers * a.attention_heads
         state[prefix + "contact_head.regression.weight"] = torch.zeros(1, n)
@@ -268,6 +273,22 @@ def test_official_rnafm_checkpoint_round_trip(tmp_path, prefix):
     toks = m.batch(["ACGUAGGCUA", "GCU"])
     with torch.no_grad():
         assert torch.allclose(loaded(toks)[..., :mask], m(toks)[..., :mask], atol=1e-6)
+
+
+def test_official_checkpoint_with_untied_head_keeps_its_mask_row(tmp_path):
+    """The official loader zeroes <mask> in the checkpoint's embedding, then loads lm_head.weight into the
+    same tied tensor: an untied copy's <mask> row survives (compat scores depend on it)."""
+    m = rna(seed=6).eval()
+    data = official_checkpoint(m, untied_head=True)
+    head = data["model"]["encoder.encoder.lm_head.weight"]
+    head += 0.25  # untied and different from the embedding
+    path = tmp_path / "RNA-FM_pretrained.pth"
+    torch.save(data, path)
+    loaded = load_model(path).state_dict()
+    mask = m.tokens.mask_idx
+    assert torch.count_nonzero(head[mask]) > 0
+    for k in ("net.embed_tokens.weight", "net.lm_head.weight"):  # one tied tensor: the head's values
+        assert torch.equal(loaded[k], head), k
 
 
 def test_official_checkpoint_stub_keeps_foreign_state(tmp_path):

@@ -163,3 +163,34 @@ def test_workflow_args_follow_settings():
         R.workflow_args(c)
     c["alphabet"] = "protein"
     assert parse_reference_cli(R.workflow_args(c)).backend == "esmc"
+
+
+def test_residue_entropy_counts_tokens_as_the_model_reads_them(tmp_path):
+    path = tmp_path / "d.fasta"
+    path.write_text(">a\nACGU\n>b\nacgt\n>c\nAAAA\n")  # t -> U, lower case -> upper: A 6, C 2, G 2, U 2
+    model = build_model("rnafm", "tiny", layers=1, hidden=16, heads=2, ffn=16, seed=0)
+    p = torch.tensor([6, 2, 2, 2], dtype=torch.float64) / 12
+    assert R.residue_entropy(path, model) == pytest.approx(float(-(p * p.log()).sum()), rel=1e-12)
+
+
+def test_learning_check_warns_or_fails_near_the_entropy(caplog):
+    ok = R.learning_check(1.385, 1.30, 0.02, "fail")
+    assert ok["learned"] and ok["entropy_gain"] == pytest.approx((1.385 - 1.30) / 1.385)
+    with caplog.at_level("WARNING"):
+        weak = R.learning_check(1.385, 1.37, 0.02, "warn")
+    assert weak["learned"] is False and "has learned little beyond residue frequencies" in caplog.text
+    with pytest.raises(ConfigError, match="is 1.1% below the residue entropy"):
+        R.learning_check(1.385, 1.37, 0.02, "fail")
+    assert R.learning_check(1.385, None, 0.02, "fail")["learned"] is None
+
+
+def test_reference_report_records_the_learning_check(tmp_path, caplog):
+    make_pool(tmp_path / "pool")
+    out = tmp_path / "ref"
+    args = ["reference", str(tmp_path / "pool"), "--out", str(out), "--dsub-size", "40", *TINY, *FAST]
+    assert main([*args, "--max-steps", "2"]) == 0  # two steps: at the entropy, a warning
+    learned = json.loads((out / "reference_report.json").read_text())["learned"]
+    assert learned["learned"] is False and learned["residue_entropy"] == pytest.approx(1.386, abs=0.01)
+    assert "above the residue entropy" in caplog.text and "has learned little" in caplog.text
+    assert main([*args, "--max-steps", "2", "--unlearned", "fail", "--out", str(tmp_path / "f")]) != 0
+    assert "reference_report.json" not in {p.name for p in (tmp_path / "f").glob("*")}

@@ -305,8 +305,19 @@ def test_changing_cci_beta_reruns_only_cci_selections_and_what_follows(tmp_path)
         text=True,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(list((results / "select").glob("*/rate0.8/seed0/summary.json"))) == 6
+    assert len(list((results / "select").glob("*/rate0.8/seed0/summary.json"))) == 9
     assert planned_jobs(tmp_path) == []
+
+    # length strata: only the two strategies that use them (lenmatch-topi also reads Top-I's ids)
+    (tmp_path / "config.yaml").write_text(base + "  length_strata: 3\n")
+    assert sorted(planned_jobs(tmp_path)) == sorted(
+        [
+            *((r, f"strategy={s}, budget=rate0.8, seed=0") for s in ("topi_strata", "lenmatch-topi")
+              for r in ("select", "train")),
+            ("select_report", ""),
+            ("all", ""),
+        ]
+    )  # fmt: skip
 
     (tmp_path / "config.yaml").write_text(base + "  cci: {beta: 0.2}\n")
     jobs = planned_jobs(tmp_path)
@@ -324,7 +335,8 @@ def test_changing_cci_beta_reruns_only_cci_selections_and_what_follows(tmp_path)
     selects = sorted(w for r, w in jobs if r == "select")
     assert selects == sorted(
         f"strategy={s}, budget=rate0.9, seed=0"
-        for s in ("topi", "cci", "loss", "cluster", "random1x", "random2x")
+        for s in ("topi", "cci", "loss", "cluster", "random1x", "random2x", "topi_strata", "topi_resid")
+        + ("lenmatch-topi",)
     )
 
 

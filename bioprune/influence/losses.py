@@ -4,13 +4,17 @@ Every loss here is a weighted sum of per-token cross-entropies, l(z) = sum_t w_t
 batched backward pass give each sequence its own gradient (sequences never interact in a batch):
 
 ``mlm`` (default)
-    BERT-style mask drawn from the sequence id (:mod:`bioprune.influence.masking`); the loss is the
-    mean cross-entropy over the masked residues; <cls>/<eos> and pads carry no loss and pads are
-    excluded from attention. Rows are padded only to the longest row of their batch.
+    BERT-style mask drawn from the sequence id (:mod:`bioprune.influence.masking`); the loss is a
+    weighted sum of the cross-entropies of the n masked residues, each weighted by ``loss_norm``:
+    ``mean`` 1/n, ``token_sum`` 1 (each masked token counts as in training), ``sqrt`` 1/sqrt(n),
+    ``window`` 1/max_length (the official code's fixed divisor). <cls>/<eos> and pads carry no loss and
+    pads are excluded from attention. Rows are padded only to the longest row of their batch.
 ``compat`` (the official code)
     No masking: the model reconstructs its unmasked input. Every row is padded to the fixed window
     ``max_length`` (1024 for RNA-FM), pads are attended to, and the loss is the mean over all window
-    positions, pads, <cls> and <eos> included.
+    positions, pads, <cls> and <eos> included. With ``truncate``, a sequence of ``max_length - 1`` or
+    more residues keeps its first ``max_length`` tokens, <cls> and ``max_length - 1`` residues with no
+    <eos>, as the official code's tokenise-then-cut does.
 
 Long sequences (more than ``max_length - 2`` residues): ``truncate`` keeps the first
 ``max_length - 2`` residues; ``windows`` splits the sequence into the fewest equal-length
@@ -20,6 +24,7 @@ mean over the loss tokens of all its windows (so its gradient is the sum over wi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -42,7 +47,7 @@ class Prepared:
     rows: list[np.ndarray]  # model input token ids per row (compat: already padded to the window)
     loss_pos: list[np.ndarray]  # positions within each row that carry loss
     targets: list[np.ndarray]  # target token id at each of those positions
-    weight: float  # loss weight of every loss token (1 / number of loss tokens)
+    weight: float  # loss weight of every loss token (see loss_weight)
     n_tokens: int  # loss tokens over all rows
     truncated: bool
     n_windows: int
@@ -75,6 +80,26 @@ def _encode(model: MaskedLM, chunk: str) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
+def loss_weight(n_tokens: int, settings: InfluenceSettings) -> float:
+    """The weight of each of a sequence's ``n_tokens`` loss tokens (compat: the window mean)."""
+    if settings.loss_mode == "compat":
+        return 1.0 / n_tokens
+    norm = settings.loss_norm
+    if norm == "mean":
+        return 1.0 / n_tokens
+    if norm == "sqrt":
+        return 1.0 / math.sqrt(n_tokens)
+    if norm == "window":
+        return 1.0 / settings.max_length
+    return 1.0  # token_sum
+
+
+def _compat_truncated(model: MaskedLM, seq: str, window: int) -> np.ndarray:
+    """The official code's row for a sequence too long for the window: tokenise, then keep the first
+    ``window`` tokens (<cls> and ``window - 1`` residues, no <eos>)."""
+    return _encode(model, seq[: window - 1])[:-1]
+
+
 def prepare(model: MaskedLM, order: int, seq_id: str, seq: str, settings: InfluenceSettings) -> Prepared:
     """Rows, loss tokens and weights of one sequence. Raises ValueError for a sequence the model
     cannot tokenise (the caller names the file and record)."""
@@ -89,8 +114,11 @@ def prepare(model: MaskedLM, order: int, seq_id: str, seq: str, settings: Influe
         spans, truncated = [(0, cap)], True
     else:
         spans = _windows(n, cap)
-    encoded = [_encode(model, seq[a:b]) for a, b in spans]
     spec = model.tokens
+    if settings.loss_mode == "compat" and truncated:
+        encoded = [_compat_truncated(model, seq, settings.max_length)]
+    else:
+        encoded = [_encode(model, seq[a:b]) for a, b in spans]
 
     if settings.loss_mode == "compat":
         window = settings.max_length
@@ -102,9 +130,8 @@ def prepare(model: MaskedLM, order: int, seq_id: str, seq: str, settings: Influe
         positions = [np.arange(window, dtype=np.int64)] * len(rows)
         targets = [r.copy() for r in rows]
         n_tokens = window * len(rows)
-        return Prepared(
-            order, seq_id, n, rows, positions, targets, 1.0 / n_tokens, n_tokens, truncated, len(rows)
-        )
+        weight = loss_weight(n_tokens, settings)
+        return Prepared(order, seq_id, n, rows, positions, targets, weight, n_tokens, truncated, len(rows))
 
     residues = np.concatenate([ids[1:-1] for ids in encoded])
     draw = draw_mask(
@@ -128,9 +155,8 @@ def prepare(model: MaskedLM, order: int, seq_id: str, seq: str, settings: Influe
         targets.append(ids[pos])
         offset += n_res
     n_tokens = int(draw.positions.size)
-    return Prepared(
-        order, seq_id, n, rows, positions, targets, 1.0 / n_tokens, n_tokens, truncated, len(rows)
-    )
+    weight = loss_weight(n_tokens, settings)
+    return Prepared(order, seq_id, n, rows, positions, targets, weight, n_tokens, truncated, len(rows))
 
 
 @dataclass

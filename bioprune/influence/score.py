@@ -3,12 +3,13 @@
 The score is reported as a positive number: higher = more influential. The official code stores -s
 (its selection code sorts ascending); the selection step here sorts by ``self_influence`` descending.
 
-Output columns: ``id`` (string), ``self_influence`` (float64), ``loss`` (float64, the per-sequence loss
-l(z) the gradient is of), ``n_tokens`` (int32, tokens in that loss: masked residues in mlm mode, window
-positions in compat mode), ``length`` (int32, residues of the input sequence). Rows follow the shard's
-order. The file's schema metadata key ``bioprune`` holds JSON with the provenance (model hash, loss
-definition), eps and the Fisher file's hash; :func:`merge_scores` requires it to agree across shards.
-Memory is bounded: results are written in row groups as they come.
+Output columns: ``id`` (string), ``self_influence`` (float64), ``loss`` (float64, the mean cross-entropy
+over the sequence's loss tokens: the loss l(z) the gradient is of, divided by its total token weight, so
+it reads the same under every ``loss_norm``), ``n_tokens`` (int32, tokens in that loss: masked residues
+in mlm mode, window positions in compat mode), ``length`` (int32, residues of the input sequence). Rows
+follow the shard's order. The file's schema metadata key ``bioprune`` holds JSON with the provenance
+(model hash, loss definition), eps and the Fisher file's hash; :func:`merge_scores` requires it to
+agree across shards. Memory is bounded: results are written in row groups as they come.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bioprune.errors import InputError
 from bioprune.fasta import Record
 from bioprune.influence.fisher import Fisher, provenance
 from bioprune.influence.grads import GradientEngine
+from bioprune.influence.length import length_diagnostics, subsample
 from bioprune.influence.passes import iter_gradients, shard_records
 from bioprune.influence.settings import InfluenceSettings
 from bioprune.models.base import MaskedLM
@@ -98,7 +100,9 @@ def score_records(
     cols: dict[str, list] = {name: [] for name in SCHEMA.names}
 
     def take(item, s, loss):
-        pending[item.order] = (item.seq_id, s, loss, item.n_tokens, item.length)
+        # the table's loss is the mean cross-entropy per loss token, whatever loss_norm weighted
+        mean_loss = loss / (item.weight * item.n_tokens)
+        pending[item.order] = (item.seq_id, s, mean_loss, item.n_tokens, item.length)
 
     grads = iter_gradients(model, engine, records, source, settings, progress=progress, on_item=on_item)
     for items, losses, chunks in grads:
@@ -208,12 +212,19 @@ def merge_scores(paths: list[os.PathLike | str], out: os.PathLike | str) -> dict
     schema = SCHEMA.with_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
     hashes: list[np.ndarray] = []
     per_file = {}
+    step = subsample(sum(pq.ParquetFile(p).metadata.num_rows for p in paths)).step
+    sampled: dict[str, list[np.ndarray]] = {"self_influence": [], "length": [], "loss": []}
+    seen = 0
     with atomic_path(out) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for p in paths:
                 n = 0
                 for rb in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP):
                     writer.write_batch(pa.RecordBatch.from_arrays(rb.columns, schema=SCHEMA))
+                    first = (-seen) % step  # rows whose global index is a multiple of step
+                    for col, kept in sampled.items():
+                        kept.append(rb.column(col).to_numpy(zero_copy_only=False)[first::step])
+                    seen += rb.num_rows
                     h = np.fromiter(
                         (xxhash.xxh64_intdigest(x.encode()) for x in rb.column(0).to_pylist()), np.uint64
                     )
@@ -221,7 +232,12 @@ def merge_scores(paths: list[os.PathLike | str], out: os.PathLike | str) -> dict
                     n += rb.num_rows
                 per_file[p.name] = n
         _check_unique_ids(paths, hashes)
-    return {"n_sequences": sum(per_file.values()), "per_shard": per_file, **meta}
+    cols = {k: np.concatenate(v) if v else np.zeros(0) for k, v in sampled.items()}
+    diagnostics = length_diagnostics(
+        cols["self_influence"], cols["length"], cols["loss"], what=f"{Path(out).name}"
+    )
+    diagnostics["n"] = seen  # the statistics ran on every step-th row; n is the whole table
+    return {"n_sequences": sum(per_file.values()), "per_shard": per_file, "length": diagnostics, **meta}
 
 
 def _check_unique_ids(paths: list[Path], hashes: list[np.ndarray]) -> None:

@@ -16,6 +16,9 @@ from bioprune.errors import ConfigError
 
 BLOCKS = ("head_dense", "last_block")
 LOSS_MODES = ("mlm", "compat")
+# How an mlm loss weights its masked tokens (docs/influence.md has the maths and the measurements):
+# mean 1/n, token_sum 1 (as training weights them), sqrt 1/sqrt(n), window 1/max_length.
+LOSS_NORMS = ("mean", "token_sum", "sqrt", "window")
 LONG_RULES = ("truncate", "windows")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -25,6 +28,7 @@ class InfluenceSettings:
     # --- define the loss (provenance) ---
     block: str = "head_dense"  # parameter block W: head_dense (its weight) | last_block (all its params)
     loss_mode: str = "mlm"  # mlm: masked tokens only | compat: the official code's unmasked reconstruction
+    loss_norm: str = "sqrt"  # mlm: weight of each masked token: mean | token_sum | sqrt | window
     mask_seed: int = 0  # mlm: the mask of a sequence is drawn from (sequence id, mask_seed)
     mask_prob: float = 0.15  # mlm: fraction of residues masked (at least one per sequence)
     max_length: int = 1024  # tokens per model input incl. <cls>/<eos>; compat: the fixed window
@@ -43,6 +47,8 @@ class InfluenceSettings:
             problems.append(f"block must be one of {BLOCKS}, got {self.block!r}")
         if self.loss_mode not in LOSS_MODES:
             problems.append(f"loss_mode must be one of {LOSS_MODES}, got {self.loss_mode!r}")
+        if self.loss_norm not in LOSS_NORMS:
+            problems.append(f"loss_norm must be one of {LOSS_NORMS}, got {self.loss_norm!r}")
         if self.long_sequences not in LONG_RULES:
             problems.append(f"long_sequences must be one of {LONG_RULES}, got {self.long_sequences!r}")
         if self.precision not in PRECISIONS:
@@ -72,8 +78,8 @@ class InfluenceSettings:
             "max_length": self.max_length,
             "long_sequences": self.long_sequences,
         }
-        if self.loss_mode == "mlm":  # compat has no masking: mask settings do not matter there
-            out.update(mask_seed=self.mask_seed, mask_prob=self.mask_prob)
+        if self.loss_mode == "mlm":  # compat: no masking, the official fixed-window mean
+            out.update(mask_seed=self.mask_seed, mask_prob=self.mask_prob, loss_norm=self.loss_norm)
         return out
 
     def as_dict(self) -> dict:
@@ -110,6 +116,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, score: bool) -> N
         help="mlm: masked-token loss, pads excluded; compat: the official code's unmasked reconstruction "
         "over a fixed --max-length window, pads in loss and attention (default %(default)s)",
     )
+    g.add_argument(
+        "--loss-norm",
+        choices=LOSS_NORMS,
+        default=d.loss_norm,
+        help="mlm: weight of each masked token in a sequence's loss: mean 1/n, token_sum 1 (as in training), "
+        "sqrt 1/sqrt(n), window 1/max-length (default %(default)s; ignored in compat mode)",
+    )
     g.add_argument("--mask-seed", type=int, default=d.mask_seed, help="mlm mask seed (default %(default)s)")
     g.add_argument("--mask-prob", type=float, default=d.mask_prob, help="mlm mask rate (default %(default)s)")
     g.add_argument(
@@ -143,6 +156,7 @@ def settings_from_args(args: argparse.Namespace) -> InfluenceSettings:
     return InfluenceSettings(
         block=args.block,
         loss_mode=args.loss_mode,
+        loss_norm=args.loss_norm,
         mask_seed=args.mask_seed,
         mask_prob=args.mask_prob,
         max_length=args.max_length,

@@ -53,6 +53,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dsub-seed", type=int, default=0, help="seed of the D_sub draw")
     add_model_options(p)
     p.add_argument("--no-finetune", action="store_true", help="with --init: use the checkpoint unchanged")
+    g = p.add_argument_group("has the reference learned? (validation loss against D_sub's residue entropy)")
+    g.add_argument(
+        "--min-entropy-gain",
+        type=float,
+        default=0.02,
+        help="fraction of the residue entropy the validation loss must be below (default %(default)s)",
+    )
+    g.add_argument(
+        "--unlearned",
+        choices=("warn", "fail"),
+        default="warn",
+        help="what a reference within --min-entropy-gain of the entropy does (default %(default)s)",
+    )
     add_training_options(p)
     p.set_defaults(epochs=None)
 
@@ -114,6 +127,45 @@ def draw_dsub(pool_dir: Path, k: int, seed: int, out: Path) -> dict:
     return {"pool_records": n, "dsub_records": k, "dsub_seed": seed}
 
 
+def residue_entropy(fasta: Path, model) -> float:
+    """Entropy (nats) of the residue tokens of a FASTA file as ``model`` tokenises them: the MLM loss of
+    a model that predicts every masked residue from the residue frequencies alone, ignoring context."""
+    counts = np.zeros(256, dtype=np.int64)
+    for rec in read_fasta(fasta):
+        counts += np.bincount(np.frombuffer(rec.seq, dtype=np.uint8), minlength=256)
+    per_token: dict[int, int] = {}
+    for byte in np.flatnonzero(counts):
+        token = model.encode(chr(byte))[1]  # <cls> residue <eos>: T -> U, lower case, unknown letters
+        per_token[token] = per_token.get(token, 0) + int(counts[byte])
+    p = np.array(list(per_token.values()), dtype=np.float64)
+    p = p[p > 0] / p.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def learning_check(entropy: float, val_loss: float | None, min_gain: float, action: str) -> dict:
+    """Compare a reference's validation loss with the residue entropy; warn or fail when it is not at
+    least ``min_gain`` (a fraction of the entropy) below it: scores from such a model rank sequences by
+    what an untrained model sees (mostly length and composition)."""
+    out = {"residue_entropy": entropy, "val_loss": val_loss, "min_entropy_gain": min_gain}
+    if val_loss is None:
+        out.update(learned=None, note="no validation loss (too few D_sub records for a validation split)")
+        return out
+    gain = (entropy - val_loss) / entropy
+    out.update(entropy_gain=gain, learned=bool(gain >= min_gain))
+    if not out["learned"]:
+        msg = (
+            f"the reference model's validation loss {val_loss:.4f} is {abs(gain):.1%} "
+            f"{'below' if gain >= 0 else 'above'} the residue entropy of D_sub ({entropy:.4f} nats; "
+            f"required: {min_gain:.0%} below): it has learned little beyond residue frequencies, so its "
+            "influence scores say little; train longer (reference.scratch_epochs or reference.max_steps), "
+            "a larger D_sub, or start from a pretrained model.checkpoint"
+        )
+        if action == "fail":
+            raise ConfigError(msg)
+        log.warning("%s", msg)
+    return out
+
+
 def checked_backend(config: dict) -> str:
     """The model backend of a validated config (null: by alphabet), refused when it fits another alphabet."""
     backend = config["model"]["backend"] or default_backend(config["alphabet"])
@@ -162,8 +214,9 @@ def launcher(train: dict) -> str:
 def workflow_args(config: dict) -> dict[str, str]:
     """Command-line pieces the workflow's ``reference`` rule passes, from a validated config.
 
-    Every setting that changes the reference model is in them, so Snakemake reruns the rule when one
-    changes. Keys: ``launcher`` (python or torchrun), ``dsub``, ``model``, ``train``."""
+        Every setting that changes the reference model is in them, so Snakemake reruns the rule when one
+        changes. Keys: ``launcher`` (python or torchrun), ``dsub``, ``model``, ``train``; and ``check`` (the
+    learning check's threshold and action, which change no output and so are not params)."""
     m, t, r = config["model"], config["train"], config["reference"]
     backend = checked_backend(config)
     dsub = f"--dsub-seed {r['seed']} " + (
@@ -179,7 +232,9 @@ def workflow_args(config: dict) -> dict[str, str]:
     budget = f"--max-steps {r['max_steps']}" if r["max_steps"] else f"--epochs {epochs}"
     lr = r["lr"] if r["lr"] is not None else t["lr"]
     opts = [budget, *trainer_options(t, lr, seed=True)]
-    return {"launcher": launcher(t), "dsub": dsub, "model": model, "train": " ".join(opts)}
+    # the learning check changes no output, only whether the step warns or fails: not a rerun trigger
+    check = f"--min-entropy-gain {r['min_entropy_gain']} --unlearned {r['unlearned']}"
+    return {"launcher": launcher(t), "dsub": dsub, "model": model, "train": " ".join(opts), "check": check}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -216,6 +271,17 @@ def run(args: argparse.Namespace) -> int:
         if launched.world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     if launched.main:
+        learned = None
+        if train_report is not None:
+            entropy = residue_entropy(out / "dsub.fasta.gz", model)
+            val = train_report.get("val_loss")
+            learned = learning_check(entropy, val, args.min_entropy_gain, args.unlearned)
+            log.info(
+                "reference: validation loss %s against a residue entropy of %.4f nats (%s)",
+                "n/a" if learned["val_loss"] is None else f"{learned['val_loss']:.4f}",
+                entropy,
+                "n/a" if learned.get("entropy_gain") is None else f"{learned['entropy_gain']:.1%} below",
+            )
         report = {
             "pool": str(pool_dir),
             **dsub,
@@ -235,6 +301,7 @@ def run(args: argparse.Namespace) -> int:
                     "uniform_loss",
                 )
             },
+            "learned": learned,
         }
         with atomic_path(out / "reference_report.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")

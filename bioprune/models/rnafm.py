@@ -17,8 +17,10 @@ fairseq prefix ``encoder.encoder.`` (e.g. ``encoder.encoder.layers.0.self_attn.q
 ``encoder.encoder.lm_head.dense.weight``, ``encoder.encoder.embed_positions.weight`` of shape
 [1026, 640]); ``encoder.encoder.contact_head.regression.*`` may be present and is ignored. The
 official loader (``fm.pretrained.load_model_and_alphabet_core``) strips everything up to the last
-``encoder.`` / ``sentence_encoder.`` and zeroes the ``<mask>`` row of the token embedding; we do the
-same, so both loaders give the same model. :func:`load_official` reads it with
+``encoder.`` / ``sentence_encoder.`` and zeroes the ``<mask>`` row of the token embedding in the
+checkpoint's dict before loading it; we do the same, so both loaders give the same model, also for a
+checkpoint that stores ``lm_head.weight`` untied from the embedding (that copy is loaded last into the
+tied tensor, so its ``<mask>`` row stays non-zero). :func:`load_official` reads it with
 ``weights_only=True`` (training-state objects become inert records, see
 :mod:`bioprune.models.checkpoint`).
 """
@@ -243,11 +245,14 @@ def load_official(path: os.PathLike | str, data: Mapping | None = None) -> RnaFM
     for key in CONTACT_KEYS:  # contact regression is not part of our model
         state.pop(key, None)
     state = {f"net.{k}": v for k, v in state.items()}
-    if "net.lm_head.weight" not in state and "net.embed_tokens.weight" in state:
-        state["net.lm_head.weight"] = state["net.embed_tokens.weight"]  # tied; some exports drop it
+    emb = state["net.embed_tokens.weight"]
+    with torch.no_grad():  # as the official loader ("for token drop"): in place, in the checkpoint's dict
+        emb[model.tokens.mask_idx] = 0
+    # The projection is tied to the embedding (one tensor, loaded after it). A checkpoint saved tied
+    # shares one storage for both keys, so the zero reaches lm_head.weight too; one that stores an untied
+    # copy overwrites the embedding with that copy, <mask> row and all, as the official loader does.
+    state.setdefault("net.lm_head.weight", emb)
     load_checked(model, path, state)
-    with torch.no_grad():  # as the official loader does ("for token drop")
-        model.net.embed_tokens.weight[model.tokens.mask_idx].zero_()
     return model
 
 

@@ -28,8 +28,8 @@ def diagnostics(
 ) -> None:
     """Score histogram (pool vs selected, Top-I region, CCI bins and dropped top), selected share per
     score bin (per CCI bin for cci), and the length distributions."""
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5), layout="constrained")
-    ax_hist, ax_bins, ax_len = axes
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.5), layout="constrained")
+    ax_hist, ax_bins, ax_len, ax_vs = axes
     if values is not None and len(values):
         lo, hi = float(values.min()), float(values.max())
         # Influence scores are heavy-tailed: a log axis when they span more than two decades, so the
@@ -94,6 +94,7 @@ def diagnostics(
     for arr, color in ((lengths, "0.3"), (lengths[selected_mask], SELECTED)):
         if len(arr):
             ax_len.axvline(np.log10(max(np.median(arr), 1)), color=color, ls="--", lw=1)
+    _score_vs_length(ax_vs, values, column, lengths, selected_mask)
     ax_len.set_xlabel("log10 length (dashed: medians)")
     ax_len.set_ylabel("density")
     ax_len.set_title("lengths")
@@ -146,3 +147,30 @@ def coverage_comparison(path: os.PathLike | str, rows: list[dict]) -> None:
     axes[0][0].legend(fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _score_vs_length(ax, values, column, lengths, selected_mask, max_points: int = 20000) -> None:
+    """Score against length (log-log), pool in grey and selection in colour, with Spearman's rho: a
+    selection that is a length filter shows as a band at one end of the length axis."""
+    from bioprune.evaluate.metrics import spearman
+    from bioprune.influence.length import subsample
+
+    ax.set_title("score against length")
+    if values is None or not len(values):
+        ax.text(0.5, 0.5, "no score column", ha="center", va="center", transform=ax.transAxes)
+        return
+    step = subsample(len(values), max_points)
+    x, y, sel = np.maximum(lengths[step], 1), values[step], selected_mask[step]
+    positive = y > 0
+    ax.scatter(x[~sel & positive], y[~sel & positive], s=3, color=POOL, alpha=0.4, lw=0, label="pool")
+    ax.scatter(x[sel & positive], y[sel & positive], s=4, color=SELECTED, alpha=0.8, lw=0, label="selected")
+    ax.set_xscale("log")
+    if positive.any() and y[positive].max() / y[positive].min() > 100:
+        ax.set_yscale("log")
+    every = subsample(len(values))  # at most 1M rows, as summary.json's length_bias
+    v, ln = values[every].astype(np.float64), lengths[every].astype(np.float64)
+    rho = spearman(v, ln) if len(v) > 2 else float("nan")
+    ax.text(0.02, 0.97, f"Spearman rho = {rho:.2f}", transform=ax.transAxes, va="top", fontsize=9)
+    ax.set_xlabel("length (residues)")
+    ax.set_ylabel(column)
+    ax.legend(fontsize=8, loc="lower right", markerscale=3)

@@ -19,21 +19,31 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioprune import __version__, pool
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, read_fasta
+from bioprune.influence.length import length_diagnostics
 from bioprune.select import strategies as st
 from bioprune.select.budget import Budget, parse_budget
 from bioprune.select.inputs import SCORE_COLUMNS, Candidates, load_candidates
-from bioprune.select.summary import COMPARISON_COLUMNS, comparison_rows, coverage, distribution, histogram
+from bioprune.select.summary import (
+    COMPARISON_COLUMNS,
+    comparison_rows,
+    coverage,
+    distribution,
+    histogram,
+    length_shares,
+)
 
 log = logging.getLogger("bioprune.select")
 
 DEFAULT_FAMILY_REGEX = r"^(\S+)"
 _PROGRESS_EVERY = 1_000_000
+REPORT_STRATA = 10  # summary.json compares every selection's lengths with the pool's over its deciles
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strategy",
         required=True,
-        help="topi | cci | random | random<M>x (e.g. random10x) | cluster (cluster-balanced random) | loss",
+        help="topi | cci | random | random<M>x (e.g. random10x) | cluster (cluster-balanced random) | loss | "
+        "topi_strata (Top-I inside length strata, pool proportions) | topi_resid (Top-I on log score minus "
+        "its log-length trend) | lenmatch-<strategy> (random with that selection's lengths; --match-ids)",
     )
     parser.add_argument("--multiplier", type=int, help="random only: keep M times the budget (default 1)")
     budget = parser.add_mutually_exclusive_group(required=True)
@@ -52,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (cci, random, cluster)")
     parser.add_argument("--beta", type=float, default=0.1, help="cci: fraction of top scores dropped")
     parser.add_argument("--bins", type=int, default=50, help="cci: equal-width score bins")
+    parser.add_argument(
+        "--strata", type=int, default=10, help="topi_strata, lenmatch: length strata (pool quantiles)"
+    )
+    parser.add_argument(
+        "--match-ids", type=Path, help="lenmatch: ids.txt of the selection whose length histogram to match"
+    )
     parser.add_argument(
         "--family-regex",
         default=DEFAULT_FAMILY_REGEX,
@@ -107,8 +125,12 @@ class Outcome:
 def compute(args: argparse.Namespace) -> Outcome:
     """Load, select and summarise (``run`` minus the files; the benchmark times this at 20M)."""
     strategy, multiplier = st.parse_strategy(args.strategy, args.multiplier)
-    label = st.strategy_label(strategy, multiplier)
+    label = args.strategy if strategy == "lenmatch" else st.strategy_label(strategy, multiplier)
     budget = _budget(args)
+    if strategy in ("topi_strata", "lenmatch") and args.strata < 1:
+        raise ConfigError(f"--strata {args.strata} must be at least 1")
+    if strategy == "lenmatch" and args.match_ids is None:
+        raise ConfigError(f"strategy {label!r} needs --match-ids (the ids.txt of the selection to match)")
     family_regex = _family_regex(args.family_regex)
     if strategy == "cci":
         if not 0 <= args.beta < 1:
@@ -139,6 +161,13 @@ def compute(args: argparse.Namespace) -> Outcome:
         sel = st.select_cci(cand.scores[needed], k, args.beta, args.bins, rng)
     elif strategy == "random":
         sel = st.select_random(n, k, rng)
+    elif strategy == "topi_strata":
+        sel = st.select_topi_strata(cand.scores[needed], cand.lengths, k, args.strata)
+    elif strategy == "topi_resid":
+        sel = st.select_topi_resid(cand.scores[needed], cand.lengths, k)
+    elif strategy == "lenmatch":
+        reference = _match_rows(args.match_ids, cand, k)
+        sel = st.select_length_matched(cand.lengths, reference, args.strata, rng)
     else:
         sel = st.select_cluster_balanced(cand.clusters, k, rng)
     if len(sel.rows) != k:  # a bug, not a user error
@@ -155,6 +184,7 @@ def compute(args: argparse.Namespace) -> Outcome:
     if "self_influence" in cand.scores:
         topi_threshold = float(np.partition(cand.scores["self_influence"], n - k)[n - k])
     families = cand.families
+    strata, strata_edges = st.length_strata(cand.lengths, REPORT_STRATA)
     summary = {
         "strategy": label,
         "method": strategy,
@@ -163,6 +193,8 @@ def compute(args: argparse.Namespace) -> Outcome:
         "seed_used": strategy not in st.DETERMINISTIC,
         "settings": {
             **({"beta": args.beta, "bins": args.bins} if strategy == "cci" else {}),
+            **({"strata": args.strata} if strategy in ("topi_strata", "lenmatch") else {}),
+            **({"match_ids": str(args.match_ids)} if strategy == "lenmatch" else {}),
             "family_regex": family_regex,
         },
         "budget": {**budget.as_dict(), "multiplier": multiplier, "k": k},
@@ -188,12 +220,42 @@ def compute(args: argparse.Namespace) -> Outcome:
             ),
             "clusters": coverage(cand.clusters, cand.clusters[mask]) if cand.clusters is not None else None,
         },
-        "length": {"pool": distribution(cand.lengths), "selected": distribution(cand.lengths[mask])},
+        "length": {
+            "pool": distribution(cand.lengths),
+            "selected": distribution(cand.lengths[mask]),
+            "strata": length_shares(strata, strata_edges, mask),
+        },
+        "length_bias": (
+            length_diagnostics(
+                cand.scores["self_influence"], cand.lengths, cand.scores.get("loss"), what=str(args.scores)
+            )
+            if "self_influence" in cand.scores
+            else None
+        ),
         "seconds": {"load": round(t1 - t0, 3), "select": round(t2 - t1, 3)},
         "bioprune_version": __version__,
     }
     title = f"{label}, {budget.describe(multiplier)}: {k:,} of {n:,} (seed {args.seed})"
     return Outcome(cand, sel, mask, summary, plot_column, topi_threshold, title)
+
+
+def _match_rows(path: Path, cand: Candidates, k: int) -> np.ndarray:
+    """Candidate rows of the ids in a selection's ids.txt; it must hold exactly the budget's k."""
+    try:
+        ids = [line for line in path.read_text().splitlines() if line]
+    except FileNotFoundError:
+        raise InputError(path, "no such ids file (the selection to match has not run)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read ids ({exc})") from None
+    rows = pc.index_in(pa.array(ids, pa.string()), value_set=cand.ids.combine_chunks())
+    if rows.null_count:
+        missing = ids[pc.index(pc.is_null(rows), True).as_py()]
+        raise InputError(path, f"id {missing!r} is not in the score table")
+    if len(ids) != k:
+        raise InputError(
+            path, f"holds {len(ids)} ids but this budget keeps {k}: match a selection of the same budget"
+        )
+    return rows.to_numpy().astype(np.int64)
 
 
 def run(args: argparse.Namespace) -> int:

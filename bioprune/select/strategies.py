@@ -22,8 +22,12 @@ STRATEGIES: dict[str, str | None] = {
     "random": None,
     "cluster": None,
     "loss": "loss",
+    "topi_strata": "self_influence",  # Top-I inside length strata, in the pool's proportions
+    "topi_resid": "self_influence",  # Top-I on log s minus its log-length trend
+    "lenmatch": None,  # random, matched to another selection's length histogram (lenmatch-<strategy>)
 }
-DETERMINISTIC = frozenset({"topi", "loss"})
+DETERMINISTIC = frozenset({"topi", "loss", "topi_strata", "topi_resid"})
+LENMATCH_PREFIX = "lenmatch-"
 
 
 @dataclass
@@ -203,6 +207,86 @@ def select_cluster_balanced(groups: np.ndarray, k: int, rng: np.random.Generator
     )
 
 
+# --- length-aware selection ---------------------------------------------------------------------------
+def length_strata(lengths: np.ndarray, n_strata: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratum of each sequence: ``n_strata`` quantile bins of the pool's lengths (fewer when lengths
+    tie across a quantile), and the length edges. Stratum s holds lengths in [edges[s], edges[s + 1])."""
+    if n_strata < 1:
+        raise ConfigError(f"length strata must be at least 1, got {n_strata}")
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, n_strata + 1), method="lower"))
+    strata = np.searchsorted(edges[1:-1], lengths, side="right").astype(np.int64)
+    return strata, edges
+
+
+def proportional(sizes: np.ndarray, k: int) -> np.ndarray:
+    """Split ``k`` over groups in proportion to their sizes (largest remainder, ties to the lower group).
+    Each share is within one of k * size / total, so the selection keeps the groups' proportions."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    total = int(sizes.sum())
+    if not 0 <= k <= total:
+        raise ValueError(f"cannot allocate {k} over groups holding {total}")
+    exact_share = sizes * k  # in units of 1/total
+    base = exact_share // total
+    short = k - int(base.sum())
+    if short:
+        order = np.lexsort((np.arange(len(sizes)), -(exact_share - base * total)))
+        base[order[:short]] += 1
+    return base
+
+
+def top_in_groups(values: np.ndarray, groups: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """Rows of the ``budgets[g]`` largest values of each group ``g`` (ties to the lower row), ascending."""
+    order = np.lexsort((np.arange(len(values)), -values, groups))
+    counts = np.bincount(groups, minlength=len(budgets))
+    g = groups[order]
+    rank = np.arange(len(order), dtype=np.int64) - (np.cumsum(counts) - counts)[g]
+    return np.sort(order[rank < budgets[g]])
+
+
+def select_topi_strata(values: np.ndarray, lengths: np.ndarray, k: int, n_strata: int) -> Selection:
+    """Top-I inside length strata: each stratum keeps its pool share of the budget, filled by score."""
+    strata, edges = length_strata(lengths, n_strata)
+    sizes = np.bincount(strata, minlength=len(edges) - 1)
+    budgets = proportional(sizes, k)
+    rows = top_in_groups(values, strata, budgets)
+    return Selection(
+        rows,
+        {"column": "self_influence", "strata_edges": edges.tolist(), "stratum_sizes": sizes.tolist(),
+         "stratum_budgets": budgets.tolist()},
+    )  # fmt: skip
+
+
+def select_topi_resid(values: np.ndarray, lengths: np.ndarray, k: int) -> Selection:
+    """Top-I on the residual of log s after a least-squares fit of log s on log length over the pool:
+    the sequences most influential for their length. Scores <= 0 rank last."""
+    from bioprune.influence.length import loglog_fit
+
+    a, b, r2 = loglog_fit(values, lengths)
+    with np.errstate(divide="ignore"):
+        resid = np.log(np.where(values > 0, values, 0.0)) - (a + b * np.log(np.maximum(lengths, 1)))
+    rows = top_k(resid, k)
+    threshold = float(resid[rows[-1]])
+    rows.sort()
+    return Selection(
+        rows, {"column": "self_influence", "loglog_intercept": a, "loglog_slope": b, "loglog_r2": r2,
+               "residual_threshold": threshold},
+    )  # fmt: skip
+
+
+def select_length_matched(
+    lengths: np.ndarray, reference_rows: np.ndarray, n_strata: int, rng: np.random.Generator
+) -> Selection:
+    """A uniform random sample with the reference selection's count in every length stratum: a random
+    arm with the same lengths (so a coreset's gain over it is not a length effect)."""
+    strata, edges = length_strata(lengths, n_strata)
+    budgets = np.bincount(strata[reference_rows], minlength=len(edges) - 1)
+    rows = sample_in_groups(strata, budgets, rng)
+    return Selection(
+        rows, {"strata_edges": edges.tolist(), "stratum_budgets": budgets.tolist(),
+               "overlap_with_reference": int(np.intersect1d(rows, reference_rows).size)},
+    )  # fmt: skip
+
+
 def parse_strategy(label: str, multiplier: int | None = None) -> tuple[str, int]:
     """``random10x`` -> ("random", 10); ``cci`` -> ("cci", 1). The workflow names random baselines by
     their size multiplier so that each is its own wildcard value."""
@@ -214,8 +298,17 @@ def parse_strategy(label: str, multiplier: int | None = None) -> tuple[str, int]
         if label_mult < 1:
             raise ConfigError(f"strategy {label!r}: the multiplier must be at least 1")
         return "random", label_mult
-    if label not in STRATEGIES:
-        choices = ", ".join([*STRATEGIES, "random<M>x"])
+    if label.startswith(LENMATCH_PREFIX):
+        ref = label[len(LENMATCH_PREFIX) :]
+        if ref.startswith(LENMATCH_PREFIX) or parse_strategy(ref)[0] == "random":
+            raise ConfigError(
+                f"strategy {label!r}: match the lengths of a non-random selection, e.g. lenmatch-topi"
+            )
+        return "lenmatch", 1
+    if label not in STRATEGIES or label == "lenmatch":
+        choices = ", ".join(
+            [*(x for x in STRATEGIES if x != "lenmatch"), "random<M>x", "lenmatch-<strategy>"]
+        )
         raise ConfigError(f"unknown strategy {label!r}; choose one of {choices}")
     if multiplier not in (None, 1) and label != "random":
         raise ConfigError(f"only the random strategy takes a size multiplier, not {label!r}")

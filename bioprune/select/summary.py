@@ -56,6 +56,21 @@ def coverage(
     return out
 
 
+def length_shares(strata: np.ndarray, edges: np.ndarray, selected_mask: np.ndarray) -> dict:
+    """Share of the pool and of the selection in each length stratum (pool length quantiles), and the
+    largest gap in percentage points: how far a selection moved away from the pool's lengths."""
+    n_strata = len(edges) - 1
+    pool = np.bincount(strata, minlength=n_strata) / max(len(strata), 1)
+    sel_n = int(selected_mask.sum())
+    sel = np.bincount(strata[selected_mask], minlength=n_strata) / max(sel_n, 1)
+    return {
+        "edges": [float(e) for e in edges],
+        "pool_share": pool.round(6).tolist(),
+        "selected_share": sel.round(6).tolist(),
+        "max_gap_pp": float(np.abs(sel - pool).max() * 100) if sel_n else None,
+    }
+
+
 def histogram(values: np.ndarray, selected_mask: np.ndarray, edges: np.ndarray) -> dict:
     pool_counts, _ = np.histogram(values, bins=edges)
     sel_counts, _ = np.histogram(values[selected_mask], bins=edges)
@@ -76,6 +91,8 @@ _COLUMNS = [
     ("clusters_pool", lambda s: (s["coverage"].get("clusters") or {}).get("pool")),
     ("median_length", lambda s: s["length"]["selected"].get("median")),
     ("median_length_pool", lambda s: s["length"]["pool"].get("median")),
+    # largest gap between the selection's and the pool's share of a length stratum, percentage points
+    ("length_gap_pp", lambda s: (s["length"].get("strata") or {}).get("max_gap_pp")),
 ]
 COMPARISON_COLUMNS = [name for name, _ in _COLUMNS]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bioprune.errors import ConfigError
 from bioprune.select.budget import Budget, exact
-from bioprune.select.strategies import strategy_label
+from bioprune.select.strategies import LENMATCH_PREFIX, strategy_label
 
 
 @dataclass
@@ -25,6 +25,24 @@ class SelectionPlan:
     def targets(self, name: str = "ids.txt") -> list[str]:
         """File ``name`` (ids.txt, coreset.fasta.gz, summary.json...) of every selection."""
         return [f"{self.root}/{d}/{name}" for d in self.dirs]
+
+
+def matched_ids(root: str, wildcards) -> list[str]:
+    """``lenmatch-<strategy>``: the ids.txt of the selection whose lengths it matches (same budget and
+    seed); no file for every other strategy."""
+    if not wildcards.strategy.startswith(LENMATCH_PREFIX):
+        return []
+    ref = wildcards.strategy[len(LENMATCH_PREFIX) :]
+    return [f"{root}/{ref}/{wildcards.budget}/seed{wildcards.seed}/ids.txt"]
+
+
+def length_args(config: dict, root: str, wildcards) -> str:
+    """``bioprune select`` options of the length-aware strategies (empty for the others, so a changed
+    ``select.length_strata`` reruns only the selections that use it)."""
+    if wildcards.strategy != "topi_strata" and not wildcards.strategy.startswith(LENMATCH_PREFIX):
+        return ""
+    match = "".join(f" --match-ids {p}" for p in matched_ids(root, wildcards))
+    return f"--strata {config['select']['length_strata']}{match}"
 
 
 def selection_plan(config: dict, root: str) -> SelectionPlan:
