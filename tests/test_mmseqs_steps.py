@@ -323,6 +323,25 @@ def test_cluster_cleans_its_temporary_folder(rna_pool, tmp_path, monkeypatch):
     assert list(scratch.iterdir()) == []
 
 
+def test_a_killed_runs_mmseqs_folder_is_removed_by_the_next_run(rna_pool, tmp_path, monkeypatch):
+    """kill -9 of cluster/decontaminate skips the cleanup; the next run removes the dead process's
+    databases (named pid@host like the staging folders) but not a live process's (issue 12.11)."""
+    import os
+    import socket
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    host = socket.gethostname()
+    dead = scratch / f"bioprune-mmseqs-999999999@{host}.abc123"
+    live = scratch / f"bioprune-mmseqs-{os.getppid()}@{host}.def456"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "db").write_bytes(b"x" * 1000)
+    assert run_cluster(rna_pool, tmp_path / "out") == 0
+    assert sorted(p.name for p in scratch.iterdir()) == [live.name]
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
@@ -352,6 +371,8 @@ def test_mmseqs_failure_raises_tool_error_with_output(tmp_path):
     message = str(err.value)
     assert message.startswith("mmseqs createdb failed (exit ")
     assert "missing.fasta" in message  # MMseqs2's own complaint is carried in the error
+    # the cause comes first, not MMseqs2's echo of ~20 parameters (issue 12.12)
+    assert message == f"mmseqs createdb failed (exit 1): Input {tmp_path / 'missing.fasta'} does not exist"
 
 
 def test_mmseqs_binary_override(tmp_path, monkeypatch):
