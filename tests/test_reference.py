@@ -101,6 +101,28 @@ def test_reference_rejects_pool_whose_table_and_fasta_disagree(tmp_path, capsys)
     assert not (tmp_path / "o" / "dsub_ids.txt").exists()
 
 
+OUTPUTS = ["dsub.fasta.gz", "dsub_ids.txt", "model.pt", "reference_report.json"]
+
+
+def test_a_failed_reference_run_leaves_none_of_its_outputs(tmp_path, capsys):
+    """The D_sub files used to be written before the checkpoint was loaded or the model trained: any
+    failure left 2 of the 4 outputs, and Snakemake then reported IncompleteFilesException (issue 12.4)."""
+    make_pool(tmp_path / "pool", n=30)
+    (tmp_path / "bad.pt").write_text("not a checkpoint\n")
+    out = tmp_path / "ref"
+    base = ["reference", str(tmp_path / "pool"), "--out", str(out), "--dsub-size", "10", *FAST]
+    assert main([*base, "--init", str(tmp_path / "bad.pt")]) == 2
+    assert "bad.pt: is a text file" in capsys.readouterr().err
+    assert not any((out / name).exists() for name in OUTPUTS)
+    # a training run stopped half-way (as a kill would): nothing published, its checkpoint waits
+    assert main([*base, *TINY, "--max-steps", "4", "--stop-after-steps", "2", "--checkpoint-every", "1"]) == 0
+    assert not any((out / name).exists() for name in OUTPUTS)
+    assert (out / R.IN_PROGRESS / "work" / "checkpoint.pt").exists()
+    assert main([*base, *TINY, "--max-steps", "4", "--checkpoint-every", "1"]) == 0  # resumes, publishes
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "train_log.jsonl", "train_report.json"])
+    assert json.loads((out / "train_report.json").read_text())["resumed_from_step"] >= 1
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
