@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from bioprune.cli import seed
 from bioprune.errors import ConfigError
 
 BLOCKS = ("head_dense", "last_block")
@@ -110,7 +111,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, score: bool) -> N
         help="mlm: masked-token loss, pads excluded; compat: the official code's unmasked reconstruction "
         "over a fixed --max-length window, pads in loss and attention (default %(default)s)",
     )
-    g.add_argument("--mask-seed", type=int, default=d.mask_seed, help="mlm mask seed (default %(default)s)")
+    g.add_argument("--mask-seed", type=seed, default=d.mask_seed, help="mlm mask seed (default %(default)s)")
     g.add_argument("--mask-prob", type=float, default=d.mask_prob, help="mlm mask rate (default %(default)s)")
     g.add_argument(
         "--max-length",

@@ -31,6 +31,7 @@ import torch
 
 from bioprune import pool as pool_mod
 from bioprune.atomic import atomic_path, output_errors, staged_dir
+from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, read_fasta
 from bioprune.models.registry import BACKEND_ALPHABET, default_backend, save_model, spec_of
@@ -55,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("D_sub")
     g.add_argument("--dsub-size", type=int, help="number of pool records in D_sub")
     g.add_argument("--dsub-fraction", type=float, help="fraction of the pool in D_sub")
-    g.add_argument("--dsub-seed", type=int, default=0, help="seed of the D_sub draw")
+    g.add_argument("--dsub-seed", type=seed, default=0, help="seed of the D_sub draw")
     add_model_options(p)
     p.add_argument("--no-finetune", action="store_true", help="with --init: use the checkpoint unchanged")
     add_training_options(p)
