@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from bioprune import __version__, pool
 from bioprune.atomic import staged_dir
+from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, read_fasta
 from bioprune.select import strategies as st
@@ -49,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--rate", type=float, help="pruning rate: fraction of the scored pool removed")
     budget.add_argument("--count", type=int, help="number of sequences kept")
     budget.add_argument("--budget", help="workflow token: rate0.9 or n5000")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (cci, random, cluster)")
+    parser.add_argument("--seed", type=seed, default=0, help="sampling seed (cci, random, cluster)")
     parser.add_argument("--beta", type=float, default=0.1, help="cci: fraction of top scores dropped")
     parser.add_argument("--bins", type=int, default=50, help="cci: equal-width score bins")
     parser.add_argument(
@@ -115,8 +116,8 @@ def compute(args: argparse.Namespace) -> Outcome:
             raise ConfigError(
                 f"--beta {args.beta} is outside [0, 1): it is the fraction of top scores dropped"
             )
-        if args.bins < 1:
-            raise ConfigError(f"--bins {args.bins} must be at least 1")
+        if not 1 <= args.bins <= st.MAX_CCI_BINS:
+            raise ConfigError(f"--bins {args.bins} must be between 1 and {st.MAX_CCI_BINS:,}")
 
     t0 = time.perf_counter()
     needed = st.STRATEGIES[strategy]
