@@ -176,6 +176,25 @@ def test_decontaminate_without_eval_passes_through(contamination, tmp_path):
     assert read_tsv(out / "removed.tsv") == []
 
 
+def test_decontamination_that_empties_the_pool_fails_naming_the_set(contamination, tmp_path, capsys):
+    """An evaluation set that is the pool itself used to succeed with 0 sequences; the run then failed
+    at `reference` with "no FASTA records found" (issue 12.8). The step that empties the pool fails."""
+    pool, out = contamination["pool"], tmp_path / "out"
+    args = ["decontaminate", "--alphabet", "rna", "--eval", f"itself={pool / 'sequences.fasta.gz'}"]
+    assert main([*args, "--threads", "1", "--out", str(out), str(pool)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"bioprune decontaminate: error: {pool}: decontamination would remove all 8")
+    assert "itself: 8" in err[-1]
+    assert not out.exists() or not any(out.iterdir())
+    # and the steps after it refuse an empty pool (one written by an older version, say)
+    empty = make_pool(tmp_path / "empty", [])
+    for step in ("decontaminate", "cluster"):
+        argv = [step, "--alphabet", "rna", "--out", str(tmp_path / step), str(empty)]
+        assert main(argv) == 2
+        assert "the pool is empty (0 sequences)" in capsys.readouterr().err
+        assert not (tmp_path / step).exists() or not any((tmp_path / step).iterdir())
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
