@@ -19,6 +19,7 @@ import yaml
 from bioprune.cli import main
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
+from bioprune.evaluate.workflow import pretrain_args
 from bioprune.fasta import read_fasta
 from bioprune.models import reference as R
 from bioprune.models.registry import build_model, load_model, save_model
@@ -185,3 +186,16 @@ def test_workflow_args_follow_settings():
         R.workflow_args(c)
     c["alphabet"] = "protein"
     assert parse_reference_cli(R.workflow_args(c)).backend == "esmc"
+
+
+@pytest.mark.parametrize("step_args", [R.workflow_args, pretrain_args])
+def test_a_shape_that_cannot_be_built_stops_the_workflow_at_start_up(step_args):
+    """hidden % heads != 0 passed start-up and failed when the first model was built (issue 12.12)."""
+    c = default_config()
+    c["model"]["overrides"] = {"hidden": 30, "heads": 4}
+    with pytest.raises(
+        ConfigError, match="model.overrides .*hidden size 30 is not divisible by 4 attention heads"
+    ):
+        step_args(c)
+    c["model"]["checkpoint"] = "weights/model.pt"  # the checkpoint fixes the shape: overrides ignored
+    step_args(c)

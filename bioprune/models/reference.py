@@ -34,7 +34,7 @@ from bioprune.atomic import atomic_path, output_errors, staged_dir
 from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, read_fasta
-from bioprune.models.registry import BACKEND_ALPHABET, default_backend, save_model, spec_of
+from bioprune.models.registry import BACKEND_ALPHABET, default_backend, resolve_spec, save_model, spec_of
 from bioprune.models.train import TrainSettings, init_distributed_from_env, train
 from bioprune.models.train_cli import (
     add_model_options,
@@ -131,7 +131,15 @@ def checked_backend(config: dict) -> str:
 
 
 def scratch_model_args(model: dict, backend: str) -> str:
-    """``bioprune train`` options of a from-scratch architecture: backend, named size, shape overrides."""
+    """``bioprune train`` options of a from-scratch architecture: backend, named size, shape overrides.
+
+    The shape is checked here (hidden divisible by heads...), so that a bad one stops the workflow at
+    start-up rather than when the first model is built."""
+    try:
+        resolve_spec(backend, model["size"], **model["overrides"])
+    except ConfigError as exc:
+        shape = f"model.size {model['size']} with model.overrides {model['overrides']}"
+        raise ConfigError(f"{shape}: {exc}") from None
     args = f"--backend {backend} --size {model['size']}"
     return args + "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(model["overrides"].items()))
 

@@ -12,7 +12,6 @@ import argparse
 import csv
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, read_fasta
 from bioprune.select import strategies as st
 from bioprune.select.budget import Budget, parse_budget
-from bioprune.select.inputs import SCORE_COLUMNS, Candidates, load_candidates
+from bioprune.select.inputs import SCORE_COLUMNS, Candidates, load_candidates, parse_family_regex
 from bioprune.select.summary import COMPARISON_COLUMNS, comparison_rows, coverage, distribution, histogram
 
 log = logging.getLogger("bioprune.select")
@@ -69,16 +68,6 @@ def _budget(args) -> Budget:
     return parse_budget(args.budget)
 
 
-def _family_regex(text: str) -> str | None:
-    if text.strip().lower() in ("", "none", "null"):
-        return None
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise ConfigError(f"--family-regex {text!r} is not a valid regular expression ({exc})") from None
-    return text
-
-
 def _score_columns(scores_path: Path, needed: str | None) -> tuple[list[str], str | None]:
     """Columns to read: the strategy's own (required) and every other score column present, so the
     summary compares pool and selection on all of them (e.g. the loss of a Top-I coreset); and the
@@ -110,7 +99,7 @@ def compute(args: argparse.Namespace) -> Outcome:
     strategy, multiplier = st.parse_strategy(args.strategy, args.multiplier)
     label = st.strategy_label(strategy, multiplier)
     budget = _budget(args)
-    family_regex = _family_regex(args.family_regex)
+    family_regex = parse_family_regex(args.family_regex)
     if strategy == "cci":
         if not 0 <= args.beta < 1:
             raise ConfigError(
