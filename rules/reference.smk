@@ -40,8 +40,8 @@ rule reference:
         pool=folder_of("input.table"),
         out=folder_of("output.report"),
     shell:
-        "{params.launcher} -m bioprune reference {params.pool} --out {params.out} {params.dsub}"
-        " {params.model} {params.train} --threads {threads} 2> {log}"
+        "{params.launcher} -m bioprune reference {params.pool:q} --out {params.out:q} {params.dsub}"
+        " {params.model} {params.train} --threads {threads} 2> {log:q}"
 
 
 # reference_targets(): the files the workflow's `all` rule asks for. A bound method rather than a def
