@@ -37,6 +37,17 @@ STEPS: dict[str, tuple[str, str]] = {
 }
 
 
+def seed(text: str) -> int:
+    """argparse type of every ``--*seed`` option: numpy's generators refuse negative seeds (a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed must be an integer >= 0, got {value}")
+    return value
+
+
 def _module_exists(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None

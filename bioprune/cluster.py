@@ -62,7 +62,7 @@ from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, ToolError
 from bioprune.mmseqs import MMseqs, thresholds, workdir, write_numbered_fasta
-from bioprune.pool import fasta_path, read_column, table_path, write_pool, write_report
+from bioprune.pool import fasta_path, read_column, refuse_empty, table_path, write_pool, write_report
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
     src: Path = args.input
     fasta_path(src)
     n_rows = pq.ParquetFile(table_path(src)).metadata.num_rows
+    refuse_empty(src, n_rows, "cluster")
     start = time.perf_counter()
     mm = MMseqs(args.threads)
     settings = {

@@ -62,6 +62,7 @@ from bioprune.pool import (
     FASTA_NAME,
     TABLE_NAME,
     fasta_path,
+    refuse_empty,
     table_path,
     take_ids,
     write_pool,
@@ -282,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
     src: Path = args.input
     fasta_path(src)  # fail early, naming the folder, when it is not a pool
     n_rows = pq.ParquetFile(table_path(src)).metadata.num_rows
+    refuse_empty(src, n_rows, "decontaminate")
     sets = parse_eval_args(args.evals)
     settings = {
         "alphabet": args.alphabet,
@@ -343,6 +345,17 @@ def run(args: argparse.Namespace) -> int:
         keep = np.ones(n_rows, dtype=bool)
         removed_rows = np.array(sorted(best), dtype=np.int64)
         keep[removed_rows] = False
+        if n_rows and not keep.any():
+            found = {}
+            for m in best.values():
+                name = sets[evals.set_of[m.eval_index]].name
+                found[name] = found.get(name, 0) + 1
+            raise InputError(
+                src,
+                f"decontamination would remove all {n_rows} pool sequences (found in evaluation set(s) "
+                + ", ".join(f"{name}: {n}" for name, n in sorted(found.items()))
+                + "); is an evaluation set the pool itself?",
+            )
         ids = take_ids(src, removed_rows)
         rows_out = []
         for row, pool_id in zip(removed_rows.tolist(), ids, strict=True):

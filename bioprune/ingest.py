@@ -12,6 +12,11 @@ Every input record ends up either kept or dropped for exactly one reason, checke
 - ``too_short``: fewer residues than ``--min-length``;
 - ``too_long``: more residues than ``--max-length`` (0 = no limit).
 
+An input file whose residues are over 90% A/C/G/T/U/N is refused under ``--alphabet protein`` (those are
+amino-acid letters too, so nucleotides would otherwise pass as protein), and one under 50% under
+``--alphabet rna``; the share is in the report (``inputs[].nucleotide_fraction``). A header ``> word``
+(blank after ``>``) takes ``word`` as the id; the report counts such records (``ids_after_a_blank``).
+
 ``--strict`` turns the first dropped record into an error instead. Sequence ids (the header up to the
 first whitespace) must be unique across all inputs, dropped records included: every table downstream
 is keyed by id, so a repeated id is a fatal error naming both places; ids are never renamed or merged.
@@ -158,6 +163,25 @@ class _TableWriter:
             self._writer.close()
 
 
+NUCLEOTIDE_LETTERS = b"ACGTUN"
+# Of all residues of an input file (after normalisation, dropped records included): above this share
+# of A/C/G/T/U/N a "protein" file holds nucleotides (real proteomes have about 25%); below the other
+# bound an "rna" file holds something else, usually protein.
+PROTEIN_MAX_NUCLEOTIDES = 0.9
+RNA_MIN_NUCLEOTIDES = 0.5
+
+
+def check_alphabet_fits(path: Path, alphabet: str, nucleotide_fraction: float) -> None:
+    """Refuse a file whose composition says it holds the other kind of sequence than ``alphabet``:
+    A, C, G, T and U are amino-acid letters too, so nucleotides would pass as protein unnoticed (and a
+    protein model be trained on them)."""
+    share = f"{nucleotide_fraction:.0%} of its residues are A/C/G/T/U/N"
+    if alphabet == "protein" and nucleotide_fraction > PROTEIN_MAX_NUCLEOTIDES:
+        raise InputError(path, f"{share}: they look like nucleotides, not protein; set alphabet: rna")
+    if alphabet == "rna" and nucleotide_fraction < RNA_MIN_NUCLEOTIDES:
+        raise InputError(path, f"only {share}: these do not look like RNA/DNA; set alphabet: protein?")
+
+
 class _Ingester:
     def __init__(self, alphabet: Alphabet, min_length: int, max_length: int, strict: bool):
         self.alphabet = alphabet
@@ -179,10 +203,14 @@ class _Ingester:
         self.min_len: int | None = None
         self.max_len = 0
         self.per_file: list[dict] = []
+        self.file_residues = self.file_nucleotides = 0
+        self.blank_headers = 0  # "> desc" headers: the first word after the blank is taken as the id
+        self.blank_header_examples: list[str] = []
 
     # -- one input file ------------------------------------------------------------------------
     def add_file(self, path: Path, fasta: FastaWriter, table: _TableWriter) -> None:
         stats = {"path": str(path), "records": 0, "kept": 0, "dropped": dict.fromkeys(REASONS, 0)}
+        self.file_residues = self.file_nucleotides = 0
         source = str(path)
         next_log = PROGRESS_EVERY
         start = time.perf_counter()
@@ -196,6 +224,9 @@ class _Ingester:
                 log.info("%s: %d records read (%.0f/s), %d kept", path, stats["records"], rate, stats["kept"])
                 next_log += PROGRESS_EVERY
         log.info("%s: done, %d records, %d kept", path, stats["records"], stats["kept"])
+        if self.file_residues:
+            stats["nucleotide_fraction"] = round(self.file_nucleotides / self.file_residues, 4)
+            check_alphabet_fits(path, self.alphabet.name, stats["nucleotide_fraction"])
         self.per_file.append(stats)
 
     def _parse(self, path: Path, first_line: int, block: bytes):
@@ -238,6 +269,13 @@ class _Ingester:
             k = fields.index([])
             raise InputError(path, "header has no sequence id", line=_line_of(recs, first_line, k))
         ids = [f[0] for f in fields]
+        for k, x in enumerate(parts):
+            if x[0][:1].isspace():  # "> desc": the first word after the blank becomes the id
+                self.blank_headers += 1
+                if len(self.blank_header_examples) < EXAMPLES_PER_REASON:
+                    where = f"{path}:{_line_of(recs, first_line, k)}"
+                    self.blank_header_examples.append(f"{where} id {ids[k].decode('utf-8', 'replace')!r}")
+                    log.warning("%s: header starts with a blank; %r is taken as the id", where, ids[k])
         descs = [f[1].strip() if len(f) > 1 else b"" for f in fields]
         heads = [b">" + i + b" " + d if d else b">" + i for i, d in zip(ids, descs, strict=True)]
         table, delete = self.table, self.delete
@@ -256,7 +294,10 @@ class _Ingester:
         lengths = list(map(len, seqs))
 
         # One C-level pass over the whole block decides whether any record needs a closer look.
-        has_invalid = bool(b"".join(seqs).translate(None, self.valid))
+        residues = b"".join(seqs)
+        has_invalid = bool(residues.translate(None, self.valid))
+        self.file_residues += len(residues)
+        self.file_nucleotides += len(residues) - len(residues.translate(None, NUCLEOTIDE_LETTERS))
         out_of_range = min(lengths) < self.shortest_ok or (0 < self.max_length < max(lengths))
         if has_invalid or out_of_range:
             keep = self._filter(path, line_of, ids, seqs, lengths, file_dropped)
@@ -383,6 +424,11 @@ class _Ingester:
                 _show_char(c): m for c, m in sorted(self.invalid_chars.items(), key=lambda x: (-x[1], x[0]))
             },
             "dropped_examples": {r: ex for r, ex in self.examples.items() if ex},
+            "ids_after_a_blank": {
+                "note": "headers '> word ...': the first word after the blank was taken as the id",
+                "records": self.blank_headers,
+                "examples": self.blank_header_examples,
+            },
             "kept_residues": self.residues,
             "kept_length": {
                 "min": self.min_len or 0,

@@ -16,6 +16,7 @@ import collections
 import contextlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bioprune.atomic import owner_tag, remove_stale
 from bioprune.errors import InputError, ToolError
 from bioprune.pool import fasta_path, iter_pool, read_column
 
 log = logging.getLogger(__name__)
 
 _TAIL_BYTES = 4000
+_PARAMETER_LINE = re.compile(r"^[^\t]*\S[^\t]*\t")  # "Threads      \t2": MMseqs2's parameter echo
 PROGRESS_EVERY = 1_000_000
 
 # dbtype for createdb and search type for search/align per pool alphabet.
@@ -75,9 +78,14 @@ def find_binary() -> str:
 
 @contextlib.contextmanager
 def workdir(prefix: str = "bioprune-mmseqs-") -> Iterator[Path]:
-    """A temporary folder below ``$TMPDIR`` for MMseqs2 databases; removed on exit, also on error."""
+    """A temporary folder below ``$TMPDIR`` for MMseqs2 databases; removed on exit, also on error.
+
+    Its name carries ``pid@host`` like the staging folders (:mod:`bioprune.atomic`), so one that a killed
+    run (SIGKILL, out of memory) left behind is removed by the next run on this host."""
+    scratch = Path(tempfile.gettempdir())
+    remove_stale(scratch, prefix, "")
     try:
-        path = Path(tempfile.mkdtemp(prefix=prefix))
+        path = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner_tag()}.", dir=scratch))
     except OSError as exc:
         raise ToolError(f"cannot create a temporary folder in {tempfile.gettempdir()}: {exc}") from exc
     try:
@@ -134,13 +142,28 @@ class MMseqs:
         code = proc.wait()
         if code != 0:
             text = b"".join(tail).decode("utf-8", "replace")[-_TAIL_BYTES:]
-            lines = [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-12:]
-            raise ToolError(f"mmseqs {module} failed (exit {code}): " + " | ".join(lines))
+            raise ToolError(f"mmseqs {module} failed (exit {code}): " + failure_cause(text, module))
         log.info("mmseqs %s done in %.1f s", module, time.perf_counter() - start)
 
     def createdb(self, fasta: Path, db: Path, alphabet: str) -> None:
         # --shuffle 0 keeps keys in input order, so key == row number of the numbered FASTA.
         self.run("createdb", fasta, db, "--dbtype", DBTYPE[alphabet], "--shuffle", "0", threads=False)
+
+
+def failure_cause(output: str, module: str, max_lines: int = 6) -> str:
+    """The last lines of MMseqs2's output that say what went wrong, joined by `` | ``.
+
+    MMseqs2 echoes its command line and parameter table (``Name<padding>\tvalue`` lines, hundreds of
+    characters) before it fails; those lines are dropped so the cause is what a user reads first (the
+    whole output is in the step's log)."""
+    lines = [
+        line.strip()
+        for line in output.replace("\r", "\n").splitlines()
+        if line.strip()
+        and not _PARAMETER_LINE.match(line)
+        and not line.startswith(("MMseqs Version", f"{module} "))
+    ]
+    return " | ".join(lines[-max_lines:]) or "no output (see the step's log)"
 
 
 def thresholds(identity: float, coverage: float) -> list[object]:

@@ -67,6 +67,15 @@ def _existing(path: Path) -> Path:
     return path
 
 
+def refuse_empty(pool_dir: os.PathLike | str, n_rows: int, step: str) -> None:
+    """A step never passes on an empty pool: the run would only fail later, far from the cause."""
+    if n_rows == 0:
+        raise InputError(
+            pool_dir,
+            f"the pool is empty (0 sequences), nothing to {step}; see the report of the step that wrote it",
+        )
+
+
 def write_report(path: os.PathLike | str, report: dict) -> None:
     Path(path).write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
 

@@ -40,6 +40,7 @@ from bioprune.pool import (
     iter_pool,
     parquet_file,
     read_column,
+    refuse_empty,
     table_path,
     write_report,
 )
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     fasta_path(src)  # fail early, naming the folder, when it is not a pool
     start_time = time.perf_counter()
     lengths = read_column(src, "length").to_numpy(zero_copy_only=False).astype(np.int64)
+    refuse_empty(src, len(lengths), "shard")
     if len(lengths) and lengths.min() < 0:
         raise InputError(table_path(src), "negative sequence length")
     shard = assign_shards(lengths, n_shards)

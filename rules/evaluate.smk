@@ -2,6 +2,8 @@
 # task), frozen-embedding probes by default. Tasks with source unselected_pool read, per budget, a sample
 # of the pool sequences that no selection at that budget kept. A task's settings are one JSON params
 # value, so editing a task reruns only its jobs and the report. Needs pretrain.smk (EVALUATION_PLAN).
+import shlex
+
 from bioprune.evaluate.workflow import task_inputs, task_json
 
 EVALUATE = f"{RESULTS}/evaluate"
@@ -26,8 +28,8 @@ rule perplexity_set:
         seed=_eval["unselected_pool"]["seed"],
         out=folder_of("output.report"),
     shell:
-        "python -m bioprune perplexity-set --pool {input.fasta} --out {params.out}"
-        " --max-sequences {params.max} --seed {params.seed} {input.ids} 2> {log}"
+        "python -m bioprune perplexity-set --pool {input.fasta:q} --out {params.out:q}"
+        " --max-sequences {params.max} --seed {params.seed} {input.ids:q} 2> {log:q}"
 
 
 rule evaluate:
@@ -55,16 +57,16 @@ rule evaluate:
         task=lambda wildcards: task_json(EVALUATION_PLAN.task(wildcards.task)),
         seed=_eval["seed"],
         test=lambda wildcards, input: (
-            f"--test {input.unselected[0]}" if input.unselected else ""
+            f"--test {shlex.quote(input.unselected[0])}" if input.unselected else ""
         ),
         out=lambda wildcards, output: os.path.dirname(output[0]),
     # batch_tokens changes speed only: written into the command, not a params value, so changing it
     # reruns nothing
     shell:
-        "python -m bioprune evaluate --model {input.model} --task-json {params.task} {params.test}"
-        f" --out {{params.out}} --seed {{params.seed}} --batch-tokens {_eval['batch_tokens']}"
+        "python -m bioprune evaluate --model {input.model:q} --task-json {params.task} {params.test}"
+        f" --out {{params.out:q}} --seed {{params.seed}} --batch-tokens {_eval['batch_tokens']}"
         " --threads {threads} --strategy {wildcards.strategy} --budget {wildcards.budget}"
-        " --model-seed {wildcards.seed} 2> {log}"
+        " --model-seed {wildcards.seed} 2> {log:q}"
 
 
 # evaluate_targets(): every model x task metrics.json. A bound method rather than a def (lint).

@@ -35,9 +35,9 @@ rule fisher:
         loss=INFLUENCE_LOSS,
         precision=_inf["precision"],
     shell:
-        "python -m bioprune fisher --model {input.model} --ids {input.ids} --out {output}"
+        "python -m bioprune fisher --model {input.model:q} --ids {input.ids:q} --out {output:q}"
         " {params.loss} --precision {params.precision}"
-        f" {INFLUENCE_SPEED} --threads {{threads}} {{input.shard}} 2> {{log}}"
+        f" {INFLUENCE_SPEED} --threads {{threads}} {{input.shard:q}} 2> {{log:q}}"
 
 
 rule fisher_reduce:
@@ -50,7 +50,7 @@ rule fisher_reduce:
     conda:
         ENV_TORCH
     shell:
-        "python -m bioprune fisher-reduce --out {output} {input} 2> {log}"
+        "python -m bioprune fisher-reduce --out {output:q} {input:q} 2> {log:q}"
 
 
 rule score:
@@ -75,10 +75,10 @@ rule score:
         eps=_inf["eps"],
         precision=_inf["precision"],
     shell:
-        "python -m bioprune score --model {input.model} --fisher {input.fisher}"
-        " --out {output.scores} --report {output.report} {params.loss} --eps {params.eps}"
+        "python -m bioprune score --model {input.model:q} --fisher {input.fisher:q}"
+        " --out {output.scores:q} --report {output.report:q} {params.loss} --eps {params.eps}"
         " --precision {params.precision}"
-        f" {INFLUENCE_SPEED} --threads {{threads}} {{input.shard}} 2> {{log}}"
+        f" {INFLUENCE_SPEED} --threads {{threads}} {{input.shard:q}} 2> {{log:q}}"
 
 
 rule merge_scores:
@@ -92,7 +92,7 @@ rule merge_scores:
     conda:
         ENV_TORCH
     shell:
-        "python -m bioprune merge-scores --out {output.scores} --report {output.report} {input} 2> {log}"
+        "python -m bioprune merge-scores --out {output.scores:q} --report {output.report:q} {input:q} 2> {log:q}"
 
 
 # influence_targets(): the files the workflow's `all` rule asks for. A bound method rather than a def

@@ -1,5 +1,7 @@
 # Pool stage: ingest -> exact dedup -> decontaminate -> cluster -> shard. Each step reads the previous
 # step's pool folder (sequences.fasta.gz + sequences.parquet) and writes its own.
+import shlex
+
 from bioprune.cluster import DEFAULT_METHOD as CLUSTER_DEFAULT_METHOD
 
 
@@ -22,7 +24,7 @@ rule ingest:
         out=folder_of("output.report"),
     shell:
         "python -m bioprune ingest --alphabet {params.alphabet} --min-length {params.min_length}"
-        " --max-length {params.max_length} {params.strict} --out {params.out} {input} 2> {log}"
+        " --max-length {params.max_length} {params.strict} --out {params.out:q} {input:q} 2> {log:q}"
 
 
 rule dedup:
@@ -42,7 +44,7 @@ rule dedup:
         src=folder_of("input.table"),
         out=folder_of("output.report"),
     shell:
-        "python -m bioprune dedup --out {params.out} {params.src} 2> {log}"
+        "python -m bioprune dedup --out {params.out:q} {params.src:q} 2> {log:q}"
 
 
 rule decontaminate:
@@ -62,7 +64,10 @@ rule decontaminate:
     threads: config["threads"]
     params:
         alphabet=config["alphabet"],
-        evals=" ".join(f"--eval {name}={path}" for name, path in eval_sets().items()),
+        evals=" ".join(
+            f"--eval {shlex.quote(f'{name}={path}')}"
+            for name, path in eval_sets().items()
+        ),
         min_identity=config["decontaminate"]["min_identity"],
         min_coverage=config["decontaminate"]["min_coverage"],
         src=folder_of("input.table"),
@@ -70,7 +75,7 @@ rule decontaminate:
     shell:
         "python -m bioprune decontaminate --alphabet {params.alphabet} {params.evals}"
         " --min-identity {params.min_identity} --min-coverage {params.min_coverage}"
-        " --threads {threads} --out {params.out} {params.src} 2> {log}"
+        " --threads {threads} --out {params.out:q} {params.src:q} 2> {log:q}"
 
 
 rule cluster:
@@ -99,7 +104,7 @@ rule cluster:
     shell:
         "python -m bioprune cluster --alphabet {params.alphabet} --method {params.method}"
         " --min-identity {params.min_identity} --min-coverage {params.min_coverage}"
-        " --keep {params.keep} --strand {params.strand} --threads {threads} --out {params.out} {params.src} 2> {log}"
+        " --keep {params.keep} --strand {params.strand} --threads {threads} --out {params.out:q} {params.src:q} 2> {log:q}"
 
 
 rule shard:
@@ -119,4 +124,4 @@ rule shard:
         src=folder_of("input.table"),
         out=folder_of("output.report"),
     shell:
-        "python -m bioprune shard --n-shards {params.n_shards} --out {params.out} {params.src} 2> {log}"
+        "python -m bioprune shard --n-shards {params.n_shards} --out {params.out:q} {params.src:q} 2> {log:q}"

@@ -4,6 +4,8 @@
 # model at a budget the steps of the pretrain.steps_like selection, so data and compute separate. The
 # training seed is train.seed + the selection seed. With pretrain.untrained_baseline the random
 # initialisation of each seed is kept as a reference model. Needs select.smk (SELECTION_PLAN).
+import shlex
+
 from bioprune.errors import ConfigError
 from bioprune.evaluate.workflow import evaluation_plan, model_seed, pretrain_args
 
@@ -49,14 +51,16 @@ rule pretrain:
         compute=PRETRAIN_ARGS["compute"],
         seed=lambda wildcards: model_seed(config, wildcards.seed),
         steps_like=lambda wildcards, input: (
-            f"--steps-like {input.steps_like[0]}" if input.steps_like else ""
+            f"--steps-like {shlex.quote(input.steps_like[0])}"
+            if input.steps_like
+            else ""
         ),
         out=folder_of("output.report"),
     shell:
-        "{params.launcher} -m bioprune pretrain {input.fasta} --out {params.out} {params.model}"
+        "{params.launcher} -m bioprune pretrain {input.fasta:q} --out {params.out:q} {params.model}"
         " {params.train} --seed {params.seed} {params.compute} {params.steps_like}"
-        " --selection-summary {input.summary} --strategy {wildcards.strategy}"
-        " --budget {wildcards.budget} --selection-seed {wildcards.seed} --threads {threads} 2> {log}"
+        " --selection-summary {input.summary:q} --strategy {wildcards.strategy}"
+        " --budget {wildcards.budget} --selection-seed {wildcards.seed} --threads {threads} 2> {log:q}"
 
 
 rule pretrain_untrained:
@@ -74,8 +78,8 @@ rule pretrain_untrained:
         seed=lambda wildcards: model_seed(config, wildcards.seed),
         out=folder_of("output.report"),
     shell:
-        "python -m bioprune pretrain --untrained --out {params.out} {params.model} --seed {params.seed}"
-        " --strategy untrained --budget none --selection-seed {wildcards.seed} 2> {log}"
+        "python -m bioprune pretrain --untrained --out {params.out:q} {params.model} --seed {params.seed}"
+        " --strategy untrained --budget none --selection-seed {wildcards.seed} 2> {log:q}"
 
 
 # pretrain_targets(name="model.pt"): file `name` of every pretrained (and untrained) model. A bound

@@ -40,9 +40,9 @@ rule reference:
         pool=folder_of("input.table"),
         out=folder_of("output.report"),
     shell:
-        "{params.launcher} -m bioprune reference {params.pool} --out {params.out} {params.dsub}"
+        "{params.launcher} -m bioprune reference {params.pool:q} --out {params.out:q} {params.dsub}"
         " {params.model} {params.train} --threads {threads}"
-        f" {REFERENCE_ARGS['check']} 2> {{log}}"
+        f" {REFERENCE_ARGS['check']} 2> {{log:q}}"
 
 
 # reference_targets(): the files the workflow's `all` rule asks for. A bound method rather than a def

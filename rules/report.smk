@@ -57,5 +57,5 @@ rule report:
         dpi=config["report"]["dpi"],
         out=folder_of("output.table"),
     shell:
-        "python -m bioprune report --out {params.out} --tasks {params.tasks} --dpi {params.dpi}"
-        " --scores {input.scores} --metrics {input.metrics} --pretrain {input.pretrain} 2> {log}"
+        "python -m bioprune report --out {params.out:q} --tasks {params.tasks} --dpi {params.dpi}"
+        " --scores {input.scores:q} --metrics {input.metrics:q} --pretrain {input.pretrain:q} 2> {log:q}"

@@ -57,9 +57,9 @@ rule select:
         pool=folder_of("input.table"),
         out=folder_of("output.summary"),
     shell:
-        "python -m bioprune select --scores {input.scores} --pool {params.pool}"
+        "python -m bioprune select --scores {input.scores:q} --pool {params.pool:q}"
         " --strategy {wildcards.strategy} --budget {wildcards.budget} --seed {wildcards.seed}"
-        " {params.cci} {params.strata} --family-regex {params.family} --out {params.out} 2> {log}"
+        " {params.cci} {params.strata} --family-regex {params.family} --out {params.out:q} 2> {log:q}"
 
 
 rule select_report:
@@ -74,7 +74,9 @@ rule select_report:
     conda:
         ENV_TORCH
     params:
-        dirs=lambda wildcards, input: " ".join(os.path.dirname(p) for p in input),
+        dirs=lambda wildcards, input: " ".join(
+            shlex.quote(os.path.dirname(p)) for p in input
+        ),
         out=folder_of("output.table"),
     shell:
-        "python -m bioprune select-report --out {params.out} {params.dirs} 2> {log}"
+        "python -m bioprune select-report --out {params.out:q} {params.dirs} 2> {log:q}"

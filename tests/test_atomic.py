@@ -111,3 +111,63 @@ def test_a_killed_runs_temporaries_are_removed_by_the_next_run(tmp_path):
     assert other_host.exists() and live.exists()
     assert (tmp_path / "file.txt").read_text() == "whole"
     assert [p.name for p in (tmp_path / "folder").iterdir()] == ["part.txt"]
+
+
+def test_staged_subfolder_merges_into_an_existing_one_keeping_user_files(tmp_path):
+    """`report --out DIR` stages DIR/figures/; a user's DIR/figures/notes.txt must survive (issue 12.1:
+    the move used to delete the whole same-named folder)."""
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "notes.txt").write_text("the user's own notes")
+    (out / "figures" / "task.png").write_text("old figure")
+    with staged_dir(out) as stage:
+        (stage / "figures").mkdir()
+        (stage / "figures" / "task.png").write_text("new figure")
+    assert (out / "figures" / "notes.txt").read_text() == "the user's own notes"
+    assert (out / "figures" / "task.png").read_text() == "new figure"
+
+
+def test_a_staged_file_never_replaces_a_folder(tmp_path):
+    out = tmp_path / "out"
+    (out / "x").mkdir(parents=True)
+    (out / "x" / "keep.txt").write_text("kept")
+    with pytest.raises(BiopruneError, match="cannot write output"):
+        with staged_dir(out) as stage:
+            (stage / "x").write_text("a file named like the folder")
+    assert (out / "x" / "keep.txt").read_text() == "kept"
+
+
+def test_atomic_path_reports_the_real_error_when_its_folder_turns_read_only(tmp_path, monkeypatch):
+    """The folder becomes read-only mid-run: the rename fails and so does removing the temporary. The
+    user gets the rename's one-line error, not the cleanup's PermissionError (issue 12.3)."""
+    target = tmp_path / "scores.parquet"
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with pytest.raises(BiopruneError, match=r"scores.parquet: cannot write output: permission denied"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("done")
+            monkeypatch.setattr(os, "replace", denied)
+            monkeypatch.setattr(Path, "unlink", denied)
+    monkeypatch.undo()
+    assert not target.exists()
+    # the next run removes what this one could not (its process is gone: simulate with a dead pid)
+    (left,) = tmp_path.glob(".scores.parquet.*.tmp")
+    dead = left.with_name(left.name.replace(f".{os.getpid()}@", ".999999999@"))
+    left.rename(dead)
+    with atomic_path(target) as tmp:
+        tmp.write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_outputs_respect_the_umask(tmp_path, umask):
+    """mkstemp makes 0600 files: other lab members could not read scores or models (issue 12.10)."""
+    old = os.umask(umask)
+    try:
+        with atomic_path(tmp_path / "model.pt") as tmp:
+            tmp.write_text("weights")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.pt").stat().st_mode & 0o777 == 0o666 & ~umask

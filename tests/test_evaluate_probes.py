@@ -202,6 +202,21 @@ def test_evaluate_perplexity_with_empty_set(tmp_path):
     assert out["metrics"] == {"perplexity": None, "loss": None} and "no sequences" in out["note"]
 
 
+def test_perplexity_set_with_a_binary_id_list_is_one_line(tmp_path, write_fasta, capsys):
+    """A non-UTF-8 id list gave UnicodeDecodeError (issue 12.9)."""
+    write_fasta("pool.fa.gz", "".join(f">p{i} fam\n{'ACGU' * 3}\n" for i in range(5)))
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (tmp_path / "pool.fa.gz").rename(pool / "sequences.fasta.gz")
+    (tmp_path / "ids.txt").write_bytes(b"p1\n\xff\xfe\x00p2\n")
+    argv = ["perplexity-set", "--pool", str(pool), "--out", str(tmp_path / "o"), str(tmp_path / "ids.txt")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"bioprune perplexity-set: error: {tmp_path / 'ids.txt'}: is not UTF-8 text (byte 3): "
+                   "expected one id per line"]  # fmt: skip
+    assert not (tmp_path / "o" / "sequences.fasta.gz").exists()
+
+
 def test_evaluate_refuses_unselected_task_without_test(tmp_path):
     model = tmp_path / "m.pt"
     save_model(tiny(), model)

@@ -73,6 +73,41 @@ def test_protein_alphabet_keeps_t_and_rare_codes(tmp_path, write_fasta):
     assert [r[2] for r in recs] == [b"MKTAYIAKQR", b"XBUZOLAG"]
 
 
+@pytest.mark.parametrize(
+    ("alphabet", "text", "fragment"),
+    [
+        ("protein", ">n1\nACGUACGGAUUAGC\n>n2\nTTGACNNACGT\n", "100% of its residues are A/C/G/T/U/N"),
+        ("rna", ">p1\nMKTAYIAKQRQISFVKSHFSRQ\n>p2\nMEEPQSDPSV\n", "these do not look like RNA/DNA"),
+    ],
+)
+def test_the_wrong_alphabet_is_refused(tmp_path, write_fasta, capsys, alphabet, text, fragment):
+    """alphabet: protein on RNA input was accepted silently and ESM-C trained on nucleotides (issue 12.5);
+    RNA mode on protein dropped most records as invalid and went on with the rest."""
+    path = write_fasta("in.fa", text)
+    out = tmp_path / "out"
+    rc, err = _run(["ingest", "--alphabet", alphabet, "--out", str(out), str(path)], capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(f"bioprune ingest: error: {path}: ") and fragment in lines[-1]
+    _assert_nothing_written(out)
+
+
+def test_composition_is_reported(tmp_path, write_fasta):
+    report = ingest([write_fasta("p.fa", ">p1\nMKTAYIAKQR\n")], tmp_path / "out", "protein")
+    assert report["inputs"][0]["nucleotide_fraction"] == 0.3  # A, T, A, A of 10 (K, Q, R... are not)
+
+
+def test_a_blank_after_the_marker_is_reported(tmp_path, write_fasta):
+    """'> desc' silently took 'desc' as the id (issue 12.12): the report now says so."""
+    path = write_fasta("b.fa", ">a\nACGU\n> tRNA-Ala from yeast\nGGCU\n")
+    report = ingest([path], tmp_path / "out", "rna")
+    assert [r[0] for r in _outputs(tmp_path / "out")[0]] == ["a", "tRNA-Ala"]
+    assert report["ids_after_a_blank"]["records"] == 1
+    assert report["ids_after_a_blank"]["examples"] == [f"{path}:3 id 'tRNA-Ala'"]
+    clean = ingest([write_fasta("c.fa", ">a\nACGU\n")], tmp_path / "out2", "rna")
+    assert clean["ids_after_a_blank"]["records"] == 0
+
+
 def test_fast_and_general_parsers_agree(tmp_path, write_fasta, small_blocks):
     """The same records written plainly (fast path) or wrapped with odd spacing (general path)."""
     plain = "".join(f">s{i} desc {i}\n{'ACGU' * (i % 5 + 1)}\n" for i in range(40))

@@ -176,6 +176,25 @@ def test_decontaminate_without_eval_passes_through(contamination, tmp_path):
     assert read_tsv(out / "removed.tsv") == []
 
 
+def test_decontamination_that_empties_the_pool_fails_naming_the_set(contamination, tmp_path, capsys):
+    """An evaluation set that is the pool itself used to succeed with 0 sequences; the run then failed
+    at `reference` with "no FASTA records found" (issue 12.8). The step that empties the pool fails."""
+    pool, out = contamination["pool"], tmp_path / "out"
+    args = ["decontaminate", "--alphabet", "rna", "--eval", f"itself={pool / 'sequences.fasta.gz'}"]
+    assert main([*args, "--threads", "1", "--out", str(out), str(pool)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"bioprune decontaminate: error: {pool}: decontamination would remove all 8")
+    assert "itself: 8" in err[-1]
+    assert not out.exists() or not any(out.iterdir())
+    # and the steps after it refuse an empty pool (one written by an older version, say)
+    empty = make_pool(tmp_path / "empty", [])
+    for step in ("decontaminate", "cluster"):
+        argv = [step, "--alphabet", "rna", "--out", str(tmp_path / step), str(empty)]
+        assert main(argv) == 2
+        assert "the pool is empty (0 sequences)" in capsys.readouterr().err
+        assert not (tmp_path / step).exists() or not any((tmp_path / step).iterdir())
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
@@ -323,6 +342,25 @@ def test_cluster_cleans_its_temporary_folder(rna_pool, tmp_path, monkeypatch):
     assert list(scratch.iterdir()) == []
 
 
+def test_a_killed_runs_mmseqs_folder_is_removed_by_the_next_run(rna_pool, tmp_path, monkeypatch):
+    """kill -9 of cluster/decontaminate skips the cleanup; the next run removes the dead process's
+    databases (named pid@host like the staging folders) but not a live process's (issue 12.11)."""
+    import os
+    import socket
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    host = socket.gethostname()
+    dead = scratch / f"bioprune-mmseqs-999999999@{host}.abc123"
+    live = scratch / f"bioprune-mmseqs-{os.getppid()}@{host}.def456"
+    for folder in (dead, live):
+        folder.mkdir()
+        (folder / "db").write_bytes(b"x" * 1000)
+    assert run_cluster(rna_pool, tmp_path / "out") == 0
+    assert sorted(p.name for p in scratch.iterdir()) == [live.name]
+
+
 @pytest.mark.parametrize(
     ("extra", "fragment"),
     [
@@ -352,6 +390,8 @@ def test_mmseqs_failure_raises_tool_error_with_output(tmp_path):
     message = str(err.value)
     assert message.startswith("mmseqs createdb failed (exit ")
     assert "missing.fasta" in message  # MMseqs2's own complaint is carried in the error
+    # the cause comes first, not MMseqs2's echo of ~20 parameters (issue 12.12)
+    assert message == f"mmseqs createdb failed (exit 1): Input {tmp_path / 'missing.fasta'} does not exist"
 
 
 def test_mmseqs_binary_override(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pytest
 import torch
@@ -197,6 +198,118 @@ def test_truncated_and_foreign_files(tmp_path):
         load_model(other)
     with pytest.raises(InputError, match="no such checkpoint"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_a_text_file_as_model_is_one_line(tmp_path):
+    """A text file as --model used to raise IndexError (pop from empty list) or KeyError (issue 12.2)."""
+    for i, text in enumerate(["not a checkpoint\n", "hello world\n", "\n", "{}\n", "e"]):
+        path = tmp_path / f"notes{i}.txt"
+        path.write_text(text)
+        with pytest.raises(InputError, match=r"notes\d.txt: is a text file, not a PyTorch checkpoint"):
+            load_model(path)
+
+
+def test_garbage_checkpoints_never_escape_the_safe_loader(tmp_path):
+    """Random bytes, bit-flipped and cut model files: each either loads or is one InputError line that
+    never advises weights_only=False (unsafe). Before the fix 41 of 453 such files escaped as
+    IndexError, KeyError or struct.error (issue 12.2)."""
+    import random
+
+    blob = save_model(rna(), tmp_path / "good.pt").read_bytes()
+    rng = random.Random(0)
+    files = [bytes(rng.randrange(256) for _ in range(rng.randint(1, 400))) for _ in range(60)]
+    for _ in range(30):
+        flipped = bytearray(blob)
+        for _ in range(rng.randint(1, 20)):
+            flipped[rng.randrange(len(flipped))] = rng.randrange(256)
+        files.append(bytes(flipped))
+    files += [blob[: rng.randrange(len(blob))] for _ in range(30)]
+    errors = 0
+    for i, data in enumerate(files):
+        path = tmp_path / f"g{i}.pt"
+        path.write_bytes(data)
+        try:
+            load_model(path)
+        except InputError as exc:
+            errors += 1
+            message = str(exc)
+            assert message.startswith(str(path)) and "\n" not in message and "weights_only" not in message
+    assert errors > 60  # the random bytes at least
+
+
+def test_malicious_pickle_message_gives_no_unsafe_advice(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "bioprune.model", "x": Payload()}, path)
+    for opaque in (False, True):
+        with pytest.raises(InputError) as err:
+            safe_load(path, opaque=opaque)
+        message = str(err.value)
+        assert "system" in message and "weights_only" not in message and "\n" not in message
+
+
+def _own_file(tmp_path, name, **changes):
+    raw = torch.load(save_model(rna(), tmp_path / "base.pt"), weights_only=True)
+    raw.update(changes)
+    path = tmp_path / name
+    torch.save(raw, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ({"layers": "2"}, "layers must be a positive integer, got '2'"),
+        ({"hidden": 30, "heads": 4}, "hidden size 30 is not divisible by 4 attention heads"),
+        ({"ffn": -64}, "ffn must be a positive integer, got -64"),
+        ({"layers": 0}, "layers must be a positive integer, got 0"),
+        ({"backend": "gpt"}, "unknown backend 'gpt'"),
+        ({"heads": True}, "heads must be a positive integer, got True"),
+        ({"max_tokens": 2}, "max_tokens must leave room"),
+        ({"layers": 3}, "missing key 'net.layers.2.self_attn.k_proj.weight'"),
+    ],
+)
+def test_a_bad_spec_is_one_line(tmp_path, spec, fragment):
+    """String layers, hidden not a multiple of heads, negative sizes gave TypeError/ValueError/
+    RuntimeError from building the model (issue 12.2)."""
+    base = torch.load(save_model(rna(), tmp_path / "base.pt"), weights_only=True)["spec"]
+    path = _own_file(tmp_path, "bad.pt", spec={**base, **spec})
+    with pytest.raises(InputError, match=re.escape(fragment)) as err:
+        load_model(path)
+    assert str(err.value).startswith(f"{path}: ")
+
+
+def test_a_huge_spec_is_refused_before_allocating(tmp_path):
+    """A 1.4 KB file claiming a model of hundreds of GB used to start building it (issue 12.2)."""
+    import resource
+
+    spec = dict(backend="rnafm", layers=200, hidden=20000, heads=100, ffn=80000, max_tokens=1024)
+    path = tmp_path / "huge.pt"
+    torch.save({"format": "bioprune.model", "version": 1, "spec": spec, "state_dict": {}}, path)
+    assert path.stat().st_size < 2000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError, match="the spec needs at least 960,000,000,000 weights, the file holds 0"):
+        load_model(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: nothing built
+
+
+def test_mixed_key_types_are_one_line(tmp_path):
+    """A dict with int and str keys gave TypeError from sorting its keys (issue 12.2)."""
+    path = tmp_path / "mixed.pt"
+    torch.save({1: torch.zeros(1), "a": torch.zeros(1)}, path)
+    with pytest.raises(InputError, match="not a recognised model file.*top-level keys"):
+        load_model(path)
+    own = _own_file(tmp_path, "own_mixed.pt")
+    raw = torch.load(own, weights_only=True)
+    raw["state_dict"][7] = torch.zeros(1)
+    torch.save(raw, own)
+    with pytest.raises(InputError, match="unexpected key 7"):
+        load_model(own)
 
 
 # -- official RNA-FM layout -------------------------------------------------------------------------------

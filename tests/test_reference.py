@@ -19,6 +19,7 @@ import yaml
 from bioprune.cli import main
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
+from bioprune.evaluate.workflow import pretrain_args
 from bioprune.fasta import read_fasta
 from bioprune.models import reference as R
 from bioprune.models.registry import build_model, load_model, save_model
@@ -99,6 +100,28 @@ def test_reference_rejects_pool_whose_table_and_fasta_disagree(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "'someone_else'" in err and "sequences.fasta.gz" in err
     assert not (tmp_path / "o" / "dsub_ids.txt").exists()
+
+
+OUTPUTS = ["dsub.fasta.gz", "dsub_ids.txt", "model.pt", "reference_report.json"]
+
+
+def test_a_failed_reference_run_leaves_none_of_its_outputs(tmp_path, capsys):
+    """The D_sub files used to be written before the checkpoint was loaded or the model trained: any
+    failure left 2 of the 4 outputs, and Snakemake then reported IncompleteFilesException (issue 12.4)."""
+    make_pool(tmp_path / "pool", n=30)
+    (tmp_path / "bad.pt").write_text("not a checkpoint\n")
+    out = tmp_path / "ref"
+    base = ["reference", str(tmp_path / "pool"), "--out", str(out), "--dsub-size", "10", *FAST]
+    assert main([*base, "--init", str(tmp_path / "bad.pt")]) == 2
+    assert "bad.pt: is a text file" in capsys.readouterr().err
+    assert not any((out / name).exists() for name in OUTPUTS)
+    # a training run stopped half-way (as a kill would): nothing published, its checkpoint waits
+    assert main([*base, *TINY, "--max-steps", "4", "--stop-after-steps", "2", "--checkpoint-every", "1"]) == 0
+    assert not any((out / name).exists() for name in OUTPUTS)
+    assert (out / R.IN_PROGRESS / "work" / "checkpoint.pt").exists()
+    assert main([*base, *TINY, "--max-steps", "4", "--checkpoint-every", "1"]) == 0  # resumes, publishes
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "train_log.jsonl", "train_report.json"])
+    assert json.loads((out / "train_report.json").read_text())["resumed_from_step"] >= 1
 
 
 @pytest.mark.parametrize(
@@ -194,3 +217,16 @@ def test_reference_report_records_the_learning_check(tmp_path, caplog):
     assert "above the residue entropy" in caplog.text and "has learned little" in caplog.text
     assert main([*args, "--max-steps", "2", "--unlearned", "fail", "--out", str(tmp_path / "f")]) != 0
     assert "reference_report.json" not in {p.name for p in (tmp_path / "f").glob("*")}
+
+
+@pytest.mark.parametrize("step_args", [R.workflow_args, pretrain_args])
+def test_a_shape_that_cannot_be_built_stops_the_workflow_at_start_up(step_args):
+    """hidden % heads != 0 passed start-up and failed when the first model was built (issue 12.12)."""
+    c = default_config()
+    c["model"]["overrides"] = {"hidden": 30, "heads": 4}
+    with pytest.raises(
+        ConfigError, match="model.overrides .*hidden size 30 is not divisible by 4 attention heads"
+    ):
+        step_args(c)
+    c["model"]["checkpoint"] = "weights/model.pt"  # the checkpoint fixes the shape: overrides ignored
+    step_args(c)

@@ -208,6 +208,37 @@ def test_report_refuses_a_foreign_json(tmp_path, capsys):
     assert not (tmp_path / "r" / "report.md").exists()
 
 
+@pytest.mark.parametrize(
+    ("table", "column", "fragment"),
+    [
+        # a string score column gave np.isfinite's TypeError (issue 12.9)
+        ({"id": ["a", "b"], "self_influence": ["1.0", "x"]}, "self_influence", "holds string, not numbers"),
+        # a missing column printed the whole pyarrow schema (issue 12.12)
+        ({"id": ["a"], "loss": [1.0]}, "self_influence", "no column 'self_influence'; its columns: id, loss"),
+    ],
+)
+def test_report_bad_score_table_is_one_line(synthetic_run, tmp_path, capsys, table, column, fragment):
+    _, metrics, _, _ = synthetic_run
+    scores = tmp_path / "bad_scores.parquet"
+    pq.write_table(pa.table(table), scores)
+    argv = ["report", "--out", str(tmp_path / "r"), "--scores", str(scores), "--metrics", *metrics]
+    assert main([*argv, "--score-column", column]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0] and len(err[0]) < 300
+    assert not (tmp_path / "r").exists() or not (tmp_path / "r" / "report.md").exists()
+
+
+def test_report_keeps_a_users_files_in_its_figures_folder(synthetic_run, tmp_path):
+    """report --out DIR used to delete an existing DIR/figures/ with everything in it (issue 12.1)."""
+    _, metrics, _, _ = synthetic_run
+    out = tmp_path / "report"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "poster.svg").write_text("<svg/>")
+    assert main(["report", "--out", str(out), "--dpi", "40", "--metrics", *metrics]) == 0
+    assert (out / "figures" / "poster.svg").read_text() == "<svg/>"
+    assert (out / "figures" / "ss.png").read_bytes()[:8] == PNG
+
+
 def test_report_of_a_tiny_finished_run(tmp_path, write_fasta):
     """pretrain -> perplexity-set -> evaluate -> report with the real steps, two strategies, two seeds."""
     rng = np.random.default_rng(0)

@@ -110,3 +110,13 @@ def test_plan_needs_a_budget(config):
     config["select"].update(rates=[], counts=[])
     with pytest.raises(ConfigError, match="no budget"):
         selection_plan(config, "s")
+
+
+def test_a_bad_family_regex_stops_the_plan(config):
+    """A bad select.family_regex passed start-up and failed at select, after scoring (issue 12.12)."""
+    config = copy.deepcopy(config)
+    config["select"]["family_regex"] = "^(RF"
+    with pytest.raises(ConfigError, match=r"select.family_regex '\^\(RF' is not a valid regular expression"):
+        selection_plan(config, "s")
+    config["select"]["family_regex"] = None  # no families
+    assert selection_plan(config, "s").dirs

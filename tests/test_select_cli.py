@@ -147,6 +147,41 @@ def test_budget_larger_than_the_pool_is_one_line_and_leaves_nothing(data, tmp_pa
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_a_negative_seed_is_a_usage_error(data, tmp_path, capsys):
+    """select --seed -1 gave numpy's ValueError traceback (issue 12.9)."""
+    pool, scores = data
+    with pytest.raises(SystemExit) as exc:
+        select(pool, scores, tmp_path / "o", "--strategy", "cci", "--rate", "0.5", "--seed", "-1")
+    assert exc.value.code == 2
+    assert "a seed must be an integer >= 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cci_bins_are_bounded_and_many_bins_draw_as_one_outline(data, tmp_path, capsys, monkeypatch):
+    """select.cci.bins had no practical limit: 100,000 bins took 197 s and 2.4 GB for 140 sequences
+    (a bar per bin), 1e8 was killed for memory (issue 12.7)."""
+    import matplotlib.figure
+
+    pool, scores = data
+    assert (
+        select(pool, scores, tmp_path / "o", "--strategy", "cci", "--rate", "0.5", "--bins", "100000000") == 2
+    )
+    assert "--bins 100000000 must be between 1 and 10,000" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    drawn = []
+    save = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(
+        matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))
+    )
+    assert select(pool, scores, tmp_path / "o", "--strategy", "cci", "--rate", "0.5", "--bins", "10000") == 0
+    (fig,) = drawn
+    hist, per_bin, _ = fig.axes
+    assert len(per_bin.patches) == 2  # pool and selected, each one outline (was 2 x 10,000 bars)
+    assert len(hist.collections) == 0  # 10,001 bin edges are not drawn over the histogram
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert len(summary["selection"]["bin_sizes"]) == 10000
+
+
 def rewrite_scores(scores, **changes):
     table = pq.read_table(scores)
     for name, values in changes.items():

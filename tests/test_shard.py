@@ -162,11 +162,12 @@ def test_many_shards_use_several_passes(tmp_path, monkeypatch):
         ]
 
 
-def test_empty_pool(tmp_path):
+def test_empty_pool_is_an_error(tmp_path, capsys):
+    """Sharding 0 sequences used to succeed, and the run failed later at `reference` (issue 12.8)."""
     src = make_pool(tmp_path / "pool", [])
-    assert run_shard(src, tmp_path / "out", 2) == 0
-    report = json.loads((tmp_path / "out" / "shard_report.json").read_text())
-    assert report["sequences"] == 0 and report["empty_shards"] == 2
+    assert run_shard(src, tmp_path / "out", 2) == 2
+    assert "the pool is empty (0 sequences), nothing to shard" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "shard_report.json").exists()
 
 
 # -- errors -----------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import yaml
 
 from bioprune import __version__
 from bioprune.atomic import staged_dir
+from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.evaluate.perplexity import write_unselected_set
 from bioprune.evaluate.runner import evaluate_task
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="with --config: the task name")
     p.add_argument("--test", help="use this FASTA as the test split (the workflow's unselected pool set)")
     p.add_argument("--out", required=True, help="output folder (metrics.json)")
-    p.add_argument("--seed", type=int, default=0, help="probe seed: initialisation, batches, sampling")
+    p.add_argument("--seed", type=seed, default=0, help="probe seed: initialisation, batches, sampling")
     p.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per embedding batch")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     g = p.add_argument_group("labels recorded in metrics.json (the report groups by them)")
@@ -115,7 +116,7 @@ def add_perplexity_set_arguments(p: argparse.ArgumentParser) -> None:
         "--out", required=True, help="output folder (sequences.fasta.gz, perplexity_set_report.json)"
     )
     p.add_argument("--max-sequences", type=int, default=1000, help="sample at most this many (seeded)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--seed", type=seed, default=0, help="sampling seed")
 
 
 def run_perplexity_set(args: argparse.Namespace) -> int:

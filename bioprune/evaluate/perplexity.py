@@ -100,8 +100,11 @@ def read_id_hashes(paths: list[os.PathLike | str]) -> np.ndarray:
         p = Path(p)
         if not p.is_file():
             raise InputError(p, "no such id list")
-        with open(p) as fh:
-            parts.append(_hash_ids(line.strip() for line in fh if line.strip()))
+        try:
+            with open(p, encoding="utf-8") as fh:
+                parts.append(_hash_ids(line.strip() for line in fh if line.strip()))
+        except UnicodeDecodeError as exc:
+            raise InputError(p, f"is not UTF-8 text (byte {exc.start}): expected one id per line") from None
     return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
 
 

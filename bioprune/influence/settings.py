@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from bioprune.cli import seed
 from bioprune.errors import ConfigError
 
 BLOCKS = ("head_dense", "last_block")
@@ -123,7 +124,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, score: bool) -> N
         help="mlm: weight of each masked token in a sequence's loss: mean 1/n, token_sum 1 (as in training), "
         "sqrt 1/sqrt(n), window 1/max-length (default %(default)s; ignored in compat mode)",
     )
-    g.add_argument("--mask-seed", type=int, default=d.mask_seed, help="mlm mask seed (default %(default)s)")
+    g.add_argument("--mask-seed", type=seed, default=d.mask_seed, help="mlm mask seed (default %(default)s)")
     g.add_argument("--mask-prob", type=float, default=d.mask_prob, help="mlm mask rate (default %(default)s)")
     g.add_argument(
         "--max-length",

@@ -13,7 +13,6 @@ import argparse
 import os
 import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -67,17 +66,49 @@ def safe_load(path: os.PathLike | str, *, opaque: bool = False):
         except pickle.UnpicklingError as exc:
             match = _GLOBAL_RE.search(str(exc))
             if not (opaque and match):
-                raise InputError(p, f"cannot be read safely as a checkpoint ({_first_line(exc)})") from exc
+                if _looks_like_text(p):
+                    raise InputError(p, "is a text file, not a PyTorch checkpoint") from exc
+                cause = _unpickling_cause(exc)
+                raise InputError(p, f"cannot be read safely as a checkpoint ({cause})") from exc
             name = match.group(1)
             allowed.append((_stub(name), name))
-        except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise InputError(p, f"corrupt or truncated checkpoint ({_first_line(exc)})") from exc
+        except MemoryError as exc:
+            raise InputError(p, "corrupt checkpoint: it asks for more memory than this machine has") from exc
+        except Exception as exc:  # noqa: BLE001  (garbage bytes raise IndexError, KeyError, struct.error...)
+            if _looks_like_text(p):
+                raise InputError(p, "is a text file, not a PyTorch checkpoint") from exc
+            cause = _first_line(exc)
+            raise InputError(p, f"corrupt or truncated checkpoint, or not one at all ({cause})") from exc
     raise InputError(p, f"checkpoint pickles more than {_MAX_FOREIGN} foreign classes; refusing to read it")
+
+
+def _looks_like_text(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+        head.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(head) and b"\0" not in head
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+# Sentences of torch's "Weights only load failed" message that are advice, not cause. One of them tells
+# the user to retry with weights_only=False, which runs whatever code the file holds: never repeat it.
+_ADVICE = ("weights_only", "Check the documentation", "Please file an issue", "You can use")
+
+
+def _unpickling_cause(exc: BaseException) -> str:
+    """What torch's safe unpickler refused (``Unsupported operand 48``, ``GLOBAL os.system ...``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    causes = [line for line in lines if not any(a in line for a in _ADVICE)]
+    cause = " ".join(causes) or "the file holds objects a safe load refuses"
+    cause = re.split(r"\.? ?Please use `torch\.serialization", cause)[0]
+    return cause[:200]
 
 
 def check_state_dict(

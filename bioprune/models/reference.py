@@ -10,14 +10,18 @@ D_sub is a seeded uniform sample without replacement of the pool's records (``--
 
 Outputs (``--out``): ``model.pt`` (bioprune model format), ``dsub_ids.txt`` (one id per line, pool
 order), ``dsub.fasta.gz``, ``train_log.jsonl`` / ``train_report.json`` when it trained, and
-``reference_report.json`` (written last).
+``reference_report.json`` (moved last). Everything is written into ``--out``/``in_progress/`` (where a
+killed run's training checkpoint waits to be resumed) and moved into ``--out`` only once all of it
+exists: a failed or killed run leaves none of the outputs, so Snakemake never sees a partial set.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import shlex
 from pathlib import Path
 
@@ -26,10 +30,11 @@ import pyarrow.parquet as pq
 import torch
 
 from bioprune import pool as pool_mod
-from bioprune.atomic import atomic_path, staged_dir
+from bioprune.atomic import atomic_path, output_errors, staged_dir
+from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, read_fasta
-from bioprune.models.registry import BACKEND_ALPHABET, default_backend, save_model, spec_of
+from bioprune.models.registry import BACKEND_ALPHABET, default_backend, resolve_spec, save_model, spec_of
 from bioprune.models.train import TrainSettings, init_distributed_from_env, train
 from bioprune.models.train_cli import (
     add_model_options,
@@ -40,6 +45,7 @@ from bioprune.models.train_cli import (
 
 log = logging.getLogger(__name__)
 
+IN_PROGRESS = "in_progress"  # --out's folder for a run's files until all of them exist
 FINETUNE_EPOCHS = 1
 SCRATCH_EPOCHS = 10
 
@@ -50,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("D_sub")
     g.add_argument("--dsub-size", type=int, help="number of pool records in D_sub")
     g.add_argument("--dsub-fraction", type=float, help="fraction of the pool in D_sub")
-    g.add_argument("--dsub-seed", type=int, default=0, help="seed of the D_sub draw")
+    g.add_argument("--dsub-seed", type=seed, default=0, help="seed of the D_sub draw")
     add_model_options(p)
     p.add_argument("--no-finetune", action="store_true", help="with --init: use the checkpoint unchanged")
     g = p.add_argument_group("has the reference learned? (validation loss against D_sub's residue entropy)")
@@ -177,7 +183,15 @@ def checked_backend(config: dict) -> str:
 
 
 def scratch_model_args(model: dict, backend: str) -> str:
-    """``bioprune train`` options of a from-scratch architecture: backend, named size, shape overrides."""
+    """``bioprune train`` options of a from-scratch architecture: backend, named size, shape overrides.
+
+    The shape is checked here (hidden divisible by heads...), so that a bad one stops the workflow at
+    start-up rather than when the first model is built."""
+    try:
+        resolve_spec(backend, model["size"], **model["overrides"])
+    except ConfigError as exc:
+        shape = f"model.size {model['size']} with model.overrides {model['overrides']}"
+        raise ConfigError(f"{shape}: {exc}") from None
     args = f"--backend {backend} --size {model['size']}"
     return args + "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(model["overrides"].items()))
 
@@ -250,21 +264,22 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     n_pool = pq.ParquetFile(pool_mod.table_path(pool_dir)).metadata.num_rows
     k = dsub_count(n_pool, args.dsub_size, args.dsub_fraction)
+    work = out / IN_PROGRESS
     launched = init_distributed_from_env()
     try:
+        model, init = model_from_args(args)  # a bad checkpoint fails before anything is written
         dsub = {}
-        if launched.main:  # draw_dsub creates out/ (through staged_dir, so disk errors are one line)
-            dsub = draw_dsub(pool_dir, k, args.dsub_seed, out)
+        if launched.main:  # draw_dsub creates work/ (through staged_dir, so disk errors are one line)
+            dsub = draw_dsub(pool_dir, k, args.dsub_seed, work)
             log.info("D_sub: %d of %d pool records (seed %d)", k, n_pool, args.dsub_seed)
         if launched.world > 1:
             torch.distributed.barrier()
-        model, init = model_from_args(args)
         train_report = None
         if mode == "checkpoint":
             if launched.main:
-                save_model(model, out / "model.pt")
+                save_model(model, work / "model.pt")
         else:
-            train_report = train(model, out / "dsub.fasta.gz", out, settings, init=init)
+            train_report = train(model, work / "dsub.fasta.gz", work, settings, init=init)
             if "stopped_at_step" in train_report:
                 return 0
     finally:
@@ -273,14 +288,14 @@ def run(args: argparse.Namespace) -> int:
     if launched.main:
         learned = None
         if train_report is not None:
-            entropy = residue_entropy(out / "dsub.fasta.gz", model)
+            entropy = residue_entropy(work / "dsub.fasta.gz", model)
             val = train_report.get("val_loss")
             learned = learning_check(entropy, val, args.min_entropy_gain, args.unlearned)
             log.info(
                 "reference: validation loss %s against a residue entropy of %.4f nats (%s)",
                 "n/a" if learned["val_loss"] is None else f"{learned['val_loss']:.4f}",
                 entropy,
-                "n/a" if learned.get("entropy_gain") is None else f"{learned['entropy_gain']:.1%} below",
+                "n/a" if learned.get("entropy_gain") is None else f"{learned['entropy_gain']:.1%} below it",
             )
         report = {
             "pool": str(pool_dir),
@@ -303,6 +318,18 @@ def run(args: argparse.Namespace) -> int:
             },
             "learned": learned,
         }
-        with atomic_path(out / "reference_report.json") as tmp:
+        with atomic_path(work / "reference_report.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
+        with output_errors(out):
+            publish_outputs(work, out)
     return 0
+
+
+def publish_outputs(work: Path, out: Path) -> None:
+    """Move the finished run's files from ``work`` into ``out`` (report last); drop ``work`` when empty
+    (it keeps the training work folder under ``--keep-work``)."""
+    files = [p for p in work.iterdir() if p.is_file() and not p.name.startswith(".")]
+    for path in sorted(files, key=lambda p: ("report" in p.name, p.name)):
+        os.replace(path, out / path.name)
+    with contextlib.suppress(OSError):
+        work.rmdir()

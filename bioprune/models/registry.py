@@ -40,7 +40,7 @@ from torch import nn
 from bioprune.atomic import save_torch
 from bioprune.errors import ConfigError, InputError
 from bioprune.models.base import MaskedLM
-from bioprune.models.checkpoint import load_checked, safe_load
+from bioprune.models.checkpoint import check_state_dict, load_checked, safe_load
 
 FORMAT = "bioprune.model"
 VERSION = 1
@@ -108,10 +108,9 @@ def resolve_spec(backend: str, size: str, **overrides) -> ModelSpec:
     if changed:
         label = size + "".join(f"+{k}={v}" for k, v in sorted(changed.items()))
         spec = replace(spec, **changed, size=label)
-    if spec.hidden % spec.heads:
-        raise ConfigError(f"hidden size {spec.hidden} is not divisible by {spec.heads} attention heads")
-    if spec.max_tokens < 3:
-        raise ConfigError("max_tokens must leave room for <cls>, one residue and <eos> (>= 3)")
+    problem = spec_problem(spec)
+    if problem:
+        raise ConfigError(problem)
     return spec
 
 
@@ -182,13 +181,16 @@ def load_model(path: os.PathLike | str) -> MaskedLM:
         from bioprune.models.rnafm import is_official, load_official
 
         if not is_official(data):
-            keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
+            keys = sorted(map(repr, data))[:8] if isinstance(data, dict) else type(data).__name__
             raise InputError(
                 p,
                 "not a recognised model file: expected a bioprune model (save_model), an official "
                 f"RNA-FM checkpoint or a transformers ESM-C folder; top-level keys: {keys}",
             )
-        model = load_official(p, data)
+        try:
+            model = load_official(p, data)
+        except (TypeError, ValueError, AttributeError, KeyError, RuntimeError) as exc:
+            raise InputError(p, f"malformed RNA-FM checkpoint ({type(exc).__name__}: {exc})") from exc
         spec_of(model)
     return model.eval()
 
@@ -201,13 +203,50 @@ def _load_own(path: Path, data: dict) -> MaskedLM:
     try:
         spec = ModelSpec.from_dict(data["spec"])
     except (KeyError, TypeError) as exc:
-        raise InputError(path, f"model file has an invalid 'spec' ({exc})") from exc
+        raise InputError(path, f"model file has an invalid 'spec' (missing or malformed: {exc})") from exc
+    problem = spec_problem(spec)
+    if problem:
+        raise InputError(path, f"model file has an invalid 'spec': {problem}")
     state = data.get("state_dict")
     if not isinstance(state, dict):
         raise InputError(path, "model file has no 'state_dict'")
+    # Compare the spec with the file's tensors before allocating anything: a 1 KB file may claim a
+    # model of hundreds of GB. First a lower bound on the spec's weights against what the file holds,
+    # then the exact shapes of a model built on the meta device (no memory).
+    held = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
+    if _min_weights(spec) > held:
+        raise InputError(
+            path,
+            f"checkpoint does not fit its 'spec': the spec needs at least {_min_weights(spec):,} weights, "
+            f"the file holds {held:,}",
+        )
+    with torch.device("meta"):
+        shapes = build_from_spec(spec).state_dict()
+    check_state_dict(path, state, shapes)
     model = build_from_spec(spec)
     load_checked(model, path, state)
     return model
+
+
+def spec_problem(spec: ModelSpec) -> str | None:
+    """What is wrong with ``spec`` (a model file's or the config's), or None when a model can be built."""
+    if spec.backend not in BACKENDS:
+        return f"unknown backend {spec.backend!r}; expected one of {list(BACKENDS)}"
+    for field in ARCH_FIELDS:
+        value = getattr(spec, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"{field} must be a positive integer, got {value!r}"
+    if spec.hidden % spec.heads:
+        return f"hidden size {spec.hidden} is not divisible by {spec.heads} attention heads"
+    if spec.max_tokens < 3:
+        return "max_tokens must leave room for <cls>, one residue and <eos> (>= 3)"
+    return None
+
+
+def _min_weights(spec: ModelSpec) -> int:
+    """A lower bound on the weights of any backend's model of ``spec``: per layer, the attention's four
+    hidden x hidden projections and the feed-forward's two hidden x ffn ones."""
+    return spec.layers * (4 * spec.hidden * spec.hidden + 2 * spec.hidden * spec.ffn)
 
 
 def param_count(model: nn.Module) -> int:

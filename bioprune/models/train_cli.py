@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from bioprune.cli import seed
 from bioprune.errors import ConfigError
 from bioprune.models.registry import ARCH_FIELDS, BACKENDS, SIZES, build_model, load_model
 from bioprune.models.train import TrainSettings, init_distributed_from_env, train
@@ -67,7 +68,7 @@ def add_training_options(p: argparse.ArgumentParser, *, epochs_default: int | No
     g.add_argument(
         "--val-fraction", type=float, default=d.val_fraction, help="held-out fraction (by id hash)"
     )
-    g.add_argument("--seed", type=int, default=d.seed, help="seeds initialisation, split, batches and masks")
+    g.add_argument("--seed", type=seed, default=d.seed, help="seeds initialisation, split, batches and masks")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=d.precision)
     g.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations (0: end)")
     g.add_argument(

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioprune.atomic import staged_dir
@@ -83,6 +84,23 @@ def _task_notes(paths: list[str], order: list[str]) -> list[str]:
     return lines
 
 
+def read_score_column(path, column: str) -> np.ndarray:
+    """The numeric ``column`` of a score table, or a one-line InputError naming what is wrong."""
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read the score table ({str(exc).splitlines()[0]})") from None
+    if column not in names:
+        raise InputError(path, f"has no column {column!r}; its columns: {', '.join(names)}")
+    try:
+        values = pq.read_table(path, columns=[column]).column(0)
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read column {column!r} ({str(exc).splitlines()[0]})") from None
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise InputError(path, f"column {column!r} holds {values.type}, not numbers")
+    return values.to_numpy(zero_copy_only=False).astype(np.float64)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dpi < 10:
         raise ConfigError(f"--dpi must be >= 10, got {args.dpi}")
@@ -97,10 +115,7 @@ def run(args: argparse.Namespace) -> int:
     compute = sort_rows(compute, ["budget", "strategy", "seed"]) if not compute.empty else compute
     values = None
     if args.scores:
-        try:
-            values = pq.read_table(args.scores, columns=[args.score_column]).column(0).to_numpy()
-        except (OSError, KeyError, ValueError) as exc:
-            raise InputError(args.scores, f"cannot read column {args.score_column!r} ({exc})") from None
+        values = read_score_column(args.scores, args.score_column)
     with staged_dir(args.out) as stage:
         long.to_csv(stage / "metrics_long.tsv", sep="\t", index=False)
         summary.to_csv(stage / "metrics.tsv", sep="\t", index=False, float_format="%.6g")

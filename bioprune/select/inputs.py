@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioprune import pool
-from bioprune.errors import InputError
+from bioprune.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,18 @@ def column_codes(path: Path, name: str, values: bool = True) -> tuple[np.ndarray
         [c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32) for c in col.chunks]
     )
     return codes, col.chunk(0).dictionary.to_pylist() if values else None
+
+
+def parse_family_regex(text: str | None, setting: str = "--family-regex") -> str | None:
+    """The family regex to use (None: no families, for '', 'none', 'null'); ConfigError naming ``setting``
+    when it does not compile, so the workflow can refuse it at start-up rather than after scoring."""
+    if text is None or text.strip().lower() in ("", "none", "null"):
+        return None
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ConfigError(f"{setting} {text!r} is not a valid regular expression ({exc})") from None
+    return text
 
 
 def family_of_texts(texts: list[str], regex: str) -> tuple[np.ndarray, list[str]]:

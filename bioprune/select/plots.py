@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 SELECTED = "tab:blue"
 POOL = "0.6"
+MAX_EDGES_DRAWN = 200  # more CCI bin edges than this would hide the histogram behind them
 
 
 def diagnostics(
@@ -40,7 +41,7 @@ def diagnostics(
             ax_hist.set_xscale("log")
         else:
             edges = np.linspace(lo, hi if hi > lo else lo + 1, 101)
-        if cci is not None:
+        if cci is not None and cci["bins"] <= MAX_EDGES_DRAWN:
             ax_hist.vlines(cci["edges"], 0, 1, transform=ax_hist.get_xaxis_transform(), color="tab:green",
                            lw=0.5, alpha=0.5, zorder=0, label=f"CCI bin edges ({cci['bins']})")  # fmt: skip
         ax_hist.hist(values, bins=edges, histtype="stepfilled", color=POOL, label="pool")
@@ -60,9 +61,10 @@ def diagnostics(
         ax_hist.legend(fontsize=8)
 
         if cci is not None:
-            x = np.arange(cci["bins"])
-            ax_bins.bar(x, cci["bin_sizes"], color=POOL, label="bin size")
-            ax_bins.bar(x, cci["selected_per_bin"], color=SELECTED, label="selected")
+            # one step outline per series, not a bar per bin: thousands of bins draw as fast as ten
+            x = np.arange(cci["bins"] + 1)
+            ax_bins.stairs(cci["bin_sizes"], x, fill=True, color=POOL, label="bin size")
+            ax_bins.stairs(cci["selected_per_bin"], x, fill=True, color=SELECTED, label="selected")
             ax_bins.set_yscale("log")
             ax_bins.set_xlabel("CCI bin (ascending score)")
             ax_bins.set_ylabel("sequences")
@@ -71,7 +73,7 @@ def diagnostics(
             pool_counts, _ = np.histogram(values, bins=edges)
             sel_counts, _ = np.histogram(values[selected_mask], bins=edges)
             share = np.divide(sel_counts, pool_counts, out=np.zeros(len(sel_counts)), where=pool_counts > 0)
-            ax_bins.bar(edges[:-1], share, width=np.diff(edges), align="edge", color=SELECTED)
+            ax_bins.stairs(share, edges, fill=True, color=SELECTED)
             if log_x:
                 ax_bins.set_xscale("log")
             ax_bins.set_xlabel(column)

@@ -12,7 +12,6 @@ import argparse
 import csv
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,13 @@ import pyarrow.parquet as pq
 
 from bioprune import __version__, pool
 from bioprune.atomic import staged_dir
+from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, read_fasta
 from bioprune.influence.length import length_diagnostics
 from bioprune.select import strategies as st
 from bioprune.select.budget import Budget, parse_budget
-from bioprune.select.inputs import SCORE_COLUMNS, Candidates, load_candidates
+from bioprune.select.inputs import SCORE_COLUMNS, Candidates, load_candidates, parse_family_regex
 from bioprune.select.summary import (
     COMPARISON_COLUMNS,
     comparison_rows,
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     budget.add_argument("--rate", type=float, help="pruning rate: fraction of the scored pool removed")
     budget.add_argument("--count", type=int, help="number of sequences kept")
     budget.add_argument("--budget", help="workflow token: rate0.9 or n5000")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (cci, random, cluster)")
+    parser.add_argument("--seed", type=seed, default=0, help="sampling seed (cci, random, cluster)")
     parser.add_argument("--beta", type=float, default=0.1, help="cci: fraction of top scores dropped")
     parser.add_argument("--bins", type=int, default=50, help="cci: equal-width score bins")
     parser.add_argument(
@@ -84,16 +84,6 @@ def _budget(args) -> Budget:
     if args.count is not None:
         return Budget(count=args.count)
     return parse_budget(args.budget)
-
-
-def _family_regex(text: str) -> str | None:
-    if text.strip().lower() in ("", "none", "null"):
-        return None
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise ConfigError(f"--family-regex {text!r} is not a valid regular expression ({exc})") from None
-    return text
 
 
 def _score_columns(scores_path: Path, needed: str | None) -> tuple[list[str], str | None]:
@@ -131,14 +121,14 @@ def compute(args: argparse.Namespace) -> Outcome:
         raise ConfigError(f"--strata {args.strata} must be at least 1")
     if strategy == "lenmatch" and args.match_ids is None:
         raise ConfigError(f"strategy {label!r} needs --match-ids (the ids.txt of the selection to match)")
-    family_regex = _family_regex(args.family_regex)
+    family_regex = parse_family_regex(args.family_regex)
     if strategy == "cci":
         if not 0 <= args.beta < 1:
             raise ConfigError(
                 f"--beta {args.beta} is outside [0, 1): it is the fraction of top scores dropped"
             )
-        if args.bins < 1:
-            raise ConfigError(f"--bins {args.bins} must be at least 1")
+        if not 1 <= args.bins <= st.MAX_CCI_BINS:
+            raise ConfigError(f"--bins {args.bins} must be between 1 and {st.MAX_CCI_BINS:,}")
 
     t0 = time.perf_counter()
     needed = st.STRATEGIES[strategy]

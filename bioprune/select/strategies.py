@@ -28,6 +28,8 @@ STRATEGIES: dict[str, str | None] = {
 }
 DETERMINISTIC = frozenset({"topi", "loss", "topi_strata", "topi_resid"})
 LENMATCH_PREFIX = "lenmatch-"
+# CCI bins beyond this only cost time and memory (per-bin lists in summary.json): the method uses tens.
+MAX_CCI_BINS = 10_000
 
 
 @dataclass
@@ -156,8 +158,8 @@ def cci_bins(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
 def select_cci(values: np.ndarray, k: int, beta: float, bins: int, rng: np.random.Generator) -> Selection:
     """Coverage-centric influence: drop the top ``beta`` fraction, ``bins`` equal-width score bins over
     the rest, budget to bins by :func:`allocate`, uniform sampling inside each bin."""
-    if bins < 1:
-        raise BiopruneError(f"cci needs at least 1 bin, got {bins}")
+    if not 1 <= bins <= MAX_CCI_BINS:
+        raise BiopruneError(f"cci needs 1 to {MAX_CCI_BINS:,} bins, got {bins}")
     n = len(values)
     n_drop = drop_count(n, beta)
     kept = np.ones(n, dtype=bool)

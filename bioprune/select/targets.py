@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from bioprune.errors import ConfigError
 from bioprune.select.budget import Budget, exact
+from bioprune.select.inputs import parse_family_regex
 from bioprune.select.strategies import LENMATCH_PREFIX, strategy_label
 
 
@@ -53,6 +54,7 @@ def selection_plan(config: dict, root: str) -> SelectionPlan:
             "select.strategies has 'cluster' (cluster-balanced random) but cluster.enabled is false; "
             "enable clustering or remove the strategy"
         )
+    parse_family_regex(sel["family_regex"], "select.family_regex")  # fails at start-up, not after scoring
     budgets = [Budget(rate=float(r)) for r in sel["rates"]] + [Budget(count=int(c)) for c in sel["counts"]]
     if not budgets:
         raise ConfigError("select: no budget; set select.rates and/or select.counts")
