@@ -104,6 +104,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work" / "loss_norm_rfam")
+    ap.add_argument("--note", default="", help="a line on the machine and its load, for the results file")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "loss_norm_rfam.md")
     args = ap.parse_args()
     if not args.rfam.exists():
@@ -114,7 +115,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     pool = work / "pool"
     build_pool(args.rfam, args.n, args.seed, pool)
-    seconds: dict[str, float] = {}
+    timings = work / "seconds.json"  # wall times of the steps run so far (a rerun reuses finished steps)
+    seconds: dict[str, float] = json.loads(timings.read_text()) if timings.exists() else {}
 
     ref = work / "reference"
     if not (ref / "reference_report.json").exists():
@@ -124,6 +126,7 @@ def main() -> int:
              "--max-tokens-per-batch", "8192", "--val-fraction", "0.05", "--threads", str(args.threads)],
             work / "reference.log",
         )  # fmt: skip
+        timings.write_text(json.dumps(seconds))
     reference = json.loads((ref / "reference_report.json").read_text())
 
     tables = {}
@@ -145,6 +148,7 @@ def main() -> int:
                 work / f"score_{tag}.log",
             )  # fmt: skip
             seconds[name] = t
+            timings.write_text(json.dumps(seconds))
         tables[name] = pq.read_table(scores).to_pandas()
 
     pool_table = pq.read_table(pool / "sequences.parquet").to_pandas().set_index("id")
@@ -215,7 +219,7 @@ def markdown(r: dict, args) -> str:
         f"Pool: {r['n']:,} unique Rfam 14.2 seed sequences (>= 10 nt, seeded sample), median length "
         f"{r['pool_median_length']:.0f} nt, {r['pool_families']:,} families. Reference: RNA-FM 2 x 64 "
         f"(config/rfam_full.yaml) trained from scratch on D_sub = {r['reference']['dsub_records']:,} of them "
-        f"for {train.get('epochs_completed')} epochs ({train.get('steps')} steps): validation loss "
+        f"for {train.get('epochs_completed', 0):g} epochs ({train.get('steps')} steps): validation loss "
         f"{learned.get('val_loss', float('nan')):.4f} against a residue entropy of "
         f"{learned.get('residue_entropy', float('nan')):.4f} nats "
         f"({learned.get('entropy_gain', float('nan')):.1%} below; uniform ln(V) = "
@@ -253,7 +257,8 @@ def markdown(r: dict, args) -> str:
             else:
                 cells.append(f"{r['top10_overlap'][a][b]:.0%}")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    lines += ["", "Wall time per step (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items()), ""]
+    lines += ["", "Wall time per step (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items())]
+    lines += [f"({args.note})" if args.note else "", ""]
     return "\n".join(lines) + "\n"
 
 
