@@ -18,8 +18,13 @@ def load_schema(path: os.PathLike | str = SCHEMA_PATH) -> dict:
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:
-    """Fill defaults from the schema and validate. Raises ConfigError listing every problem by key path."""
+    """Fill defaults from the schema and validate. Raises ConfigError listing every problem by key path.
+
+    Values given on the command line (``snakemake --config 'select={rates: [0.9, 0.95]}'``) reach the
+    workflow as strings inside nested values; a string where the schema wants a number, integer, boolean
+    or null (and no string) is converted first, so every setting can be changed from the command line."""
     schema = schema or load_schema()
+    coerce_strings(config, schema)
     validator_cls = jsonschema.validators.validator_for(schema)
     validator = _with_defaults(validator_cls)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -51,3 +56,57 @@ def _with_defaults(validator_cls):
         yield from validate_props(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+
+
+_NULLS = ("null", "none", "~", "")
+_BOOLS = {"true": True, "false": False, "yes": True, "no": False}
+
+
+def _types(schema: dict) -> set[str]:
+    t = schema.get("type", ())
+    return {t} if isinstance(t, str) else set(t)
+
+
+def _coerced(value: str, types: set[str]):
+    """``value`` as the first schema type it parses as, or unchanged (validation then names it)."""
+    text = value.strip()
+    if "null" in types and text.lower() in _NULLS:
+        return None
+    if "boolean" in types and text.lower() in _BOOLS:
+        return _BOOLS[text.lower()]
+    if "integer" in types:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    if "number" in types:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    return value
+
+
+def coerce_strings(instance, schema: dict):
+    """Convert, in place, strings that stand for the numbers, booleans and nulls the schema asks for
+    (the strings a command-line ``--config`` gives). A key whose schema allows strings is left alone."""
+    if not isinstance(schema, dict):
+        return instance
+    if isinstance(instance, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                instance[key] = _coerce_value(value, sub)
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for i, value in enumerate(instance):
+            instance[i] = _coerce_value(value, schema["items"])
+    return instance
+
+
+def _coerce_value(value, schema: dict):
+    types = _types(schema)
+    if isinstance(value, str) and types and "string" not in types:
+        return _coerced(value, types)
+    return coerce_strings(value, schema)

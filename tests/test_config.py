@@ -67,3 +67,20 @@ def test_all_problems_are_listed_at_once(default_config):
         validate_config(config)
     text = str(err.value)
     assert "shard.n_shards" in text and "threads" in text
+
+
+def test_command_line_strings_become_the_types_the_schema_asks_for(default_config):
+    """snakemake --config gives nested values as strings ('select={rates: [0.9, 0.95]}')."""
+    config = copy.deepcopy(default_config)
+    config["select"].update(rates=["0.9", "0.95"], counts=["50"], seeds=["0", "1"])
+    config["reference"].update(dsub_size="null", finetune="false")
+    config["influence"]["eps"] = "1e-6"
+    config["select"]["family_regex"] = "^(\\S+)"  # a string setting stays a string
+    validate_config(config)
+    assert config["select"]["rates"] == [0.9, 0.95] and config["select"]["counts"] == [50]
+    assert config["select"]["seeds"] == [0, 1]
+    assert config["reference"]["dsub_size"] is None and config["reference"]["finetune"] is False
+    assert config["influence"]["eps"] == 1e-6
+    config["select"]["rates"] = ["zero point nine"]
+    with pytest.raises(ConfigError, match="select.rates.0: 'zero point nine' is not of type 'number'"):
+        validate_config(config)

@@ -111,3 +111,20 @@ def test_changed_pool_setting_reruns_from_the_pool(finished_run):
     min_length = DEFAULTS["ingest"]["min_length"] + 5
     table, _ = dry_run(finished_run, {"ingest": {"min_length": min_length}}, "pool")
     assert {"ingest", "dedup", "reference", "score", "select"} <= set(table), table
+
+
+def test_pruning_rate_changed_from_the_command_line(finished_run):
+    """`--config 'select={rates: [...]}'` hands the workflow strings; they are read as numbers, and the
+    plan is the same as from a config file: only the new rate's selections and what follows them."""
+    rates = DEFAULTS["select"]["rates"]
+    new = [*rates[:-1], 0.95]
+    path = example_config(finished_run, name="dry_cli")
+    flag = "select={rates: [" + ", ".join(map(str, new)) + "]}"
+    proc = run_snakemake(finished_run, path, "-n", "--cores", "1", "--config", flag)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    output = proc.stdout + "\n" + proc.stderr
+    table, jobs = job_table(output), planned_jobs(output)
+    assert not UPSTREAM & set(table), table
+    assert table["select"] > 0 and table["report"] == 1
+    for rule in ("select", "pretrain"):
+        assert {w["budget"] for r, w in jobs if r == rule} <= {"rate0.95"}, rule
