@@ -5,6 +5,7 @@
 # training seed is train.seed + the selection seed. With pretrain.untrained_baseline the random
 # initialisation of each seed is kept as a reference model. Needs select.smk (SELECTION_PLAN).
 import shlex
+import sys
 
 from bioprune.errors import ConfigError
 from bioprune.evaluate.workflow import evaluation_plan, model_seed, pretrain_args
@@ -17,6 +18,8 @@ try:
     PRETRAIN_ARGS = pretrain_args(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc))
+for reason in EVALUATION_PLAN.skipped:
+    print(f"bioprune: pretrain: not run: {reason}", file=sys.stderr)
 
 
 rule pretrain:

@@ -51,8 +51,21 @@ def test_strategy_filter_and_unknown_names():
     assert {d.split("/")[0] for d in plan.models} == {"topi"} and plan.untrained == []
     # the unselected set still excludes every strategy's selections, not only the pretrained ones
     assert len(plan.selection_ids("r/select", "rate0.9")) == 8
+    unconfigured = config(select={"strategies": ["topi", "cci", "random"]}, pretrain={"strategies": ["loss"]})
     with pytest.raises(ConfigError, match=r"pretrain.strategies \['loss'\]"):
-        evaluation_plan(config(pretrain={"strategies": ["loss"]}), SELECT_DIRS, "r")
+        evaluation_plan(unconfigured, SELECT_DIRS, "r")
+
+
+def test_a_random_multiple_planned_at_no_budget_is_a_note_not_an_error():
+    """select.rates [0.5]: random10x would need 5x the pool, so the select stage plans none; the pretrain
+    stage trains the rest and names what it skipped (it used to stop the run at start-up)."""
+    cfg = config(select={"rates": [0.5]})
+    dirs = [
+        d.replace("rate0.9/", "rate0.5/") for d in SELECT_DIRS if "rate0.9/" in d and "random10x" not in d
+    ]
+    plan = evaluation_plan(cfg, dirs, "r")
+    assert {d.split("/")[0] for d in plan.models} == {"topi", "cci", "random1x"}
+    assert plan.skipped == ["random10x: no selection at any budget (see the select notes above)"]
 
 
 def test_same_steps_needs_its_reference_selections():

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bioprune.errors import ConfigError
 from bioprune.evaluate.tasks import TaskSpec, task_files, tasks_from_config
 from bioprune.models.reference import checked_backend, launcher, scratch_model_args, trainer_options
+from bioprune.select.strategies import strategy_label
 
 UNTRAINED = "untrained"
 NO_BUDGET = "none"
@@ -29,6 +30,7 @@ class EvaluationPlan:
     tasks: list[TaskSpec]
     budgets_with_unselected: list[str]  # budgets whose unselected pool set some task reads
     select_dirs: list[str]  # every selection of the select stage (relative to its root)
+    skipped: list[str] = field(default_factory=list)  # pretrain.strategies with no selection to train on
 
     def pretrain_targets(self, name: str = "model.pt") -> list[str]:
         return [f"{self.pretrain_root}/{d}/{name}" for d in self.models + self.untrained]
@@ -60,12 +62,22 @@ def evaluation_plan(config: dict, select_dirs: list[str], results: str) -> Evalu
     pre = config["pretrain"]
     wanted = pre["strategies"]
     known = sorted({d.split("/")[0] for d in select_dirs})
+    skipped = []
     if wanted is not None:
+        sel = config["select"]
+        configured = {
+            strategy_label(s, m)
+            for s in sel["strategies"]
+            for m in (sel["random_multipliers"] if s == "random" else [1])
+        }
         missing = sorted(set(wanted) - set(known))
-        if missing:
+        unknown = [w for w in missing if w not in configured]
+        if unknown:
             raise ConfigError(
-                f"pretrain.strategies {missing} are not selections of this run (selections: {known})"
+                f"pretrain.strategies {unknown} are not selections of this run (selections: {known})"
             )
+        # configured but planned at no budget (a random multiple larger than the pool): a note, not an error
+        skipped = [f"{w}: no selection at any budget (see the select notes above)" for w in missing]
     models = [d for d in select_dirs if wanted is None or d.split("/")[0] in wanted]
     if pre["compute"] == "same_steps":
         ref = pre["steps_like"]
@@ -83,7 +95,14 @@ def evaluation_plan(config: dict, select_dirs: list[str], results: str) -> Evalu
         sorted({d.split("/")[1] for d in models}) if any(t.source == "unselected_pool" for t in tasks) else []
     )
     return EvaluationPlan(
-        f"{results}/pretrain", f"{results}/evaluate", models, untrained, tasks, budgets, list(select_dirs)
+        f"{results}/pretrain",
+        f"{results}/evaluate",
+        models,
+        untrained,
+        tasks,
+        budgets,
+        list(select_dirs),
+        skipped,
     )
 
 
