@@ -1,4 +1,5 @@
-# Comparison report of a finished run: tables of every metric by strategy, budget and seed (mean and
+# Comparison report of a finished run: the verdict table (each strategy against random 1x / 10x, paired
+# by seed, with 95% intervals and Holm-corrected flags), tables of every metric by strategy, budget and seed (mean and
 # spread over seeds), metric-vs-budget figures with random 1x / 10x (and untrained) references, the
 # influence histogram and the compute per model. Its files are tagged for `snakemake --report`
 # (captions in report/). Needs select.smk, pretrain.smk and evaluate.smk.
@@ -18,6 +19,13 @@ rule report:
             labels={"table": "every metric (TSV)"},
         ),
         markdown=f"{REPORT}/metrics.md",
+        verdict=report(
+            f"{REPORT}/verdict.tsv",
+            caption="../report/verdict.rst",
+            category="Downstream",
+            labels={"table": "verdict: strategies against random 1x / 10x (TSV)"},
+        ),
+        verdict_md=f"{REPORT}/verdict.md",
         long=f"{REPORT}/metrics_long.tsv",
         compute=report(
             f"{REPORT}/compute.tsv",
