@@ -1,6 +1,6 @@
 # Comparison report of a finished run: the verdict table (each strategy against random 1x / 10x, paired
-# by seed, with 95% intervals and Holm-corrected flags), tables of every metric by strategy, budget and seed (mean and
-# spread over seeds), metric-vs-budget figures with random 1x / 10x (and untrained) references, the
+# by seed, with 95% intervals and Holm-corrected flags), tables of every metric by strategy, budget and
+# seed (mean and spread over seeds), metric-vs-budget figures with random 1x / 10x (and untrained) references, the
 # influence histogram and the compute per model. Its files are tagged for `snakemake --report`
 # (captions in report/). Needs select.smk, pretrain.smk and evaluate.smk.
 REPORT = f"{RESULTS}/report"
