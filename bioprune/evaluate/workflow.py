@@ -79,6 +79,12 @@ def evaluation_plan(config: dict, select_dirs: list[str], results: str) -> Evalu
     seeds = sorted({int(d.rsplit("seed", 1)[1]) for d in models})
     untrained = [f"{UNTRAINED}/{NO_BUDGET}/seed{s}" for s in seeds] if pre["untrained_baseline"] else []
     tasks = tasks_from_config(config)
+    needs_holdout = [t.name for t in tasks if t.source == "heldout_families"]
+    if needs_holdout and not (config.get("holdout") or {}).get("enabled"):
+        raise ConfigError(
+            f"evaluate.tasks {needs_holdout} read the held-out families (source heldout_families): "
+            "set holdout.enabled true, or disable the task(s)"
+        )
     budgets = (
         sorted({d.split("/")[1] for d in models}) if any(t.source == "unselected_pool" for t in tasks) else []
     )
