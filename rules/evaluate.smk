@@ -3,7 +3,7 @@
 # of the pool sequences that no selection at that budget kept (families the pretraining saw: a measure of
 # family coverage); tasks with source heldout_families read the families the holdout step set aside.
 # A task's settings are one JSON params value, so editing a task reruns only its jobs and the report. Needs pretrain.smk (EVALUATION_PLAN).
-from bioprune.evaluate.workflow import task_inputs, task_json
+from bioprune.evaluate.workflow import probe_seed, task_inputs, task_json
 
 EVALUATE = f"{RESULTS}/evaluate"
 _eval = config["evaluate"]
@@ -55,7 +55,7 @@ rule evaluate:
     threads: config["threads"]
     params:
         task=lambda wildcards: task_json(EVALUATION_PLAN.task(wildcards.task)),
-        seed=_eval["seed"],
+        seed=lambda wildcards: probe_seed(config, wildcards.seed),
         test=lambda wildcards, input: (
             f"--test {input.workflow_test[0]}" if input.workflow_test else ""
         ),

@@ -11,7 +11,7 @@ import yaml
 
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
-from bioprune.evaluate.workflow import evaluation_plan, model_seed, pretrain_args, task_json
+from bioprune.evaluate.workflow import evaluation_plan, model_seed, pretrain_args, probe_seed, task_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SELECT_DIRS = [
@@ -91,3 +91,9 @@ def test_task_json_is_one_shell_word_that_round_trips():
     spec = plan.task("trna_isotype")
     words = shlex.split(task_json(spec))
     assert len(words) == 1 and json.loads(words[0])["label_regex"] == "^D([A-Z])"
+
+
+def test_probe_seed_follows_the_model_seed():
+    # seeds vary the probe too; models of one seed (an arm and its random 1x) share their probe seed
+    assert [probe_seed(config(), s) for s in ("0", "1", "2")] == [0, 1, 2]
+    assert probe_seed(config(evaluate={"seed": 10}), "2") == 12

@@ -117,6 +117,13 @@ def model_seed(config: dict, seed: str | int) -> int:
     return int(config["train"]["seed"]) + int(seed)
 
 
+def probe_seed(config: dict, seed: str | int) -> int:
+    """Probe seed of the evaluations of the models of seed ``seed``: ``evaluate.seed`` + the seed, so the
+    spread over seeds includes the probe's (initialisation, batch order, record sampling), while the
+    models a paired comparison sets side by side (same seed) share it."""
+    return int(config["evaluate"]["seed"]) + int(seed)
+
+
 def task_json(spec: TaskSpec) -> str:
     """The task's settings as one shell-quoted JSON word (a params value: editing a task reruns it)."""
     return shlex.quote(json.dumps(spec.to_dict(), sort_keys=True))
