@@ -19,6 +19,7 @@ UPSTREAM = {
     "dedup",
     "decontaminate",
     "cluster",
+    "holdout",
     "shard",
     "reference",
     "fisher",
@@ -111,3 +112,10 @@ def test_changed_pool_setting_reruns_from_the_pool(finished_run):
     min_length = DEFAULTS["ingest"]["min_length"] + 5
     table, _ = dry_run(finished_run, {"ingest": {"min_length": min_length}}, "pool")
     assert {"ingest", "dedup", "reference", "score", "select"} <= set(table), table
+
+
+def test_changed_holdout_seed_reruns_from_the_holdout_step(finished_run):
+    """Another draw of held-out families changes the pool that is scored and selected, not what is before."""
+    table, _ = dry_run(finished_run, {"holdout": {"seed": DEFAULTS["holdout"]["seed"] + 1}}, "holdout")
+    assert table["holdout"] == 1 and not {"ingest", "dedup", "decontaminate", "cluster"} & set(table), table
+    assert {"shard", "reference", "score", "select", "pretrain", "evaluate", "report"} <= set(table), table
