@@ -11,6 +11,11 @@ rule report:
         metrics=evaluate_targets(),
         pretrain=pretrain_targets("pretrain_report.json"),
         scores=SELECT_SCORES,
+        holdout=(
+            [f"{POOL}/holdout/holdout_report.json"]
+            if config["holdout"]["enabled"]
+            else []
+        ),
     output:
         table=report(
             f"{REPORT}/metrics.tsv",
@@ -64,6 +69,9 @@ rule report:
         tasks=" ".join(t.name for t in EVALUATION_PLAN.tasks),
         dpi=config["report"]["dpi"],
         out=folder_of("output.table"),
+        holdout=lambda wildcards, input: (
+            f"--holdout {input.holdout[0]}" if input.holdout else ""
+        ),
     shell:
         "python -m bioprune report --out {params.out} --tasks {params.tasks} --dpi {params.dpi}"
-        " --scores {input.scores} --metrics {input.metrics} --pretrain {input.pretrain} 2> {log}"
+        " --scores {input.scores} {params.holdout} --metrics {input.metrics} --pretrain {input.pretrain} 2> {log}"

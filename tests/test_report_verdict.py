@@ -141,8 +141,21 @@ def test_a_floor_without_its_name_is_refused(tmp_path, capsys):
 def test_report_page_opens_with_the_verdict(study, tmp_path):
     floor = tmp_path / "floor.json"
     floor.write_text(json.dumps({"task": "ss", "kind": "rna_ss", "head": "k-mer", "metrics": {"f1": 0.5}}))
+    held = tmp_path / "holdout_report.json"
+    held.write_text(
+        json.dumps(
+            {
+                "groups": 33, "groups_held_out": 7, "held_out": 25, "input_records": 120, "fraction": 0.2,
+                "seed": 0, "by_kind": {
+                    "family": {"groups": 30, "groups_held_out": 6},
+                    "cluster": {"groups": 3, "groups_held_out": 1},
+                },
+            }
+        )
+    )  # fmt: skip
     out = tmp_path / "report"
-    assert main(["report", "--out", str(out), "--metrics", *study, "--floors", str(floor)]) == 0
+    args = ["--floors", str(floor), "--holdout", str(held)]
+    assert main(["report", "--out", str(out), "--metrics", *study, *args]) == 0
     page = (out / "report.md").read_text()
     sections = [line for line in page.splitlines() if line.startswith("## ")]
     assert sections[0].startswith("## Verdict") and sections[1] == "## Headline metrics"
@@ -154,5 +167,9 @@ def test_report_page_opens_with_the_verdict(study, tmp_path):
     assert "| ss | rna_ss | k-mer | f1 | 0.5000 |" in verdict_part
     # the task notes say what a perplexity test set measures
     assert "**ppl** (mlm_perplexity, headline perplexity; test set: whole families set aside" in page
+    assert (
+        "Held-out families: 7 of 33 groups (6 of 30 families, 1 of 3 clusters; fraction 0.2, seed 0)" in page
+    )
+    assert "25 of 120 sequences, set aside before scoring and selection" in page
     tsv = pd.read_csv(out / "verdict.tsv", sep="\t")
     assert len(tsv) == 6 and (out / "verdict.md").read_text().startswith("| budget | strategy | task |")

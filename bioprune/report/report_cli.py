@@ -49,6 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="floor results (JSON: task, kind, head, metrics) to compare with",
     )
+    p.add_argument("--holdout", help="holdout_report.json of the holdout step (held-out families)")
     p.add_argument("--tasks", nargs="*", help="tasks to draw, in this order (default: every task found)")
     p.add_argument("--scores", help="merged influence score table (Parquet) for the histogram")
     p.add_argument("--score-column", default="self_influence", help="score column of the histogram")
@@ -129,6 +130,24 @@ def _verdict_section(verdict: pd.DataFrame, alerts: list[str], floors: pd.DataFr
     return lines
 
 
+def _holdout_note(path: str | None) -> list[str]:
+    """One line on the families the holdout step set aside (the heldout_families test set)."""
+    if not path:
+        return []
+    d = json.loads(Path(path).read_text())
+    plural = {"family": "families", "cluster": "clusters", "sequence": "sequences without family or cluster"}
+    kinds = ", ".join(
+        f"{k['groups_held_out']} of {k['groups']} {plural.get(kind, kind)}"
+        for kind, k in d.get("by_kind", {}).items()
+    )
+    return [
+        f"Held-out families: {d['groups_held_out']} of {d['groups']} groups ({kinds}; fraction "
+        f"{d['fraction']}, seed {d['seed']}), {d['held_out']:,} of {d['input_records']:,} sequences, set "
+        "aside before scoring and selection: no model saw them.",
+        "",
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dpi < 10:
         raise ConfigError(f"--dpi must be >= 10, got {args.dpi}")
@@ -193,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
             "",
             *_task_notes(args.metrics, tasks),
             "",
+            *_holdout_note(args.holdout),
             "## Every metric",
             "",
             to_markdown(table),
