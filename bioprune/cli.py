@@ -21,6 +21,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "dedup": ("bioprune.dedup", "remove exact duplicate sequences (keeps the first)"),
     "decontaminate": ("bioprune.decontaminate", "remove pool sequences found in evaluation sets"),
     "cluster": ("bioprune.cluster", "cluster the pool with MMseqs2"),
+    "holdout": ("bioprune.holdout", "set aside a seeded fraction of whole families as a held-out set"),
     "shard": ("bioprune.shard", "split the pool into residue-balanced shards"),
     "train": ("bioprune.models.train_cli", "train or fine-tune a masked language model"),
     "reference": ("bioprune.models.reference", "draw D_sub and build the reference model"),

@@ -39,9 +39,18 @@ def eval_sets():
     return {k: v for k, v in config["decontaminate"]["eval_sets"].items() if v}
 
 
-def filtered_pool_dir():
-    """The pool folder that shards (and everything after) read: clustered or not."""
+def clustered_dir():
+    """The pool after decontamination, clustered or not."""
     return f"{POOL}/cluster" if config["cluster"]["enabled"] else decontaminated_dir()
+
+
+def filtered_pool_dir():
+    """The pool folder that shards (and everything after) read: without the held-out families."""
+    return f"{POOL}/holdout" if config["holdout"]["enabled"] else clustered_dir()
+
+
+# The held-out families (holdout step): the test set of source heldout_families tasks.
+HELDOUT_FAMILIES = f"{POOL}/holdout/heldout/sequences.fasta.gz"
 
 
 def shard_ids():

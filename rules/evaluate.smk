@@ -1,10 +1,12 @@
 # Downstream evaluation: every pretrained model on every task of evaluate.tasks (one job per model and
 # task), frozen-embedding probes by default. Tasks with source unselected_pool read, per budget, a sample
-# of the pool sequences that no selection at that budget kept. A task's settings are one JSON params
-# value, so editing a task reruns only its jobs and the report. Needs pretrain.smk (EVALUATION_PLAN).
+# of the pool sequences that no selection at that budget kept (families the pretraining saw: a measure of
+# family coverage); tasks with source heldout_families read the families the holdout step set aside.
+# A task's settings are one JSON params value, so editing a task reruns only its jobs and the report.
+# Needs pretrain.smk (EVALUATION_PLAN).
 import shlex
 
-from bioprune.evaluate.workflow import task_inputs, task_json
+from bioprune.evaluate.workflow import probe_seed, task_inputs, task_json
 
 EVALUATE = f"{RESULTS}/evaluate"
 _eval = config["evaluate"]
@@ -36,11 +38,12 @@ rule evaluate:
     input:
         model=f"{PRETRAIN}/{{strategy}}/{{budget}}/seed{{seed}}/model.pt",
         data=lambda wildcards: task_inputs(EVALUATION_PLAN.task(wildcards.task)),
-        unselected=lambda wildcards: (
-            [f"{EVALUATE}/unselected/{wildcards.budget}/sequences.fasta.gz"]
-            if EVALUATION_PLAN.task(wildcards.task).source == "unselected_pool"
-            else []
-        ),
+        workflow_test=lambda wildcards: {
+            "unselected_pool": [
+                f"{EVALUATE}/unselected/{wildcards.budget}/sequences.fasta.gz"
+            ],
+            "heldout_families": [HELDOUT_FAMILIES],
+        }.get(EVALUATION_PLAN.task(wildcards.task).source, []),
     output:
         f"{EVALUATE}/{{strategy}}/{{budget}}/seed{{seed}}/{{task}}/metrics.json",
     log:
@@ -55,9 +58,11 @@ rule evaluate:
     threads: config["threads"]
     params:
         task=lambda wildcards: task_json(EVALUATION_PLAN.task(wildcards.task)),
-        seed=_eval["seed"],
+        seed=lambda wildcards: probe_seed(config, wildcards.seed),
         test=lambda wildcards, input: (
-            f"--test {shlex.quote(input.unselected[0])}" if input.unselected else ""
+            f"--test {shlex.quote(input.workflow_test[0])}"
+            if input.workflow_test
+            else ""
         ),
         out=lambda wildcards, output: os.path.dirname(output[0]),
     # batch_tokens changes speed only: written into the command, not a params value, so changing it

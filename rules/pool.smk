@@ -1,4 +1,4 @@
-# Pool stage: ingest -> exact dedup -> decontaminate -> cluster -> shard. Each step reads the previous
+# Pool stage: ingest -> exact dedup -> decontaminate -> cluster -> holdout -> shard. Each step reads the previous
 # step's pool folder (sequences.fasta.gz + sequences.parquet) and writes its own.
 import shlex
 
@@ -105,6 +105,38 @@ rule cluster:
         "python -m bioprune cluster --alphabet {params.alphabet} --method {params.method}"
         " --min-identity {params.min_identity} --min-coverage {params.min_coverage}"
         " --keep {params.keep} --strand {params.strand} --threads {threads} --out {params.out:q} {params.src:q} 2> {log:q}"
+
+
+# Sets aside a seeded fraction of whole families (MMseqs2 clusters for sequences without a family): they
+# are neither scored nor selected nor trained on, and are the test set of source heldout_families tasks.
+rule holdout:
+    input:
+        fasta=f"{clustered_dir()}/sequences.fasta.gz",
+        table=f"{clustered_dir()}/sequences.parquet",
+    output:
+        fasta=f"{POOL}/holdout/sequences.fasta.gz",
+        table=f"{POOL}/holdout/sequences.parquet",
+        heldout=HELDOUT_FAMILIES,
+        heldout_table=f"{POOL}/holdout/heldout/sequences.parquet",
+        groups=f"{POOL}/holdout/heldout_groups.tsv",
+        report=f"{POOL}/holdout/holdout_report.json",
+    log:
+        f"{LOGS}/holdout.log",
+    conda:
+        ENV_POOL
+    params:
+        fraction=config["holdout"]["fraction"],
+        seed=config["holdout"]["seed"],
+        keep=" ".join(
+            f"--keep-family {shlex.quote(str(f))}"
+            for f in config["holdout"]["keep_families"]
+        ),
+        family=shlex.quote(str(config["select"]["family_regex"] or "none")),
+        src=folder_of("input.table"),
+        out=folder_of("output.report"),
+    shell:
+        "python -m bioprune holdout --fraction {params.fraction} --seed {params.seed} {params.keep}"
+        " --family-regex {params.family} --out {params.out:q} {params.src:q} 2> {log:q}"
 
 
 rule shard:

@@ -1,5 +1,6 @@
-# Comparison report of a finished run: tables of every metric by strategy, budget and seed (mean and
-# spread over seeds), metric-vs-budget figures with random 1x / 10x (and untrained) references, the
+# Comparison report of a finished run: the verdict table (each strategy against random 1x / 10x, paired
+# by seed, with 95% intervals and Holm-corrected flags), tables of every metric by strategy, budget and
+# seed (mean and spread over seeds), metric-vs-budget figures with random 1x / 10x (and untrained) references, the
 # influence histogram and the compute per model. Its files are tagged for `snakemake --report`
 # (captions in report/). Needs select.smk, pretrain.smk and evaluate.smk.
 REPORT = f"{RESULTS}/report"
@@ -10,6 +11,11 @@ rule report:
         metrics=evaluate_targets(),
         pretrain=pretrain_targets("pretrain_report.json"),
         scores=SELECT_SCORES,
+        holdout=(
+            [f"{POOL}/holdout/holdout_report.json"]
+            if config["holdout"]["enabled"]
+            else []
+        ),
     output:
         table=report(
             f"{REPORT}/metrics.tsv",
@@ -18,6 +24,13 @@ rule report:
             labels={"table": "every metric (TSV)"},
         ),
         markdown=f"{REPORT}/metrics.md",
+        verdict=report(
+            f"{REPORT}/verdict.tsv",
+            caption="../report/verdict.rst",
+            category="Downstream",
+            labels={"table": "verdict: strategies against random 1x / 10x (TSV)"},
+        ),
+        verdict_md=f"{REPORT}/verdict.md",
         long=f"{REPORT}/metrics_long.tsv",
         compute=report(
             f"{REPORT}/compute.tsv",
@@ -56,6 +69,10 @@ rule report:
         tasks=" ".join(t.name for t in EVALUATION_PLAN.tasks),
         dpi=config["report"]["dpi"],
         out=folder_of("output.table"),
+        holdout=lambda wildcards, input: (
+            f"--holdout {shlex.quote(input.holdout[0])}" if input.holdout else ""
+        ),
     shell:
         "python -m bioprune report --out {params.out:q} --tasks {params.tasks} --dpi {params.dpi}"
-        " --scores {input.scores:q} --metrics {input.metrics:q} --pretrain {input.pretrain:q} 2> {log:q}"
+        " --scores {input.scores:q} {params.holdout} --metrics {input.metrics:q}"
+        " --pretrain {input.pretrain:q} 2> {log:q}"

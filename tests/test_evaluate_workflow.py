@@ -11,7 +11,7 @@ import yaml
 
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
-from bioprune.evaluate.workflow import evaluation_plan, model_seed, pretrain_args, task_json
+from bioprune.evaluate.workflow import evaluation_plan, model_seed, pretrain_args, probe_seed, task_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SELECT_DIRS = [
@@ -32,12 +32,14 @@ def config(**sections):
 def test_default_plan():
     plan = evaluation_plan(config(), SELECT_DIRS, "res")
     assert len(plan.models) == 16 and plan.untrained == ["untrained/none/seed0", "untrained/none/seed1"]
-    assert [t.name for t in plan.tasks] == ["trna_ss", "trna_isotype", "heldout_perplexity"]
+    names = ["trna_ss", "trna_isotype", "seen_family_perplexity", "heldout_family_perplexity"]
+    assert [t.name for t in plan.tasks] == names
     targets = plan.evaluate_targets()
-    # every trained model x 3 tasks; untrained skips the unselected-pool perplexity (it has no budget)
-    assert len(targets) == 16 * 3 + 2 * 2
+    # every trained model x 4 tasks; untrained skips the unselected-pool perplexity (it has no budget)
+    assert len(targets) == 16 * 4 + 2 * 3
     assert "res/evaluate/untrained/none/seed0/trna_ss/metrics.json" in targets
-    assert "res/evaluate/untrained/none/seed0/heldout_perplexity/metrics.json" not in targets
+    assert "res/evaluate/untrained/none/seed0/seen_family_perplexity/metrics.json" not in targets
+    assert "res/evaluate/untrained/none/seed0/heldout_family_perplexity/metrics.json" in targets
     assert plan.budgets_with_unselected == ["rate0.9", "rate0.99"]
     assert plan.pretrain_targets()[0] == "res/pretrain/topi/rate0.9/seed0/model.pt"
     assert plan.selection_ids("res/select", "rate0.99")[0] == "res/select/topi/rate0.99/seed0/ids.txt"
@@ -80,7 +82,7 @@ def test_tasks_of_another_alphabet_are_skipped():
     cfg = config()
     cfg["alphabet"] = "protein"
     plan = evaluation_plan(cfg, SELECT_DIRS, "r")
-    assert [t.name for t in plan.tasks] == ["heldout_perplexity"]
+    assert [t.name for t in plan.tasks] == ["seen_family_perplexity", "heldout_family_perplexity"]
 
 
 def test_pretrain_args_and_seed():
@@ -102,3 +104,9 @@ def test_task_json_is_one_shell_word_that_round_trips():
     spec = plan.task("trna_isotype")
     words = shlex.split(task_json(spec))
     assert len(words) == 1 and json.loads(words[0])["label_regex"] == "^D([A-Z])"
+
+
+def test_probe_seed_follows_the_model_seed():
+    # seeds vary the probe too; models of one seed (an arm and its random 1x) share their probe seed
+    assert [probe_seed(config(), s) for s in ("0", "1", "2")] == [0, 1, 2]
+    assert probe_seed(config(evaluate={"seed": 10}), "2") == 12

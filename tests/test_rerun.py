@@ -19,6 +19,7 @@ UPSTREAM = {
     "dedup",
     "decontaminate",
     "cluster",
+    "holdout",
     "shard",
     "reference",
     "fisher",
@@ -128,3 +129,10 @@ def test_pruning_rate_changed_from_the_command_line(finished_run):
     assert table["select"] > 0 and table["report"] == 1
     for rule in ("select", "pretrain"):
         assert {w["budget"] for r, w in jobs if r == rule} <= {"rate0.95"}, rule
+
+
+def test_changed_holdout_seed_reruns_from_the_holdout_step(finished_run):
+    """Another draw of held-out families changes the pool that is scored and selected, not what is before."""
+    table, _ = dry_run(finished_run, {"holdout": {"seed": DEFAULTS["holdout"]["seed"] + 1}}, "holdout")
+    assert table["holdout"] == 1 and not {"ingest", "dedup", "decontaminate", "cluster"} & set(table), table
+    assert {"shard", "reference", "score", "select", "pretrain", "evaluate", "report"} <= set(table), table

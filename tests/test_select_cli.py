@@ -175,7 +175,7 @@ def test_cci_bins_are_bounded_and_many_bins_draw_as_one_outline(data, tmp_path, 
     )
     assert select(pool, scores, tmp_path / "o", "--strategy", "cci", "--rate", "0.5", "--bins", "10000") == 0
     (fig,) = drawn
-    hist, per_bin, _ = fig.axes
+    hist, per_bin, *_ = fig.axes  # then lengths, score against length
     assert len(per_bin.patches) == 2  # pool and selected, each one outline (was 2 x 10,000 bars)
     assert len(hist.collections) == 0  # 10,001 bin edges are not drawn over the histogram
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())

@@ -61,6 +61,7 @@ def test_pool_stage_counts_add_up(example_run):
     dedup = json.loads((pool / "dedup" / "dedup_report.json").read_text())
     decont = json.loads((pool / "decontaminate" / "decontaminate_report.json").read_text())
     shards = json.loads((pool / "shards" / "shard_report.json").read_text())
+    held = json.loads((pool / "holdout" / "holdout_report.json").read_text())
     assert ingest["input_records"] == 1944
     assert ingest["kept"] + sum(ingest["dropped"].values()) == ingest["input_records"]
     # The example carries real exact duplicates (3.4.12.rf.stk repeats other files' sequences).
@@ -69,7 +70,11 @@ def test_pool_stage_counts_add_up(example_run):
     # The held-out tRNAs and the downstream task's splits overlap the pool's tRNAs.
     assert all(decont["removed_per_eval_set"][name] > 0 for name in ("heldout", "trna_valid", "trna_test"))
     assert decont["kept"] + decont["removed"] == dedup["kept"]
-    assert sum(s["sequences"] for s in shards["shards"]) == decont["kept"]
+    # whole families leave the pool before scoring (never the example's tRNA, which its tasks are about)
+    assert held["input_records"] == decont["kept"] == held["kept"] + held["held_out"]
+    assert held["groups_held_out"] == round(0.2 * held["groups"]) and held["held_out"] > 0
+    assert "tRNA" not in (pool / "holdout" / "heldout_groups.tsv").read_text()
+    assert sum(s["sequences"] for s in shards["shards"]) == held["kept"]
     assert (tmp_path / "logs" / "ingest.log").exists()
 
 
@@ -83,7 +88,9 @@ def test_every_stage_reaches_the_report(example_run):
     metrics = (results / "report" / "metrics.tsv").read_text().splitlines()
     rows = [line.split("\t") for line in metrics[1:]]
     assert {row[3] for row in rows} == {"topi", "cci", "random1x"}
-    assert {row[0] for row in rows} == {"trna_isotype", "heldout_perplexity"}
+    assert {row[0] for row in rows} == {"trna_isotype", "seen_family_perplexity", "heldout_family_perplexity"}
+    verdict = (results / "report" / "verdict.md").read_text()
+    assert "| rate0.9 | topi | trna_isotype accuracy | 1 |" in verdict and "n < 2: no test" in verdict
 
 
 def test_rerun_is_a_no_op(example_run):

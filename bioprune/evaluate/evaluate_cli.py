@@ -30,7 +30,7 @@ from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.evaluate.perplexity import write_unselected_set
 from bioprune.evaluate.runner import evaluate_task
-from bioprune.evaluate.tasks import spec_from_config
+from bioprune.evaluate.tasks import WORKFLOW_SOURCES, spec_from_config
 from bioprune.models.registry import load_model, spec_of
 
 log = logging.getLogger("bioprune.evaluate")
@@ -42,7 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--task-json", help="the task's settings as JSON (name, kind, files, ...)")
     src.add_argument("--config", help="a workflow config file; the task is evaluate.tasks.<--task>")
     p.add_argument("--task", help="with --config: the task name")
-    p.add_argument("--test", help="use this FASTA as the test split (the workflow's unselected pool set)")
+    p.add_argument(
+        "--test",
+        help="use this FASTA as the test split (the workflow's unselected pool or held-out families)",
+    )
     p.add_argument("--out", required=True, help="output folder (metrics.json)")
     p.add_argument("--seed", type=seed, default=0, help="probe seed: initialisation, batches, sampling")
     p.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per embedding batch")
@@ -77,10 +80,13 @@ def _task_spec(args):
 
 def run(args: argparse.Namespace) -> int:
     spec = _task_spec(args)
+    test_source = spec.source  # recorded: the report names what a perplexity set measures
     if args.test:
         spec = replace(spec, test=args.test, source="files")
-    elif spec.source == "unselected_pool":
-        raise ConfigError(f"task {spec.name} reads the unselected pool: give its FASTA with --test")
+    elif spec.source in WORKFLOW_SOURCES:
+        raise ConfigError(
+            f"task {spec.name} reads the workflow's {spec.source} set: give its FASTA with --test"
+        )
     if args.batch_tokens < 3:
         raise ConfigError(f"--batch-tokens must be >= 3, got {args.batch_tokens}")
     if args.threads:
@@ -99,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.model_seed,
         "probe_seed": args.seed,
         "settings": spec.to_dict(),
+        "test_source": test_source,
         **result,
         "bioprune_version": __version__,
     }

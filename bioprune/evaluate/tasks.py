@@ -13,7 +13,8 @@ seq_regression     CSV (sequence and target columns) or FASTA     spearman, pear
 per_residue_class  FASTA of sequences + FASTA of label strings    accuracy (per residue), macro_f1
                    (one character per residue) + optional 0/1
                    mask FASTA, matched by id
-mlm_perplexity     FASTA (``test``) or ``source: unselected_pool`` perplexity, loss
+mlm_perplexity     FASTA (``test``), ``source: unselected_pool``    perplexity, loss
+                   or ``source: heldout_families``
 ================== ============================================= ==================================
 
 Splits come from three files (``train``, ``valid``, ``test``; without ``valid`` a seeded
@@ -53,7 +54,10 @@ METRICS = {
     "mlm_perplexity": ("perplexity", "loss"),
 }
 LOWER_IS_BETTER = {"perplexity", "loss", "mse"}
-SOURCES = ("files", "flip", "unselected_pool")
+SOURCES = ("files", "flip", "unselected_pool", "heldout_families")
+# mlm_perplexity test sets the workflow makes: pool sequences no selection kept (families the pretraining
+# saw: it measures family coverage), and the families the holdout step set aside (never seen)
+WORKFLOW_SOURCES = ("unselected_pool", "heldout_families")
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class TaskSpec:
     kind: str
     enabled: bool = True
     alphabet: str | None = None  # rna | protein: the task runs only in workflows of that alphabet
-    source: str = "files"  # files | flip | unselected_pool (mlm_perplexity only)
+    source: str = "files"  # files | flip | unselected_pool | heldout_families (the last two: mlm_perplexity)
     train: str | None = None
     valid: str | None = None
     test: str | None = None
@@ -130,11 +134,13 @@ def _check(s: TaskSpec, where: str) -> None:
 
     if s.source not in SOURCES:
         raise ConfigError(f"{where}.source: {s.source!r} is not one of {list(SOURCES)}")
-    if s.source == "unselected_pool" and s.kind != "mlm_perplexity":
-        raise ConfigError(f"{where}.source: unselected_pool is for kind mlm_perplexity only")
+    if s.source in WORKFLOW_SOURCES and s.kind != "mlm_perplexity":
+        raise ConfigError(f"{where}.source: {s.source} is for kind mlm_perplexity only")
     if s.kind == "mlm_perplexity":
         if s.source == "flip":
-            raise ConfigError(f"{where}.source: mlm_perplexity reads 'test' or the unselected pool")
+            raise ConfigError(
+                f"{where}.source: mlm_perplexity reads 'test', the unselected pool or the held-out families"
+            )
         if s.source == "files":
             need("test")
     elif s.source == "flip":
@@ -224,7 +230,7 @@ class TaskData:
 
 
 def load_task(spec: TaskSpec, seed: int = 0) -> TaskData:
-    """Read a task's splits (not for source unselected_pool: pass its file as ``test``)."""
+    """Read a task's splits (not for sources the workflow makes: pass their file as ``test``)."""
     if spec.kind == "rna_ss":
         raw = {s: _read_dbn_split(getattr(spec, s)) for s in SPLITS if getattr(spec, s)}
     elif spec.kind == "per_residue_class":

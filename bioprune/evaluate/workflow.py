@@ -91,6 +91,12 @@ def evaluation_plan(config: dict, select_dirs: list[str], results: str) -> Evalu
     seeds = sorted({int(d.rsplit("seed", 1)[1]) for d in models})
     untrained = [f"{UNTRAINED}/{NO_BUDGET}/seed{s}" for s in seeds] if pre["untrained_baseline"] else []
     tasks = tasks_from_config(config)
+    needs_holdout = [t.name for t in tasks if t.source == "heldout_families"]
+    if needs_holdout and not (config.get("holdout") or {}).get("enabled"):
+        raise ConfigError(
+            f"evaluate.tasks {needs_holdout} read the held-out families (source heldout_families): "
+            "set holdout.enabled true, or disable the task(s)"
+        )
     budgets = (
         sorted({d.split("/")[1] for d in models}) if any(t.source == "unselected_pool" for t in tasks) else []
     )
@@ -128,6 +134,13 @@ def pretrain_args(config: dict) -> dict[str, str]:
 def model_seed(config: dict, seed: str | int) -> int:
     """Training seed of the model of selection seed ``seed`` (so seeds also vary the initialisation)."""
     return int(config["train"]["seed"]) + int(seed)
+
+
+def probe_seed(config: dict, seed: str | int) -> int:
+    """Probe seed of the evaluations of the models of seed ``seed``: ``evaluate.seed`` + the seed, so the
+    spread over seeds includes the probe's (initialisation, batch order, record sampling), while the
+    models a paired comparison sets side by side (same seed) share it."""
+    return int(config["evaluate"]["seed"]) + int(seed)
 
 
 def task_json(spec: TaskSpec) -> str:

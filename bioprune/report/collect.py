@@ -127,3 +127,28 @@ def budget_key(token) -> tuple:
     if t.startswith("n") and t[1:].isdigit():
         return (1, -int(t[1:]))
     return (3, t)
+
+
+def read_floors(paths: list[os.PathLike | str]) -> pd.DataFrame:
+    """Floor results (a task scored without a pretrained model: one-hot or k-mer features, say), one JSON
+    file each with ``task``, ``kind``, ``metrics`` and the floor's name in ``head`` (or ``name``).
+    Columns: task, kind, name, metric, value, lower_is_better."""
+    rows = []
+    for p in paths:
+        d = _read_json(p)
+        _need(p, d, ("task", "kind", "metrics"))
+        name = d.get("name") or d.get("head")
+        if not name:
+            raise InputError(p, "a floor result needs its 'head' (or 'name'): what it was computed with")
+        for metric, value in d["metrics"].items():
+            rows.append(
+                {
+                    "task": d["task"],
+                    "kind": d["kind"],
+                    "name": str(name),
+                    "metric": metric,
+                    "value": np.nan if value is None else float(value),
+                    "lower_is_better": metric in LOWER_IS_BETTER,
+                }
+            )
+    return pd.DataFrame(rows, columns=["task", "kind", "name", "metric", "value", "lower_is_better"])

@@ -6,11 +6,14 @@ Example::
         --metrics results/evaluate/*/*/seed*/*/metrics.json \\
         --pretrain results/pretrain/*/*/seed*/pretrain_report.json --scores results/influence/scores.parquet
 
-Outputs (``--out``): ``metrics_long.tsv`` (one row per model, task and metric), ``metrics.tsv`` and
+Outputs (``--out``): ``verdict.tsv`` and ``verdict.md`` (each strategy against random 1x and 10x, paired by
+seed, with 95% intervals and Holm-corrected flags: :mod:`bioprune.report.verdict`), ``metrics_long.tsv``
+(one row per model, task and metric), ``metrics.tsv`` and
 ``metrics.md`` (per task, metric, budget and strategy: every seed, mean, std, n), ``compute.tsv`` and
 ``compute.md`` (per model: sequences, steps, tokens seen, wall time), ``figures/<task>.png`` (metrics
 against the budget), ``influence_histogram.png`` (with ``--scores``) and ``report.md`` (all of it on
-one page, headline table first).
+one page, verdict table and warnings first). ``--floors`` adds floor results (a task scored without a
+pretrained model) beside the models: a table of them, and a warning for every model that does not beat one.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ import pyarrow.parquet as pq
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.report import figures
-from bioprune.report.collect import budget_key, read_compute, read_metrics, sort_rows
+from bioprune.report.collect import budget_key, read_compute, read_floors, read_metrics, sort_rows
 from bioprune.report.tables import fmt, headline_table, seed_summary, to_markdown
+from bioprune.report.verdict import verdict_table, warnings
 
 log = logging.getLogger("bioprune.report")
 
@@ -40,6 +44,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pretrain", nargs="*", default=[], help="pretrain_report.json files of bioprune pretrain"
     )
+    p.add_argument(
+        "--floors",
+        nargs="*",
+        default=[],
+        help="floor results (JSON: task, kind, head, metrics) to compare with",
+    )
+    p.add_argument("--holdout", help="holdout_report.json of the holdout step (held-out families)")
     p.add_argument("--tasks", nargs="*", help="tasks to draw, in this order (default: every task found)")
     p.add_argument("--scores", help="merged influence score table (Parquet) for the histogram")
     p.add_argument("--score-column", default="self_influence", help="score column of the histogram")
@@ -59,6 +70,15 @@ def topi_thresholds(values: np.ndarray, compute: pd.DataFrame) -> dict[str, floa
     return out
 
 
+# what a perplexity test set measures, by the task's source (metrics.json test_source)
+TEST_SETS = {
+    "unselected_pool": "test set: pool sequences no selection kept, from families the pretraining saw "
+    "(measures family coverage, where random sampling is strong)",
+    "heldout_families": "test set: whole families set aside before scoring and selection, never seen in "
+    "pretraining (measures generalisation to new families)",
+}
+
+
 def _task_notes(paths: list[str], order: list[str]) -> list[str]:
     """One line per task: kind, headline metric and the records used / dropped per split. When they differ
     between budgets (the unselected-pool set is one per budget), one entry per budget."""
@@ -71,10 +91,12 @@ def _task_notes(paths: list[str], order: list[str]) -> list[str]:
             parts.append(f"{split} {c.get('used', c.get('read', 0))} used" + (f" ({extra})" if extra else ""))
         text = "; ".join(parts) + (f" — note: {d['note']}" if d.get("note") else "")
         t = tasks.setdefault(d["task"], {"kind": d["kind"], "headline": d["headline"], "texts": {}})
+        t.setdefault("measures", TEST_SETS.get(d.get("test_source")))
         t["texts"].setdefault(text, []).append(str(d.get("budget")))
     lines = []
     for name, t in sorted(tasks.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
-        head = f"- **{name}** ({t['kind']}, headline {t['headline']}): "
+        measures = f"; {t['measures']}" if t["measures"] else ""
+        head = f"- **{name}** ({t['kind']}, headline {t['headline']}{measures}): "
         if len(t["texts"]) == 1:
             lines.append(head + next(iter(t["texts"])))
             continue
@@ -101,6 +123,49 @@ def read_score_column(path, column: str) -> np.ndarray:
     return values.to_numpy(zero_copy_only=False).astype(np.float64)
 
 
+def _verdict_section(verdict: pd.DataFrame, alerts: list[str], floors: pd.DataFrame) -> list[str]:
+    lines = ["## Verdict: does a strategy beat random selection of the same size?", ""]
+    if verdict.empty:
+        lines += ["No random 1x models in this run: nothing to compare with.", ""]
+    else:
+        lines += [
+            "Each row compares one strategy with random 1x (a random subset of the same size) and random",
+            "10x (ten times as many sequences) at the same budget, on the task's headline metric. The",
+            "difference is strategy minus random, averaged over the pretraining seeds (each seed's strategy",
+            "model against the same seed's random model), with its 95% Student t interval.",
+            "*Beats random 1x*: the difference is on the better side and significant after Holm's",
+            "correction over the tasks of that strategy and budget (p_Holm < 0.05). *Reaches random 10x*:",
+            "at least as good as random 10x on average (*no: worse* when significantly worse). One seed",
+            "gives no interval and no test (n < 2).",
+            "",
+            to_markdown(verdict),
+        ]
+    if alerts:
+        lines += ["**Warnings**", "", *[f"- ⚠ {a}" for a in alerts], ""]
+    if not floors.empty:
+        shown = floors.drop(columns=["lower_is_better"]).assign(value=floors["value"].map(fmt))
+        lines += ["Floors (scores reached without a pretrained model):", "", to_markdown(shown)]
+    return lines
+
+
+def _holdout_note(path: str | None) -> list[str]:
+    """One line on the families the holdout step set aside (the heldout_families test set)."""
+    if not path:
+        return []
+    d = json.loads(Path(path).read_text())
+    plural = {"family": "families", "cluster": "clusters", "sequence": "sequences without family or cluster"}
+    kinds = ", ".join(
+        f"{k['groups_held_out']} of {k['groups']} {plural.get(kind, kind)}"
+        for kind, k in d.get("by_kind", {}).items()
+    )
+    return [
+        f"Held-out families: {d['groups_held_out']} of {d['groups']} groups ({kinds}; fraction "
+        f"{d['fraction']}, seed {d['seed']}), {d['held_out']:,} of {d['input_records']:,} sequences, set "
+        "aside before scoring and selection: no model saw them.",
+        "",
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dpi < 10:
         raise ConfigError(f"--dpi must be >= 10, got {args.dpi}")
@@ -112,12 +177,17 @@ def run(args: argparse.Namespace) -> int:
         log.warning("metrics of tasks not listed in --tasks are tabulated but not drawn: %s", unknown)
     summary = seed_summary(long)
     headline = headline_table(summary)
+    floors = read_floors(args.floors)
+    verdict = verdict_table(long)
+    alerts = warnings(long, floors)
     compute = sort_rows(compute, ["budget", "strategy", "seed"]) if not compute.empty else compute
     values = None
     if args.scores:
         values = read_score_column(args.scores, args.score_column)
     with staged_dir(args.out) as stage:
         long.to_csv(stage / "metrics_long.tsv", sep="\t", index=False)
+        verdict.to_csv(stage / "verdict.tsv", sep="\t", index=False)
+        (stage / "verdict.md").write_text(to_markdown(verdict))
         summary.to_csv(stage / "metrics.tsv", sep="\t", index=False, float_format="%.6g")
         table = summary.drop(columns=["lower_is_better", "headline"])
         (stage / "metrics.md").write_text(to_markdown(table))
@@ -146,13 +216,18 @@ def run(args: argparse.Namespace) -> int:
         page = [
             "# bioprune comparison report",
             "",
-            "Headline metric per task: mean ± sample sd over seeds (n/a: not computable, see Tasks).",
+            *_verdict_section(verdict, alerts, floors),
+            "## Headline metrics",
+            "",
+            "Headline metric per task: mean ± sample sd over seeds (a value alone: one seed, no spread; "
+            "n/a: not computable, see Tasks).",
             "",
             to_markdown(headline),
             "## Tasks",
             "",
             *_task_notes(args.metrics, tasks),
             "",
+            *_holdout_note(args.holdout),
             "## Every metric",
             "",
             to_markdown(table),
