@@ -8,6 +8,7 @@ REPORT = f"{RESULTS}/report"
 rule report:
     input:
         metrics=evaluate_targets(),
+        floors=floor_targets(),
         pretrain=pretrain_targets("pretrain_report.json"),
         scores=SELECT_SCORES,
     output:
@@ -58,4 +59,4 @@ rule report:
         out=folder_of("output.table"),
     shell:
         "python -m bioprune report --out {params.out} --tasks {params.tasks} --dpi {params.dpi}"
-        " --scores {input.scores} --metrics {input.metrics} --pretrain {input.pretrain} 2> {log}"
+        " --scores {input.scores} --metrics {input.metrics} {input.floors} --pretrain {input.pretrain} 2> {log}"
