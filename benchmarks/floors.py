@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument(
         "--heads", nargs="+", default=["cnn"], help="structure heads to floor (cnn, attention, pair)"
     )
+    ap.add_argument("--lr", type=float, default=2e-3, help="CNN learning rate")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -72,7 +73,8 @@ def main() -> int:
     ss = task("bprna_ss")
     if present(ss):
         for head in args.heads:
-            spec = replace(ss, structure_head=head, epochs=args.epochs, lr=2e-3 if head == "cnn" else ss.lr)
+            lr = args.lr if head == "cnn" else ss.lr
+            spec = replace(ss, structure_head=head, epochs=args.epochs, lr=lr)
             started = time.time()
             out = compute_floor(spec, prepare_data(spec, model, args.seed), args.seed)
             out["wall_s"] = round(time.time() - started, 1)
@@ -99,7 +101,7 @@ def markdown(rows: list[dict], args) -> str:
         "# Floors of the real-data tasks (no language model)",
         "",
         f"Command: `nice -n 5 python benchmarks/floors.py --threads {args.threads} --epochs {args.epochs}"
-        f" --heads {' '.join(args.heads)}` ({platform.processor() or platform.machine()},"
+        f" --lr {args.lr:g} --heads {' '.join(args.heads)}` ({platform.processor() or platform.machine()},"
         f" torch {torch.__version__}, {args.threads} threads, probe seed {args.seed}).",
         "",
         "Splits as `bioprune evaluate` builds them for config/rfam_full.yaml (tiny RNA-FM filters).",
