@@ -141,15 +141,18 @@ def test_constrained_decoder_never_breaks_the_rules():
 
 # -- models expose attention --------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["rnafm", "esmc"])
-def test_attention_maps_match_the_embedding(backend):
+def test_attention_maps_match_the_embedding(backend, monkeypatch):
     model = tiny(backend)
     seqs = ["ACGUACGUAC", "GGGAAACCCUUA"] if backend == "rnafm" else ["MKTAYIAK", "MLKNVQVQLVAA"]
     got = {i: (h, a) for i, h, a in iter_attention(model, seqs)}
     ref = embed(model, seqs, pooled=False)
+    monkeypatch.setattr("bioprune.evaluate.embed.ATTENTION_FLOATS", 1)  # one sequence per batch
+    alone = {i: a for i, _, a in iter_attention(model, seqs)}
     for i, s in enumerate(seqs):
         h, a = got[i]
         assert a.shape == (2, 2, len(s), len(s))
         torch.testing.assert_close(h, ref[i], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a, alone[i], atol=1e-5, rtol=1e-5)  # padding changes nothing
         assert float(a.min()) >= 0
 
 
