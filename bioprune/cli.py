@@ -34,6 +34,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "pretrain": ("bioprune.evaluate.pretrain", "train the architecture from scratch on a coreset"),
     "perplexity-set": ("bioprune.evaluate.evaluate_cli", "pool sequences no selection picked (held-out set)"),
     "evaluate": ("bioprune.evaluate.evaluate_cli", "score a model on a downstream task (frozen probes)"),
+    "floor": ("bioprune.evaluate.floors", "a task's score without a language model (one-hot / k-mer floor)"),
     "report": ("bioprune.report.report_cli", "comparison tables and figures of a finished run"),
 }
 

@@ -1,9 +1,9 @@
 # Downstream evaluation: every pretrained model on every task of evaluate.tasks (one job per model and
-# task), frozen-embedding probes by default. Tasks with source unselected_pool read, per budget, a sample
-# of the pool sequences that no selection at that budget kept (families the pretraining saw: a measure of
-# family coverage); tasks with source heldout_families read the families the holdout step set aside.
-# A task's settings are one JSON params value, so editing a task reruns only its jobs and the report.
-# Needs pretrain.smk (EVALUATION_PLAN).
+# task), frozen-embedding probes by default, and one floor per task (no language model; rule floor).
+# Tasks with source unselected_pool read, per budget, a sample of the pool sequences that no selection
+# at that budget kept (families the pretraining saw: a measure of family coverage); tasks with source
+# heldout_families read the families the holdout step set aside. A task's settings are one JSON params
+# value, so editing a task reruns only its jobs and the report. Needs pretrain.smk (EVALUATION_PLAN).
 import shlex
 
 from bioprune.evaluate.workflow import probe_seed, task_inputs, task_json
@@ -74,5 +74,29 @@ rule evaluate:
         " --model-seed {wildcards.seed} 2> {log:q}"
 
 
-# evaluate_targets(): every model x task metrics.json. A bound method rather than a def (lint).
+rule floor:
+    input:
+        data=lambda wildcards: task_inputs(EVALUATION_PLAN.task(wildcards.task)),
+    output:
+        f"{EVALUATE}/floors/{{task}}.json",
+    log:
+        f"{LOGS}/evaluate/floor_{{task}}.log",
+    wildcard_constraints:
+        task=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    conda:
+        ENV_TORCH
+    threads: config["threads"]
+    params:
+        task=lambda wildcards: task_json(EVALUATION_PLAN.task(wildcards.task)),
+        seed=_eval["seed"],
+        # the run's architecture: the floor drops the records the models cannot take, as evaluate does
+        model=PRETRAIN_ARGS["model"],
+    shell:
+        "python -m bioprune floor --task-json {params.task} --out {output} --seed {params.seed}"
+        " {params.model} --threads {threads} 2> {log}"
+
+
+# evaluate_targets(): every model x task metrics.json; floor_targets(): one floor per task.
+# Bound methods rather than defs (lint).
 evaluate_targets = EVALUATION_PLAN.evaluate_targets
+floor_targets = EVALUATION_PLAN.floor_targets

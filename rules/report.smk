@@ -9,6 +9,7 @@ REPORT = f"{RESULTS}/report"
 rule report:
     input:
         metrics=evaluate_targets(),
+        floors=floor_targets(),
         pretrain=pretrain_targets("pretrain_report.json"),
         scores=SELECT_SCORES,
         holdout=(
@@ -74,5 +75,5 @@ rule report:
         ),
     shell:
         "python -m bioprune report --out {params.out:q} --tasks {params.tasks} --dpi {params.dpi}"
-        " --scores {input.scores:q} {params.holdout} --metrics {input.metrics:q}"
-        " --pretrain {input.pretrain:q} 2> {log:q}"
+        " --scores {input.scores:q} {params.holdout} --metrics {input.metrics:q} {input.floors:q}"
+        " --floors {input.floors:q} --pretrain {input.pretrain:q} 2> {log:q}"

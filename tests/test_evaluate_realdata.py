@@ -82,6 +82,28 @@ def test_nrc_classification(shared_data):
     assert 0 <= out["metrics"]["accuracy"] <= 1
 
 
+def test_nrc_kmer_floor_beats_chance(shared_data):
+    """The k-mer + length floor on a slice of nRC: far above the 1/13 of guessing, on the evaluate splits."""
+    from bioprune.evaluate.floors import compute_floor
+    from bioprune.evaluate.runner import prepare_data
+
+    d = shared_data / "nrc_ncrna_classes"
+    spec = _spec(
+        "nrc",
+        {
+            "kind": "seq_class",
+            "train": str(d / "dataset_nRC_train.fasta"),
+            "test": str(d / "dataset_nRC_test.fasta"),
+            "label_regex": r"^(\S+)",
+            "max_records": {"train": 600, "valid": 100, "test": 200},
+            "kmer_max": 3,
+        },
+    )
+    out = compute_floor(spec, prepare_data(spec, tiny("rnafm"), 0), 0)
+    assert out["counts"]["test"]["used"] == 200 and out["floor"] == "kmer"
+    assert out["metrics"]["accuracy"] > 0.35
+
+
 def test_flip_secondary_structure(shared_data):
     d = shared_data / "flip_secondary_structure"
     spec = _spec(

@@ -44,6 +44,12 @@ def test_default_plan():
     assert plan.pretrain_targets()[0] == "res/pretrain/topi/rate0.9/seed0/model.pt"
     assert plan.selection_ids("res/select", "rate0.99")[0] == "res/select/topi/rate0.99/seed0/ids.txt"
     assert len(plan.selection_ids("res/select", "rate0.99")) == 8
+    # one floor per structure / sequence task, not per model; perplexity has none
+    assert plan.floor_targets() == [
+        "res/evaluate/floors/trna_ss.json",
+        "res/evaluate/floors/trna_isotype.json",
+    ]
+    assert evaluation_plan(config(evaluate={"floors": False}), SELECT_DIRS, "res").floor_targets() == []
 
 
 def test_strategy_filter_and_unknown_names():

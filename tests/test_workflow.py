@@ -87,7 +87,8 @@ def test_every_stage_reaches_the_report(example_run):
     assert pc.min(scores["self_influence"]).as_py() > 0
     metrics = (results / "report" / "metrics.tsv").read_text().splitlines()
     rows = [line.split("\t") for line in metrics[1:]]
-    assert {row[3] for row in rows} == {"topi", "cci", "random1x"}
+    # the task's floor (no language model, once per task) is a row beside the models
+    assert {row[3] for row in rows} == {"topi", "cci", "random1x", "floor"}
     assert {row[0] for row in rows} == {"trna_isotype", "seen_family_perplexity", "heldout_family_perplexity"}
     verdict = (results / "report" / "verdict.md").read_text()
     assert "| rate0.9 | topi | trna_isotype accuracy | 1 |" in verdict and "n < 2: no test" in verdict

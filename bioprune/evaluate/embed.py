@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ from tqdm import tqdm
 from bioprune.models.base import MaskedLM
 
 log = logging.getLogger(__name__)
+
+ATTENTION_FLOATS = 1 << 27  # attention probabilities of one batch (512 MB in float32)
 
 
 def window(model: MaskedLM) -> int:
@@ -81,3 +84,41 @@ def embed(
     if pooled:
         return torch.stack(results) if results else torch.zeros(0, 0)
     return results
+
+
+@torch.no_grad()
+def iter_attention(
+    model: MaskedLM,
+    seqs: list[str],
+    *,
+    batch_tokens: int = 16384,
+    device: torch.device | str = "cpu",
+    desc: str = "attention",
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(index, hidden [L, H], attention [layers, heads, L, L])`` per sequence (float32, CPU, residue
+    positions only), batched by length as :func:`embed`; yielded batch by batch, so callers can reduce
+    the maps (which grow as L^2 x layers x heads) before the next batch. Batches are split further so
+    that one batch's maps stay under :data:`ATTENTION_FLOATS` numbers."""
+    model.eval().to(device)
+    room = window(model)
+    cropped = [s[:room] for s in seqs]
+    lengths = np.array([len(s) for s in cropped], dtype=np.int64)
+    if (lengths == 0).any():
+        raise ValueError("cannot embed an empty sequence")
+    arch = model.arch()
+    per_token2 = arch["layers"] * arch["heads"]
+    batches = []
+    for idx in _batches(lengths, batch_tokens):
+        n = int(lengths[idx[-1]]) + 2  # the longest of the batch, with <cls> and <eos>
+        rows = max(1, ATTENTION_FLOATS // (per_token2 * n * n))
+        batches += [idx[k : k + rows] for k in range(0, len(idx), rows)]
+    for idx in tqdm(batches, desc=desc, unit="batch", file=sys.stderr, mininterval=30.0, leave=False):
+        tokens = model.batch([cropped[i] for i in idx]).to(device)
+        hidden, maps = model.embed_with_attention(tokens)
+        for row, i in enumerate(idx):
+            n = int(lengths[i])
+            yield (
+                int(i),
+                hidden[row, 1 : 1 + n].float().cpu(),
+                maps[row, :, :, 1 : 1 + n, 1 : 1 + n].float().cpu(),
+            )

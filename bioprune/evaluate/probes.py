@@ -167,15 +167,20 @@ def pair_matrix(pairs: list[tuple[int, int]], length: int) -> torch.Tensor:
 
 
 def greedy_pairs(
-    prob: np.ndarray, threshold: float, min_loop: int
+    prob: np.ndarray, threshold: float, min_loop: int, allowed: np.ndarray | None = None
 ) -> tuple[list[tuple[int, int]], list[float]]:
     """Greedy structure: candidates with probability >= threshold, most probable first, each base in at
     most one pair. Returns the pairs in the order accepted and their probabilities (descending).
+    ``allowed`` ([L, L] bool, e.g. :func:`bioprune.evaluate.pairfeatures.allowed_pairs`) restricts the
+    candidates further (canonical decoding); pairs always need ``j - i > min_loop``.
 
     Greedy decisions only depend on earlier candidates, so the structure at any higher threshold t is
     the accepted pairs with probability >= t: one pass serves a whole threshold grid."""
     n = prob.shape[0]
-    i, j = np.triu_indices(n, k=min_loop + 1)
+    if allowed is None:
+        i, j = np.triu_indices(n, k=min_loop + 1)
+    else:
+        i, j = np.nonzero(np.triu(allowed, k=min_loop + 1))  # row-major, as triu_indices
     p = prob[i, j]
     keep = p >= threshold
     i, j, p = i[keep], j[keep], p[keep]
@@ -193,9 +198,37 @@ def greedy_pairs(
     return out, probs
 
 
-def decode_pairs(prob: np.ndarray, threshold: float, min_loop: int) -> list[tuple[int, int]]:
+def decode_pairs(
+    prob: np.ndarray, threshold: float, min_loop: int, allowed: np.ndarray | None = None
+) -> list[tuple[int, int]]:
     """The greedy structure at ``threshold`` (see :func:`greedy_pairs`), sorted."""
-    return sorted(greedy_pairs(prob, threshold, min_loop)[0])
+    return sorted(greedy_pairs(prob, threshold, min_loop, allowed)[0])
+
+
+def threshold_curve(
+    probs: list[np.ndarray],
+    truths: list[list[tuple[int, int]]],
+    grid: tuple[float, ...],
+    min_loop: int,
+    allowed: list[np.ndarray] | None = None,
+) -> dict[float, float]:
+    """Mean F1 over sequences at every threshold of ``grid`` (one greedy pass per sequence serves them
+    all)."""
+    masks = allowed if allowed is not None else [None] * len(probs)
+    greedy = [greedy_pairs(p, grid[0], min_loop, a) for p, a in zip(probs, masks, strict=True)]
+    curve = {}
+    for t in grid:
+        scores = [
+            M.pair_scores([pr for pr, q in zip(got, qs, strict=True) if q >= t], truth, len(p))["f1"]
+            for (got, qs), truth, p in zip(greedy, truths, probs, strict=True)
+        ]
+        curve[t] = float(np.mean(scores))
+    return curve
+
+
+def best_threshold(curve: dict[float, float]) -> float:
+    """The threshold of the highest F1; ties: the one nearest 0.5."""
+    return max(curve, key=lambda t: (curve[t], -abs(t - 0.5)))
 
 
 def fit_pairs(
@@ -213,7 +246,10 @@ def fit_pairs(
     min_loop: int = 3,
     threshold: float | None = None,
     seed: int = 0,
+    valid_allowed: list[np.ndarray] | None = None,
 ) -> ProbeResult:
+    """``valid_allowed``: per valid sequence, the pairs decoding may use (canonical decoding); the
+    returned ``predict(xs, allowed=None)`` takes the same for its sequences."""
     if not train_x or not valid_x:
         raise ValueError("a pair probe needs train and valid sequences")
     n_pos = sum(len(p) for p in train_pairs)
@@ -236,19 +272,7 @@ def fit_pairs(
     grid = THRESHOLDS if threshold is None else (threshold,)
 
     def f1_curve(probs: list[np.ndarray]) -> dict[float, float]:
-        """Mean valid F1 at every threshold of the grid (one greedy pass per sequence serves them all)."""
-        greedy = [greedy_pairs(p, grid[0], min_loop) for p in probs]
-        curve = {}
-        for t in grid:
-            scores = [
-                M.pair_scores([pr for pr, q in zip(got, qs, strict=True) if q >= t], truth, len(p))["f1"]
-                for (got, qs), truth, p in zip(greedy, valid_pairs, probs, strict=True)
-            ]
-            curve[t] = float(np.mean(scores))
-        return curve
-
-    def best_threshold(curve: dict[float, float]) -> float:
-        return max(curve, key=lambda t: (curve[t], -abs(t - 0.5)))  # ties: the one nearest 0.5
+        return threshold_curve(probs, valid_pairs, grid, min_loop, valid_allowed)
 
     # model selection: the epoch whose best-threshold valid F1 is highest (a fixed cut would judge an
     # epoch by its calibration rather than by how well it ranks pairs)
@@ -282,8 +306,11 @@ def fit_pairs(
     chosen = best_threshold(curve)
     valid_f1 = curve[chosen]
 
-    def predict(xs: list[torch.Tensor]) -> list[list[tuple[int, int]]]:
-        return [decode_pairs(p, chosen, min_loop) for p in probabilities(xs)]
+    def predict(
+        xs: list[torch.Tensor], allowed: list[np.ndarray] | None = None
+    ) -> list[list[tuple[int, int]]]:
+        masks = allowed if allowed is not None else [None] * len(xs)
+        return [decode_pairs(p, chosen, min_loop, a) for p, a in zip(probabilities(xs), masks, strict=True)]
 
     extra = {
         "threshold": chosen,

@@ -12,7 +12,8 @@ from bioprune.errors import InputError
 from bioprune.evaluate import metrics as M
 from bioprune.evaluate.embed import embed, encodable, fits_model, window
 from bioprune.evaluate.perplexity import mlm_perplexity
-from bioprune.evaluate.probes import fit_dense, fit_pairs
+from bioprune.evaluate.probes import fit_dense
+from bioprune.evaluate.structure_heads import Source, fit_structure
 from bioprune.evaluate.tasks import SPLITS, TaskData, TaskSpec, cap_splits, load_task, structure_pairs
 from bioprune.fasta import open_maybe_gzip
 from bioprune.models.base import MaskedLM
@@ -42,15 +43,7 @@ def evaluate_task(
     if spec.kind == "mlm_perplexity":
         out = _perplexity(spec, model, batch_tokens=batch_tokens, device=device)
     else:
-        data = load_task(spec, seed)
-        _model_filters(data, model)
-        cap_splits(data, seed)
-        if spec.kind == "rna_ss":
-            structure_pairs(data)
-        for split in SPLITS:
-            if not data.splits[split]:
-                where = getattr(spec, split) or spec.path or spec.train
-                raise InputError(where, f"task {spec.name}: no {split} records left ({data.counts[split]})")
+        data = prepare_data(spec, model, seed)
         out = _probe(data, model, seed=seed, batch_tokens=batch_tokens, device=device)
         for split in SPLITS:
             data.counts[split]["used"] = len(data.splits[split])
@@ -59,6 +52,22 @@ def evaluate_task(
             out["classes"] = data.classes
     out["seconds"] = round(time.time() - started, 2)
     return out
+
+
+def prepare_data(spec: TaskSpec, model: MaskedLM, seed: int) -> TaskData:
+    """The splits a model is scored on: read, drop what ``model`` cannot take, cap (seeded). The floors
+    (:mod:`bioprune.evaluate.floors`) call this with the run's architecture, so they see the same
+    records."""
+    data = load_task(spec, seed)
+    _model_filters(data, model)
+    cap_splits(data, seed)
+    if spec.kind == "rna_ss":
+        structure_pairs(data)
+    for split in SPLITS:
+        if not data.splits[split]:
+            where = getattr(spec, split) or spec.path or spec.train
+            raise InputError(where, f"task {spec.name}: no {split} records left ({data.counts[split]})")
+    return data
 
 
 def _model_filters(data: TaskData, model: MaskedLM) -> None:
@@ -111,22 +120,14 @@ def _probe(data: TaskData, model: MaskedLM, *, seed, batch_tokens, device) -> di
     targets = {split: [e.target for e in data.splits[split]] for split in SPLITS}
     pooled = kind in ("seq_class", "seq_regression")
     extra: dict = {}
+    if kind == "rna_ss":
+        res = fit_structure(s, seqs, targets, Source(model, batch_tokens, device), seed=seed)
+        return {"metrics": res.metrics, "probe": res.probe}
     emb = {
         split: embed(model, seqs[split], pooled=pooled, batch_tokens=batch_tokens, device=device, desc=split)
         for split in SPLITS
     }
-    if kind == "rna_ss":
-        res = fit_pairs(
-            emb["train"], targets["train"], emb["valid"], targets["valid"],
-            min_loop=s.min_loop, threshold=s.threshold, **opts,
-        )  # fmt: skip
-        predicted = res.predict(emb["test"])
-        per_seq = [
-            M.pair_scores(p, t, len(x))
-            for p, t, x in zip(predicted, targets["test"], seqs["test"], strict=True)
-        ]
-        metrics = M.mean_pair_scores(per_seq)
-    elif kind == "per_residue_class":
+    if kind == "per_residue_class":
 
         def flat(split):
             y = np.concatenate(targets[split])
@@ -146,11 +147,18 @@ def _probe(data: TaskData, model: MaskedLM, *, seed, batch_tokens, device) -> di
             emb["train"], y["train"], emb["valid"], y["valid"], task=task, n_classes=n_classes, **opts
         )
         pred = res.predict(emb["test"])
-        metrics = (
-            M.classification_scores(y["test"], pred)
-            if task == "class"
-            else M.regression_scores(y["test"], pred)
-        )
+        scores = M.classification_scores if task == "class" else M.regression_scores
+        metrics = scores(y["test"], pred)
+        if s.head != "linear":  # a linear probe beside the MLP: what a linear read-out of the embedding holds
+            lin = fit_dense(
+                emb["train"], y["train"], emb["valid"], y["valid"], task=task, n_classes=n_classes,
+                **{**opts, "head": "linear"},
+            )  # fmt: skip
+            extra["linear_probe"] = {
+                "metrics": {k: float(v) for k, v in scores(y["test"], lin.predict(emb["test"])).items()},
+                "best_epoch": lin.best_epoch,
+                "valid_score": lin.valid_score,
+            }
     return {
         "metrics": {k: float(v) for k, v in metrics.items()},
         "probe": {

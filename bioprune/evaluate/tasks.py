@@ -58,6 +58,9 @@ SOURCES = ("files", "flip", "unselected_pool", "heldout_families")
 # mlm_perplexity test sets the workflow makes: pool sequences no selection kept (families the pretraining
 # saw: it measures family coverage), and the families the holdout step set aside (never seen)
 WORKFLOW_SOURCES = ("unselected_pool", "heldout_families")
+STRUCTURE_HEADS = ("pair", "attention", "cnn")
+# kinds with a floor (bioprune/evaluate/floors.py): a no-language-model score computed once per task
+FLOOR_KINDS = ("rna_ss", "seq_class", "seq_regression")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,12 @@ class TaskSpec:
     batch_size: int = 64  # sequences per optimizer step (rna_ss: 8 is plenty)
     threshold: float | None = None  # rna_ss: pair probability cut; null = tuned on valid
     min_loop: int = 3  # rna_ss: pairs need j - i > min_loop
+    structure_head: str = "pair"  # rna_ss: pair | attention | cnn (bioprune/evaluate/structure_heads.py)
+    canonical_only: bool | None = None  # rna_ss: decode AU/CG/GU pairs only; null: yes except for pair
+    cnn_blocks: int = 6  # rna_ss cnn head: residual blocks
+    cnn_channels: int = 24  # rna_ss cnn head: channels
+    cnn_attention: bool = True  # rna_ss cnn head: add the model's per-layer attention maps
+    kmer_max: int = 4  # seq_class / seq_regression floor: k-mer counts for k = 1..kmer_max
     mask_prob: float = 0.15  # mlm_perplexity
     mask_seed: int = 0  # mlm_perplexity: masks come from (id, mask_seed)
     metric: str | None = None  # headline metric of the report (one of the kind's); null: the kind's first
@@ -94,6 +103,13 @@ class TaskSpec:
     @property
     def metrics(self) -> tuple[str, ...]:
         return METRICS[self.kind]
+
+    @property
+    def canonical(self) -> bool:
+        """rna_ss: whether decoding keeps canonical and GU pairs only."""
+        if self.canonical_only is None:
+            return self.structure_head != "pair"
+        return bool(self.canonical_only)
 
     @property
     def headline(self) -> str:
@@ -169,7 +185,20 @@ def _check(s: TaskSpec, where: str) -> None:
         raise ConfigError(f"{where}.alphabet: {s.alphabet!r} is not rna, protein or null")
     if s.head not in ("linear", "mlp"):
         raise ConfigError(f"{where}.head: {s.head!r} is not linear or mlp")
+    if s.structure_head not in STRUCTURE_HEADS:
+        raise ConfigError(
+            f"{where}.structure_head: {s.structure_head!r} is not one of {list(STRUCTURE_HEADS)}"
+        )
+    if s.structure_head != "pair" and s.kind != "rna_ss":
+        raise ConfigError(f"{where}.structure_head: only rna_ss tasks have structure heads")
+    for key in ("canonical_only", "cnn_attention"):
+        value = getattr(s, key)
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"{where}.{key}: must be true or false, got {value!r}")
     checks = [
+        ("cnn_blocks", isinstance(s.cnn_blocks, int) and s.cnn_blocks >= 1, "must be an integer >= 1"),
+        ("cnn_channels", isinstance(s.cnn_channels, int) and s.cnn_channels >= 1, "must be an integer >= 1"),
+        ("kmer_max", isinstance(s.kmer_max, int) and 1 <= s.kmer_max <= 6, "must be an integer in 1..6"),
         ("valid_fraction", 0 < s.valid_fraction < 1, "must be in (0, 1)"),
         ("hidden", s.hidden >= 1, "must be >= 1"),
         ("epochs", s.epochs >= 1, "must be >= 1"),

@@ -3,7 +3,8 @@
 Kept here (not in the .smk files) so it is tested and lint-free. Model folders are
 ``{results}/pretrain/{strategy}/{budget}/seed{seed}`` for every selection that is pretrained, plus
 ``{results}/pretrain/untrained/none/seed{seed}`` (the random initialisation) per seed when
-``pretrain.untrained_baseline`` is on. Evaluations are ``{results}/evaluate/<model folder>/{task}``.
+``pretrain.untrained_baseline`` is on. Evaluations are ``{results}/evaluate/<model folder>/{task}``;
+each task's floor (no language model, once per task) is ``{results}/evaluate/floors/{task}.json``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from bioprune.errors import ConfigError
-from bioprune.evaluate.tasks import TaskSpec, task_files, tasks_from_config
+from bioprune.evaluate.tasks import FLOOR_KINDS, TaskSpec, task_files, tasks_from_config
 from bioprune.models.reference import checked_backend, launcher, scratch_model_args, trainer_options
 from bioprune.select.strategies import strategy_label
 
@@ -31,6 +32,7 @@ class EvaluationPlan:
     budgets_with_unselected: list[str]  # budgets whose unselected pool set some task reads
     select_dirs: list[str]  # every selection of the select stage (relative to its root)
     skipped: list[str] = field(default_factory=list)  # pretrain.strategies with no selection to train on
+    floors: bool = True  # evaluate.floors: one no-language-model floor per task
 
     def pretrain_targets(self, name: str = "model.pt") -> list[str]:
         return [f"{self.pretrain_root}/{d}/{name}" for d in self.models + self.untrained]
@@ -48,6 +50,13 @@ class EvaluationPlan:
 
     def evaluate_targets(self) -> list[str]:
         return [f"{self.evaluate_root}/{d}/{t.name}/metrics.json" for d, t in self.pairs()]
+
+    def floor_tasks(self) -> list[TaskSpec]:
+        """Tasks with a floor (computed once per task, not per model), when ``evaluate.floors`` is on."""
+        return [t for t in self.tasks if t.kind in FLOOR_KINDS] if self.floors else []
+
+    def floor_targets(self) -> list[str]:
+        return [f"{self.evaluate_root}/floors/{t.name}.json" for t in self.floor_tasks()]
 
     def task(self, name: str) -> TaskSpec:
         return next(t for t in self.tasks if t.name == name)
@@ -100,6 +109,7 @@ def evaluation_plan(config: dict, select_dirs: list[str], results: str) -> Evalu
     budgets = (
         sorted({d.split("/")[1] for d in models}) if any(t.source == "unselected_pool" for t in tasks) else []
     )
+    floors = bool((config.get("evaluate") or {}).get("floors", True))
     return EvaluationPlan(
         f"{results}/pretrain",
         f"{results}/evaluate",
@@ -109,6 +119,7 @@ def evaluation_plan(config: dict, select_dirs: list[str], results: str) -> Evalu
         budgets,
         list(select_dirs),
         skipped,
+        floors,
     )
 
 

@@ -64,6 +64,12 @@ class MaskedLM(nn.Module, ABC):
 
         ``mask_pads=False`` reproduces the official RNA-FM scoring code: pad positions are attended to."""
 
+    def embed_with_attention(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final hidden states [B, L, H] (as :meth:`embed`, pads masked) and every layer's attention
+        probabilities [B, layers, heads, L, L] (query rows, key columns), for the attention-map structure
+        heads of :mod:`bioprune.evaluate.structure_heads`."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose attention maps")
+
     @property
     @abstractmethod
     def head_dense(self) -> nn.Linear:

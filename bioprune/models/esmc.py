@@ -109,6 +109,19 @@ class Esmc(MaskedLM):
         mask = tokens.ne(self.tokens.pad_idx).long() if mask_pads else None
         return self.hf.esmc(input_ids=tokens, attention_mask=mask).last_hidden_state
 
+    def embed_with_attention(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if tokens.shape[1] > self.max_tokens:
+            raise ValueError(f"input of {tokens.shape[1]} tokens exceeds the model's {self.max_tokens}")
+        mask = tokens.ne(self.tokens.pad_idx).long()
+        config = self.hf.config
+        impl = config._attn_implementation
+        config._attn_implementation = "eager"  # SDPA kernels do not return the probabilities
+        try:
+            out = self.hf.esmc(input_ids=tokens, attention_mask=mask, output_attentions=True)
+        finally:
+            config._attn_implementation = impl
+        return out.last_hidden_state, torch.stack(out.attentions, 1)
+
     @property
     def head_dense(self) -> nn.Linear:
         return self.hf.lm_head.dense

@@ -27,6 +27,7 @@ tied tensor, so its ``<mask>`` row stays non-zero). :func:`load_official` reads 
 
 from __future__ import annotations
 
+import math
 import os
 from argparse import Namespace
 from collections.abc import Mapping
@@ -132,19 +133,45 @@ class RnaFM(MaskedLM):
             x = self._block(layer, x, attn_mask)
         return net.emb_layer_norm_after(x)
 
-    def _block(self, layer: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def embed_with_attention(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self.net
+        if tokens.shape[1] > self.max_tokens:
+            raise ValueError(f"input of {tokens.shape[1]} tokens exceeds the model's {self.max_tokens}")
+        padding = tokens.eq(self.tokens.pad_idx)
+        x = net.embed_scale * net.embed_tokens(tokens) + net.embed_positions(tokens)
+        x = net.emb_layer_norm_before(x)
+        x = x * (~padding).unsqueeze(-1).type_as(x)
+        attn_mask = (~padding)[:, None, None, :] if bool(padding.any()) else None
+        maps = []
+        for layer in net.layers:
+            x, w = self._block(layer, x, attn_mask, need_weights=True)
+            maps.append(w)
+        return net.emb_layer_norm_after(x), torch.stack(maps, 1)
+
+    def _block(
+        self, layer: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None, need_weights: bool = False
+    ):
         # Same maths as esm.modules.TransformerLayer (pre-LN, exact GELU), batch-first and through
-        # scaled_dot_product_attention so GPUs get fused attention kernels.
+        # scaled_dot_product_attention so GPUs get fused attention kernels. need_weights: the attention
+        # probabilities are computed explicitly and returned with the output ([B, heads, L, L]).
         attn = layer.self_attn
         b, n, h = x.shape
         y = layer.self_attn_layer_norm(x)
         q = attn.q_proj(y).view(b, n, self.n_heads, -1).transpose(1, 2)
         k = attn.k_proj(y).view(b, n, self.n_heads, -1).transpose(1, 2)
         v = attn.v_proj(y).view(b, n, self.n_heads, -1).transpose(1, 2)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        if need_weights:
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+            if attn_mask is not None:
+                scores = scores.masked_fill(~attn_mask, float("-inf"))
+            w = scores.softmax(-1)
+            o = w @ v
+        else:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         x = x + attn.out_proj(o.transpose(1, 2).reshape(b, n, h))
         y = layer.final_layer_norm(x)
-        return x + layer.fc2(F.gelu(layer.fc1(y)))
+        x = x + layer.fc2(F.gelu(layer.fc1(y)))
+        return (x, w) if need_weights else x
 
     @property
     def head_dense(self) -> nn.Linear:

@@ -1,7 +1,9 @@
 """Read the evaluation and pretraining outputs into pandas tables.
 
 Long metric table columns: strategy, budget, seed, task, kind, metric, value, headline (the task's
-first metric), lower_is_better. Compute table: one row per model with steps, tokens seen and wall time.
+first metric), lower_is_better. A task's floor (``bioprune floor`` output, strategy ``floor``, budget
+``none``) reads like a model's metrics.json, so it becomes rows beside the models. Compute table: one
+row per model with steps, tokens seen and wall time.
 Each model's budget is also given as ``kept_1x``: the sequences a 1x selection keeps at that budget
 (selection size / multiplier), the x axis of the figures.
 """
@@ -19,7 +21,7 @@ from bioprune.errors import InputError
 from bioprune.evaluate.tasks import LOWER_IS_BETTER
 
 # Display order; anything else comes after, alphabetically.
-STRATEGY_ORDER = ("topi", "cci", "cluster", "loss", "random1x", "random10x", "untrained")
+STRATEGY_ORDER = ("topi", "cci", "cluster", "loss", "random1x", "random10x", "untrained", "floor")
 
 
 def _read_json(path: os.PathLike | str) -> dict:

@@ -2,7 +2,8 @@
 
 Metric figures: one panel per metric. Selection strategies are lines over the budget (sequences a 1x
 selection keeps, log axis), error bars one standard deviation over seeds. The references — random 1x,
-random 10x and, when present, the untrained initialisation — are dashed lines; with a single budget
+random 10x and, when present, the untrained initialisation and the task's floor (no language model,
+``bioprune floor``) — are dashed lines; with a single budget
 the strategies become points by name and every reference a horizontal line with its ±1 sd band.
 """
 
@@ -19,11 +20,12 @@ import pandas as pd  # noqa: E402
 
 from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
 
-REFERENCES = ("random1x", "random10x", "untrained")
+REFERENCES = ("random1x", "random10x", "untrained", "floor")
 REF_STYLE = {
     "random1x": {"color": "0.35", "ls": "--"},
     "random10x": {"color": "0.1", "ls": "-."},
     "untrained": {"color": "tab:red", "ls": ":"},
+    "floor": {"color": "tab:brown", "ls": (0, (1, 3))},
 }
 
 
@@ -66,7 +68,7 @@ def metric_figure(
             if r.empty or r["mean"].isna().all():
                 continue
             style = REF_STYLE[ref]
-            if single or ref == "untrained":
+            if single or ref in ("untrained", "floor"):
                 m, s = float(r["mean"].mean()), float(r["std"].fillna(0).mean())
                 ax.axhline(m, label=ref, lw=1.2, **style)
                 if s > 0:

@@ -30,7 +30,7 @@ from bioprune.report.collect import sort_rows
 from bioprune.report.stats import Paired, holm, paired
 
 ALPHA = 0.05
-RANDOM_1X, RANDOM_10X, UNTRAINED = "random1x", "random10x", "untrained"
+RANDOM_1X, RANDOM_10X, UNTRAINED, FLOOR = "random1x", "random10x", "untrained", "floor"
 NOT_ARMS = (RANDOM_1X, UNTRAINED)  # rows of the verdict table: every other strategy (random 10x included)
 
 
@@ -56,8 +56,10 @@ def _fmt_p(p: float) -> str:
 
 
 def headline_values(long: pd.DataFrame) -> pd.DataFrame:
-    """strategy, budget, seed, task, metric, value, lower_is_better of each task's headline metric."""
-    return long[long["headline"]].drop(columns=["headline", "kind"], errors="ignore")
+    """strategy, budget, seed, task, metric, value, lower_is_better of each task's headline metric, for
+    the models (a task's floor rows, strategy ``floor``, are compared through ``--floors`` instead)."""
+    models = long[long["headline"] & (long["strategy"] != FLOOR)]
+    return models.drop(columns=["headline", "kind"], errors="ignore")
 
 
 def compare(values: pd.DataFrame, reference: str, *, by_budget: bool = True) -> pd.DataFrame:
