@@ -355,3 +355,28 @@ def test_report_of_a_tiny_finished_run(tmp_path, write_fasta):
     assert used == 20  # 60 pool records, 14 ever selected, 20 sampled of the other 46
     compute = pd.read_csv(tmp_path / "report" / "compute.tsv", sep="\t")
     assert len(compute) == 4 and (compute.tokens_seen > 0).all()
+
+
+@pytest.mark.parametrize("slope", [-1.0, 0.0])
+def test_report_says_how_much_of_the_score_is_length(synthetic_run, tmp_path, slope):
+    """A score that falls like 1/length is named a length signal, at the top among the warnings; a
+    length-free score gets the numbers without the warning."""
+    _, metrics, _, _ = synthetic_run
+    rng = np.random.default_rng(0)
+    length = rng.integers(20, 2000, 1000)
+    s = length.astype(float) ** slope * rng.lognormal(0, 0.3, 1000)
+    scores = tmp_path / "scores.parquet"
+    pq.write_table(
+        pa.table({"self_influence": s, "loss": rng.normal(2, 0.1, 1000), "length": length}), scores
+    )
+    out = tmp_path / f"r{slope}"
+    assert (
+        main(["report", "--out", str(out), "--dpi", "40", "--scores", str(scores), "--metrics", *metrics])
+        == 0
+    )
+    page = (out / "report.md").read_text()
+    assert "Score and length: Spearman's rho(score, length) = " in page
+    warned = "the score is mostly a length signal" in page
+    assert warned == (slope != 0.0)
+    if warned:  # in the warnings under the verdict, before the tables
+        assert page.index("mostly a length signal") < page.index("## Headline metrics")

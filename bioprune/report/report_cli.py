@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
+from bioprune.influence.length import length_diagnostics
 from bioprune.report import figures
 from bioprune.report.collect import budget_key, read_compute, read_floors, read_metrics, sort_rows
 from bioprune.report.tables import fmt, headline_table, seed_summary, to_markdown
@@ -166,6 +167,32 @@ def _holdout_note(path: str | None) -> list[str]:
     ]
 
 
+def _length_note(path, column: str, values: np.ndarray) -> tuple[str | None, str | None]:
+    """How much of the score is sequence length (README "Influence scores and length"): a line for the
+    report, and a warning when |rho(score, length)| is above the threshold."""
+    names = pq.read_schema(path).names
+    if "length" not in names:
+        return None, None
+    lengths = read_score_column(path, "length")
+    losses = read_score_column(path, "loss") if "loss" in names else None
+    d = length_diagnostics(values, lengths, losses, what=str(path))
+    if "spearman_length" not in d:
+        return None, None
+    line = (
+        f"Score and length: Spearman's rho(score, length) = {d['spearman_length']:+.2f}, "
+        f"rho(score, per-token loss) = {fmt(d['spearman_loss'])}; log {column} ~ "
+        f"{d['loglog_slope']:+.2f} log length (R^2 {d['loglog_r2']:.2f})."
+    )
+    warning = None
+    if d["length_dominated"]:
+        warning = (
+            f"influence scores: |rho(score, length)| = {abs(d['spearman_length']):.2f} > "
+            f"{d['warn_threshold']}: the score is mostly a length signal and Top-I largely a length filter; "
+            "compare Top-I with lenmatch-topi, or use topi_strata / topi_resid or another influence.loss_norm"
+        )
+    return line, warning
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dpi < 10:
         raise ConfigError(f"--dpi must be >= 10, got {args.dpi}")
@@ -181,9 +208,12 @@ def run(args: argparse.Namespace) -> int:
     verdict = verdict_table(long)
     alerts = warnings(long, floors)
     compute = sort_rows(compute, ["budget", "strategy", "seed"]) if not compute.empty else compute
-    values = None
+    values, length_line = None, None
     if args.scores:
         values = read_score_column(args.scores, args.score_column)
+        length_line, length_warning = _length_note(args.scores, args.score_column, values)
+        if length_warning:  # among the warnings under the verdict
+            alerts.append(length_warning)
     with staged_dir(args.out) as stage:
         long.to_csv(stage / "metrics_long.tsv", sep="\t", index=False)
         verdict.to_csv(stage / "verdict.tsv", sep="\t", index=False)
@@ -240,7 +270,13 @@ def run(args: argparse.Namespace) -> int:
         ]
         if values is not None:
             cuts = ", ".join(f"{b}: {fmt(t)}" for b, t in thresholds.items()) or "none"
-            page += ["", "![influence](influence_histogram.png)", "", f"Top-I cuts: {cuts}."]
+            page += [
+                "",
+                "![influence](influence_histogram.png)",
+                "",
+                f"Top-I cuts: {cuts}.",
+                *(["", length_line] if length_line else []),
+            ]
         (stage / "report.md").write_text("\n".join(page) + "\n")
     log.info(
         "report of %d models x %d tasks in %s",
