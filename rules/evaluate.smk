@@ -49,7 +49,7 @@ rule evaluate:
     log:
         f"{LOGS}/evaluate/{{strategy}}_{{budget}}_seed{{seed}}_{{task}}.log",
     wildcard_constraints:
-        strategy=r"topi|cci|loss|cluster|random\d+x|untrained",
+        strategy=f"{STRATEGY_PATTERN}|untrained",
         budget=r"rate[0-9.e-]+|n\d+|none",
         seed=r"\d+",
         task=r"[A-Za-z0-9][A-Za-z0-9_.-]*",

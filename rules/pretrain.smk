@@ -41,7 +41,7 @@ rule pretrain:
     benchmark:
         f"{LOGS}/pretrain/{{strategy}}_{{budget}}_seed{{seed}}.benchmark.tsv"
     wildcard_constraints:
-        strategy=r"topi|cci|loss|cluster|random\d+x",
+        strategy=STRATEGY_PATTERN,
         budget=r"rate[0-9.e-]+|n\d+",
         seed=r"\d+",
     conda:

@@ -8,6 +8,7 @@ import shlex
 import sys
 
 from bioprune.errors import ConfigError
+from bioprune.select.strategies import STRATEGY_PATTERN
 from bioprune.select.targets import length_args, matched_ids, selection_plan
 
 # The influence stage's merged score table (id, self_influence, loss, ...).
@@ -41,7 +42,7 @@ rule select:
     log:
         f"{LOGS}/select/{{strategy}}_{{budget}}_seed{{seed}}.log",
     wildcard_constraints:
-        strategy=r"(lenmatch-)?(topi|topi_strata|topi_resid|cci|loss|cluster)|random\d+x",
+        strategy=STRATEGY_PATTERN,
         budget=r"rate[0-9.e-]+|n\d+",
         seed=r"\d+",
     conda:

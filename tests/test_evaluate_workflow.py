@@ -116,3 +116,40 @@ def test_probe_seed_follows_the_model_seed():
     # seeds vary the probe too; models of one seed (an arm and its random 1x) share their probe seed
     assert [probe_seed(config(), s) for s in ("0", "1", "2")] == [0, 1, 2]
     assert probe_seed(config(evaluate={"seed": 10}), "2") == 12
+
+
+def test_every_selection_label_is_a_strategy_wildcard_of_every_stage():
+    """The select, pretrain and evaluate rules share one {strategy} pattern; a label it misses would be a
+    selection that can never be pretrained (lenmatch-topi and the length-aware Top-I once were)."""
+    import re
+
+    from bioprune.select.strategies import STRATEGIES, STRATEGY_PATTERN, strategy_label
+
+    labels = [strategy_label(s, 1) for s in STRATEGIES if s not in ("random", "lenmatch")]
+    labels += ["random1x", "random10x", "lenmatch-topi", "lenmatch-topi_resid", "lenmatch-cci"]
+    assert all(re.fullmatch(STRATEGY_PATTERN, label) for label in labels), labels
+    for rule in ("select", "pretrain", "evaluate"):
+        assert "STRATEGY_PATTERN" in (ROOT / "rules" / f"{rule}.smk").read_text(), rule
+
+
+@pytest.mark.realdata
+def test_the_rfam_study_plans_every_arm_with_three_seeds():
+    """config/rfam_study.yaml (on rfam_full.yaml) plans every arm x 3 seeds through pretraining and
+    evaluation, the floors once per task, and the held-out families."""
+    import subprocess
+    import sys
+
+    if not (ROOT.parent / "shared" / "data" / "rfam14.2_seed").exists():
+        pytest.skip("../shared/data is absent: the Rfam study config reads the real data sets")
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-d", str(ROOT)]
+    cmd += ["--configfile", "config/rfam_full.yaml", "config/rfam_study.yaml"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    arms = ("topi", "topi_strata", "topi_resid", "cci", "random1x", "lenmatch-topi", "random10x")
+    for arm in arms:
+        for seed in range(3):
+            assert f"results_rfam_study/pretrain/{arm}/rate0.99/seed{seed}/model.pt" in out, (arm, seed)
+    for task in ("bprna_ss", "bprna_ss_cnn", "nrc"):
+        assert f"results_rfam_study/evaluate/floors/{task}.json" in out, task
+    assert "results_rfam_study/pool/holdout/holdout_report.json" in out

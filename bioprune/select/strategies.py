@@ -28,6 +28,8 @@ STRATEGIES: dict[str, str | None] = {
 }
 DETERMINISTIC = frozenset({"topi", "loss", "topi_strata", "topi_resid"})
 LENMATCH_PREFIX = "lenmatch-"
+# The workflow's {strategy} wildcard: every selection label (the select, pretrain and evaluate rules).
+STRATEGY_PATTERN = r"(lenmatch-)?(topi|topi_strata|topi_resid|cci|loss|cluster)|random\d+x"
 # CCI bins beyond this only cost time and memory (per-bin lists in summary.json): the method uses tens.
 MAX_CCI_BINS = 10_000
 
