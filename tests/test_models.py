@@ -501,3 +501,15 @@ def test_esmc_hf_folder_with_a_bad_config_is_one_line_and_allocates_nothing(tmp_
         load_model(folder)
     assert "\n" not in str(err.value)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KB
+
+
+def test_official_checkpoint_with_a_stray_layer_is_one_line(tmp_path):
+    """Without args to compare with, a 'layers.99999.' key made the loader build 100,000 layers before
+    comparing shapes (issue 12.2)."""
+    data = official_checkpoint(rna(seed=5))
+    del data["args"]  # a cfg-only export: the layer count comes from the weights
+    data["model"]["encoder.encoder.layers.99999.fc1.weight"] = torch.zeros(2, 2)
+    path = tmp_path / "RNA-FM_pretrained.pth"
+    torch.save(data, path)
+    with pytest.raises(InputError, match="has weights of layer 99999 but none of layer 2"):
+        load_model(path)
