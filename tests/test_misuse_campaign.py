@@ -717,7 +717,7 @@ def test_two_selections_into_one_folder_at_once(shared, tmp_path):
         "concurrency",
         "two selects, one folder",
         "clean" if ok else "unclear",
-        f"{codes} {names} {errs[-300:]}",
+        f"{codes} {names}" + ("" if ok else f" {errs[-300:]}"),
     )
 
 
@@ -811,11 +811,11 @@ def test_campaign_counts():
         "not_clean": [r for r in RESULTS if r["outcome"] != "clean"],
         "records": RESULTS,
     }
+    if not RESULTS:
+        pytest.skip("no case ran (run the whole module)")
     path = os.environ.get("BIOPRUNE_CAMPAIGN_RESULTS")
     if path:
         text = re.sub(r"[^\s'\"]*/pytest-\d+/", "<tmp>/", json.dumps(summary, indent=2))  # no run's paths
         with contextlib.suppress(OSError):
             Path(path).write_text(text + "\n")
-    if not RESULTS:
-        pytest.skip("no case ran (run the whole module)")
     assert summary["clean"] == summary["cases"], summary["not_clean"]
