@@ -92,8 +92,8 @@ rule floor:
         # the run's architecture: the floor drops the records the models cannot take, as evaluate does
         model=PRETRAIN_ARGS["model"],
     shell:
-        "python -m bioprune floor --task-json {params.task} --out {output} --seed {params.seed}"
-        " {params.model} --threads {threads} 2> {log}"
+        "python -m bioprune floor --task-json {params.task} --out {output:q} --seed {params.seed}"
+        " {params.model} --threads {threads} 2> {log:q}"
 
 
 # evaluate_targets(): every model x task metrics.json; floor_targets(): one floor per task.

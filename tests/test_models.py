@@ -489,3 +489,48 @@ def test_esmc_hf_folder_wrong_model_type(tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InputError, match="expected 'esmc'"):
         load_model(folder)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            {
+                "num_hidden_layers": 200,
+                "hidden_size": 20000,
+                "num_attention_heads": 100,
+                "num_key_value_heads": 100,
+            },
+            "checkpoint does not fit the model",
+        ),
+        ({"hidden_size": "x"}, "invalid ESM-C config"),
+    ],
+)
+def test_esmc_hf_folder_with_a_bad_config_is_one_line_and_allocates_nothing(tmp_path, change, fragment):
+    """A config.json claiming a huge model used to build it before reading the weights; a bad field
+    gave a two-line message (issue 12.2)."""
+    import resource
+
+    from bioprune.models.esmc import export_hf
+
+    folder = tmp_path / "esmc"
+    export_hf(esmc(), folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, **change}))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError, match=fragment) as err:
+        load_model(folder)
+    assert "\n" not in str(err.value)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # KB
+
+
+def test_official_checkpoint_with_a_stray_layer_is_one_line(tmp_path):
+    """Without args to compare with, a 'layers.99999.' key made the loader build 100,000 layers before
+    comparing shapes (issue 12.2)."""
+    data = official_checkpoint(rna(seed=5))
+    del data["args"]  # a cfg-only export: the layer count comes from the weights
+    data["model"]["encoder.encoder.layers.99999.fc1.weight"] = torch.zeros(2, 2)
+    path = tmp_path / "RNA-FM_pretrained.pth"
+    torch.save(data, path)
+    with pytest.raises(InputError, match="has weights of layer 99999 but none of layer 2"):
+        load_model(path)

@@ -122,6 +122,14 @@ def test_a_failed_reference_run_leaves_none_of_its_outputs(tmp_path, capsys):
     assert main([*base, *TINY, "--max-steps", "4", "--checkpoint-every", "1"]) == 0  # resumes, publishes
     assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "train_log.jsonl", "train_report.json"])
     assert json.loads((out / "train_report.json").read_text())["resumed_from_step"] >= 1
+    # an earlier failed run's finished files in in_progress/ are never published by a later run
+    published = (out / "train_report.json").read_text()
+    (out / R.IN_PROGRESS).mkdir()
+    (out / R.IN_PROGRESS / "train_report.json").write_text('{"stale": true}')
+    init = save_model(build_model("rnafm", "tiny", layers=1, hidden=32, heads=2, ffn=64), tmp_path / "i.pt")
+    assert main([*base, "--init", str(init), "--no-finetune"]) == 0  # no training: no train report
+    assert (out / "train_report.json").read_text() == published
+    assert not (out / R.IN_PROGRESS).exists()
 
 
 @pytest.mark.parametrize(

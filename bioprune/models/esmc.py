@@ -41,7 +41,7 @@ from transformers.models.esmc.tokenization_esmc import SEQUENCE_VOCAB
 
 from bioprune.errors import InputError
 from bioprune.models.base import MaskedLM, TokenSpec
-from bioprune.models.checkpoint import load_checked, safe_load
+from bioprune.models.checkpoint import check_state_dict, load_checked, safe_load
 from bioprune.models.tokenizer import CharTokenizer
 
 VOCAB_SIZE = 64  # released checkpoints pad the 33 tokens to 64 rows
@@ -194,20 +194,28 @@ def load_hf_dir(path: os.PathLike | str) -> Esmc:
     try:
         config = EsmcConfig.from_pretrained(str(folder))
     except Exception as exc:  # transformers raises assorted types for bad configs
-        raise InputError(cfg_path, f"invalid ESM-C config ({exc})") from exc
+        raise InputError(cfg_path, f"invalid ESM-C config ({' '.join(str(exc).split())})") from exc
     if config.vocab_size <= SEQUENCE_VOCAB.index("<mask>") or config.pad_token_id != 1:
         raise InputError(cfg_path, "vocabulary does not match the ESM-C tokeniser (vocab_size/pad_token_id)")
-    model = Esmc(
+    shape = (
         config.num_hidden_layers,
         config.hidden_size,
         config.num_attention_heads,
         config.intermediate_size,
         config.max_position_embeddings,
-        config=config,
     )
     state, source = _read_hf_weights(folder)
     # Non-persistent rotary buffers are never saved; anything else must match exactly.
     state = {f"hf.{k}": v for k, v in state.items() if not k.endswith("inv_freq")}
+    # The config is compared with the weights on the meta device first: a config claiming a huge model
+    # must not allocate it (see registry._load_own).
+    try:
+        with torch.device("meta"):
+            shapes = Esmc(*shape, config=config).state_dict()
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise InputError(cfg_path, f"invalid ESM-C config ({' '.join(str(exc).split())})") from exc
+    check_state_dict(source, state, shapes)
+    model = Esmc(*shape, config=config)
     load_checked(model, source, state)
     return model
 

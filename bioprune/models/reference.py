@@ -46,6 +46,7 @@ from bioprune.models.train_cli import (
 log = logging.getLogger(__name__)
 
 IN_PROGRESS = "in_progress"  # --out's folder for a run's files until all of them exist
+PUBLISHED = ("model.pt", "train_log.jsonl", "train_report.json", "reference_report.json")
 FINETUNE_EPOCHS = 1
 SCRATCH_EPOCHS = 10
 
@@ -270,6 +271,9 @@ def run(args: argparse.Namespace) -> int:
         model, init = model_from_args(args)  # a bad checkpoint fails before anything is written
         dsub = {}
         if launched.main:  # draw_dsub creates work/ (through staged_dir, so disk errors are one line)
+            with output_errors(work):  # an earlier failed run's finished files; its checkpoint stays
+                for name in PUBLISHED:
+                    (work / name).unlink(missing_ok=True)
             dsub = draw_dsub(pool_dir, k, args.dsub_seed, work)
             log.info("D_sub: %d of %d pool records (seed %d)", k, n_pool, args.dsub_seed)
         if launched.world > 1:

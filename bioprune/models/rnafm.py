@@ -42,7 +42,7 @@ from torch import nn
 from bioprune.alphabet import RNA_FM_TOKENS
 from bioprune.errors import InputError
 from bioprune.models.base import MaskedLM, TokenSpec
-from bioprune.models.checkpoint import load_checked, safe_load
+from bioprune.models.checkpoint import check_state_dict, load_checked, safe_load
 from bioprune.models.tokenizer import CharTokenizer
 
 # The residues a BERT "random token" substitution draws from: the four real nucleotides, so that a
@@ -232,6 +232,9 @@ def official_arch(path: os.PathLike | str, data: Mapping) -> dict:
     hidden = int(emb.shape[1])
     layer_ids = {int(k.split(".")[1]) for k in state if k.startswith("layers.")}
     layers = max(layer_ids) + 1 if layer_ids else 0
+    if len(layer_ids) != layers:
+        missing = min(set(range(layers)) - layer_ids)
+        raise InputError(path, f"checkpoint has weights of layer {layers - 1} but none of layer {missing}")
     fc1 = state.get("layers.0.fc1.weight")
     ffn = int(fc1.shape[0]) if fc1 is not None else arg("ffn_embed_dim", 4 * hidden)
     pos = state.get("embed_positions.weight")
@@ -268,17 +271,18 @@ def load_official(path: os.PathLike | str, data: Mapping | None = None) -> RnaFM
             raise InputError(path, f"two weights map to {short!r} after removing the fairseq prefix")
         state[short] = value
     arch = official_arch(path, {**data, "model": state})
-    model = RnaFM(**arch)
     for key in CONTACT_KEYS:  # contact regression is not part of our model
         state.pop(key, None)
     state = {f"net.{k}": v for k, v in state.items()}
-    emb = state["net.embed_tokens.weight"]
-    with torch.no_grad():  # as the official loader ("for token drop"): in place, in the checkpoint's dict
-        emb[model.tokens.mask_idx] = 0
-    # The projection is tied to the embedding (one tensor, loaded after it). A checkpoint saved tied
-    # shares one storage for both keys, so the zero reaches lm_head.weight too; one that stores an untied
-    # copy overwrites the embedding with that copy, <mask> row and all, as the official loader does.
-    state.setdefault("net.lm_head.weight", emb)
+    # The projection is tied to the embedding (one tensor, loaded after it); some exports drop its key.
+    state.setdefault("net.lm_head.weight", state["net.embed_tokens.weight"])
+    with torch.device("meta"):  # shapes first: a stray 'layers.99999.' key must not allocate 10^5 layers
+        check_state_dict(path, state, RnaFM(**arch).state_dict())
+    model = RnaFM(**arch)
+    with torch.no_grad():  # as the official loader ("for token drop"): in place, in the checkpoint's dict.
+        # A checkpoint saved tied shares one storage for both keys, so the zero reaches lm_head.weight too;
+        # one that stores an untied copy overwrites the embedding with it, <mask> row and all.
+        state["net.embed_tokens.weight"][model.tokens.mask_idx] = 0
     load_checked(model, path, state)
     return model
 

@@ -9,6 +9,7 @@ Absolute counts are checked when the job runs (the pool size is not known before
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from bioprune.errors import ConfigError
@@ -42,7 +43,7 @@ def length_args(config: dict, root: str, wildcards) -> str:
     ``select.length_strata`` reruns only the selections that use it)."""
     if wildcards.strategy != "topi_strata" and not wildcards.strategy.startswith(LENMATCH_PREFIX):
         return ""
-    match = "".join(f" --match-ids {p}" for p in matched_ids(root, wildcards))
+    match = "".join(f" --match-ids {shlex.quote(p)}" for p in matched_ids(root, wildcards))
     return f"--strata {config['select']['length_strata']}{match}"
 
 
