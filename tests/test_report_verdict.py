@@ -104,6 +104,11 @@ def test_one_seed_has_no_interval_and_no_test(tmp_path):
     assert topi["difference to random 1x [95% CI]"] == "+0.1000 (n < 2: no interval)"
     assert topi["beats random 1x"] == "n < 2: no test"
     assert topi["reaches random 10x"] == "n < 2: no test"
+    # a metric that could not be computed (an empty unselected set) has nothing to pair
+    nan = write_metrics(tmp_path, "cci", "rate0.9", 0, "ss", "rna_ss", {"f1": None}, "f1")
+    row = verdict_table(read_metrics([*paths, nan])).query("strategy == 'cci'").iloc[0]
+    assert row["difference to random 1x [95% CI]"] == "n/a: no value to pair (see Tasks)"
+    assert row["beats random 1x"] == row["reaches random 10x"] == "n/a"
     # without random 1x there is nothing to compare with
     assert verdict_table(read_metrics(paths[1:])).empty
 

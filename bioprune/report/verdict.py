@@ -45,7 +45,7 @@ def fmt_num(v: float, *, sign: bool = False) -> str:
 
 def fmt_difference(r: Paired) -> str:
     if r.n == 0:
-        return "no paired seeds"
+        return "n/a: no value to pair (see Tasks)"
     if not r.has_interval:
         return f"{fmt_num(r.mean, sign=True)} (n < 2: no interval)"
     return f"{fmt_num(r.mean, sign=True)} [{fmt_num(r.lo, sign=True)}, {fmt_num(r.hi, sign=True)}]"
@@ -103,6 +103,8 @@ def _better(r: Paired, lower: bool) -> float:
 
 
 def _beats_cell(r: Paired, p: float, lower: bool) -> str:
+    if r.n == 0:
+        return "n/a"
     if not r.has_interval:
         return "n < 2: no test"
     if p < ALPHA:
@@ -111,6 +113,8 @@ def _beats_cell(r: Paired, p: float, lower: bool) -> str:
 
 
 def _reaches_cell(r: Paired, p: float, lower: bool) -> str:
+    if r.n == 0:
+        return "n/a"
     if not r.has_interval:
         return "n < 2: no test"
     gain = _better(r, lower)
