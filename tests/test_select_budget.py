@@ -80,8 +80,11 @@ def test_select_defaults_are_filled_in():
 def test_default_plan_has_every_strategy_budget_and_seed(config):
     plan = selection_plan(config, "results/select")
     labels = {d.split("/")[0] for d in plan.dirs}
-    assert labels == {"topi", "cci", "random1x", "random10x", "cluster", "loss"}
-    assert len(plan.dirs) == 6 * 2 * 1 and not plan.skipped
+    assert labels == {
+        *("topi", "cci", "random1x", "random10x", "cluster", "loss"),
+        *("topi_strata", "topi_resid", "lenmatch-topi"),  # length-aware Top-I, length-matched random
+    }
+    assert len(plan.dirs) == 9 * 2 * 1 and not plan.skipped
     assert "results/select/random10x/rate0.99/seed0/coreset.fasta.gz" in plan.targets("coreset.fasta.gz")
 
 
