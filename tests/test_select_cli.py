@@ -388,3 +388,20 @@ def test_scores_in_pool_order_and_shuffled_select_the_same(data, tmp_path):
     assert fasta_ids(tmp_path / "ordered" / "coreset.fasta.gz") == fasta_ids(
         tmp_path / "shuffled" / "coreset.fasta.gz"
     )
+
+
+def test_coverage_figure_takes_equal_values_over_seeds(tmp_path):
+    """A deterministic strategy gives the same coverage for every seed; the mean of three equal floats
+    can fall a rounding error below them (0.8444218515250481 does), which made the min-max whisker
+    negative and the select_report step fail on the Rfam study's three seeds."""
+    from bioprune.select import plots
+
+    v = 0.8444218515250481
+    assert np.mean([v] * 3) < v  # the case itself
+    rows = [
+        {"strategy": "topi", "budget": "rate0.99", "seed": s, "families": v, "families_pool": 1,
+         "clusters": None, "clusters_pool": None, "median_length": 90.0, "median_length_pool": 96.0}
+        for s in range(3)
+    ]  # fmt: skip
+    plots.coverage_comparison(tmp_path / "coverage.png", rows)
+    assert (tmp_path / "coverage.png").read_bytes()[:4] == b"\x89PNG"

@@ -136,9 +136,11 @@ def coverage_comparison(path: os.PathLike | str, rows: list[dict]) -> None:
                 vals = groups.get((budget, strategy))
                 if vals:
                     xs.append(i + (j - (len(strategies) - 1) / 2) * width)
-                    means.append(np.mean(vals))
-                    lo.append(np.mean(vals) - min(vals))
-                    hi.append(max(vals) - np.mean(vals))
+                    mean = float(np.mean(vals))
+                    means.append(mean)
+                    # equal values over seeds (Top-I) can put the mean a rounding error outside them
+                    lo.append(max(0.0, mean - min(vals)))
+                    hi.append(max(0.0, max(vals) - mean))
             ax.bar(xs, means, width=width, yerr=[lo, hi], capsize=2, label=strategy)
         if key == "median_length":
             for i, budget in enumerate(budgets):
