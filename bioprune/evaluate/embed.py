@@ -55,6 +55,16 @@ def _batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
     return out
 
 
+def _cropped(model: MaskedLM, seqs: list[str]) -> tuple[list[str], np.ndarray]:
+    """The sequences cut to the model's window, and their lengths; ValueError for an empty one."""
+    room = window(model)
+    cropped = [s[:room] for s in seqs]
+    lengths = np.array([len(s) for s in cropped], dtype=np.int64)
+    if (lengths == 0).any():
+        raise ValueError("cannot embed an empty sequence")
+    return cropped, lengths
+
+
 @torch.no_grad()
 def embed(
     model: MaskedLM,
@@ -68,11 +78,7 @@ def embed(
     """Mean-pooled embeddings [N, H] (``pooled``) or per-residue embeddings (a list of [L_i, H]), float32
     on CPU, in the order of ``seqs``. ValueError when a sequence has a character outside the alphabet."""
     model.eval().to(device)
-    room = window(model)
-    cropped = [s[:room] for s in seqs]
-    lengths = np.array([len(s) for s in cropped], dtype=np.int64)
-    if (lengths == 0).any():
-        raise ValueError("cannot embed an empty sequence")
+    cropped, lengths = _cropped(model, seqs)
     results: list[torch.Tensor | None] = [None] * len(seqs)
     batches = _batches(lengths, batch_tokens)
     for idx in tqdm(batches, desc=desc, unit="batch", file=sys.stderr, mininterval=30.0, leave=False):
@@ -100,11 +106,7 @@ def iter_attention(
     the maps (which grow as L^2 x layers x heads) before the next batch. Batches are split further so
     that one batch's maps stay under :data:`ATTENTION_FLOATS` numbers."""
     model.eval().to(device)
-    room = window(model)
-    cropped = [s[:room] for s in seqs]
-    lengths = np.array([len(s) for s in cropped], dtype=np.int64)
-    if (lengths == 0).any():
-        raise ValueError("cannot embed an empty sequence")
+    cropped, lengths = _cropped(model, seqs)
     arch = model.arch()
     per_token2 = arch["layers"] * arch["heads"]
     batches = []
