@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from bioprune.errors import ConfigError
 from bioprune.evaluate.tasks import FLOOR_KINDS, TaskSpec, task_files, tasks_from_config
 from bioprune.models.reference import checked_backend, launcher, scratch_model_args, trainer_options
-from bioprune.select.strategies import strategy_label
+from bioprune.select.targets import configured_labels
 
 UNTRAINED = "untrained"
 NO_BUDGET = "none"
@@ -74,11 +74,7 @@ def evaluation_plan(config: dict, select_dirs: list[str], results: str) -> Evalu
     skipped = []
     if wanted is not None:
         sel = config["select"]
-        configured = {
-            strategy_label(s, m)
-            for s in sel["strategies"]
-            for m in (sel["random_multipliers"] if s == "random" else [1])
-        }
+        configured = {label for _, _, label in configured_labels(sel)}
         missing = sorted(set(wanted) - set(known))
         unknown = [w for w in missing if w not in configured]
         if unknown:

@@ -47,6 +47,16 @@ def length_args(config: dict, root: str, wildcards) -> str:
     return f"--strata {config['select']['length_strata']}{match}"
 
 
+def configured_labels(select: dict) -> list[tuple[str, int, str]]:
+    """(strategy, multiplier, label) of every selection the ``select:`` settings ask for: random once
+    per multiplier (random1x, random10x), every other strategy once."""
+    return [
+        (strategy, m, strategy_label(strategy, m))
+        for strategy in select["strategies"]
+        for m in (select["random_multipliers"] if strategy == "random" else [1])
+    ]
+
+
 def selection_plan(config: dict, root: str) -> SelectionPlan:
     """Every configured selection below ``root``, from a validated config (schema defaults filled in)."""
     sel = config["select"]
@@ -60,16 +70,13 @@ def selection_plan(config: dict, root: str) -> SelectionPlan:
     if not budgets:
         raise ConfigError("select: no budget; set select.rates and/or select.counts")
     dirs, skipped = [], []
-    for strategy in sel["strategies"]:
-        multipliers = sel["random_multipliers"] if strategy == "random" else [1]
-        for multiplier in multipliers:
-            label = strategy_label(strategy, multiplier)
-            for budget in budgets:
-                if budget.rate is not None and (1 - exact(budget.rate)) * multiplier > 1:
-                    skipped.append(
-                        f"{label} at pruning rate {budget.rate}: {multiplier}x the kept fraction is more "
-                        "than the whole pool"
-                    )
-                    continue
-                dirs.extend(f"{label}/{budget.token}/seed{seed}" for seed in sel["seeds"])
+    for _, multiplier, label in configured_labels(sel):
+        for budget in budgets:
+            if budget.rate is not None and (1 - exact(budget.rate)) * multiplier > 1:
+                skipped.append(
+                    f"{label} at pruning rate {budget.rate}: {multiplier}x the kept fraction is more "
+                    "than the whole pool"
+                )
+                continue
+            dirs.extend(f"{label}/{budget.token}/seed{seed}" for seed in sel["seeds"])
     return SelectionPlan(root, dirs, skipped)
