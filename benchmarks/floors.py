@@ -75,25 +75,23 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     model = build_model("rnafm", "tiny", seed=0)  # the filters only (alphabet, 1,022-residue window)
     rows = []
+
+    def timed_floor(spec, name: str) -> None:
+        started = time.time()
+        out = compute_floor(spec, prepare_data(spec, model, args.seed), args.seed)
+        out["wall_s"] = round(time.time() - started, 1)
+        out["command"] = command
+        rows.append(out)
+        print(f"{name}: {out['metrics']} in {out['wall_s']} s", file=sys.stderr)
+
     ss = task("bprna_ss")
     if present(ss):
         for head in args.heads:
             lr = args.lr if head == "cnn" else ss.lr
-            spec = replace(ss, structure_head=head, epochs=args.epochs, lr=lr)
-            started = time.time()
-            out = compute_floor(spec, prepare_data(spec, model, args.seed), args.seed)
-            out["wall_s"] = round(time.time() - started, 1)
-            out["command"] = command
-            rows.append(out)
-            print(f"bprna_ss {head}: {out['metrics']} in {out['wall_s']} s", file=sys.stderr)
+            timed_floor(replace(ss, structure_head=head, epochs=args.epochs, lr=lr), f"bprna_ss {head}")
     nrc = task("nrc")
     if not args.no_nrc and present(nrc):
-        started = time.time()
-        out = compute_floor(nrc, prepare_data(nrc, model, args.seed), args.seed)
-        out["wall_s"] = round(time.time() - started, 1)
-        out["command"] = command
-        rows.append(out)
-        print(f"nrc: {out['metrics']} in {out['wall_s']} s", file=sys.stderr)
+        timed_floor(nrc, "nrc")
     if not rows:
         print("no data set present; nothing written", file=sys.stderr)
         return 0

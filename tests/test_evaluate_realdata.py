@@ -63,19 +63,20 @@ def test_bprna_pseudoknots_are_parsed(shared_data):
     assert crossing >= 100  # PROVENANCE: 129 TS0 records have a pseudoknot
 
 
-def test_nrc_classification(shared_data):
+def _nrc_spec(shared_data, **settings):
+    """The nRC task as config/rfam_full.yaml reads it (13 classes, the header is the class)."""
     d = shared_data / "nrc_ncrna_classes"
-    spec = _spec(
-        "nrc",
-        {
-            "kind": "seq_class",
-            "train": str(d / "dataset_nRC_train.fasta"),
-            "test": str(d / "dataset_nRC_test.fasta"),
-            "label_regex": r"^(\S+)",
-            "max_records": {"train": 130, "valid": 40, "test": 65},
-            "epochs": 3,
-        },
-    )
+    base = {
+        "kind": "seq_class",
+        "train": str(d / "dataset_nRC_train.fasta"),
+        "test": str(d / "dataset_nRC_test.fasta"),
+        "label_regex": r"^(\S+)",
+    }
+    return _spec("nrc", {**base, **settings})
+
+
+def test_nrc_classification(shared_data):
+    spec = _nrc_spec(shared_data, max_records={"train": 130, "valid": 40, "test": 65}, epochs=3)
     out = evaluate_task(spec, tiny("rnafm"), seed=0)
     assert len(out["classes"]) == 13 and "IRES" in out["classes"]
     assert out["counts"]["train"]["read"] == 6160 and out["counts"]["test"]["read"] == 2529
@@ -87,18 +88,7 @@ def test_nrc_kmer_floor_beats_chance(shared_data):
     from bioprune.evaluate.floors import compute_floor
     from bioprune.evaluate.runner import prepare_data
 
-    d = shared_data / "nrc_ncrna_classes"
-    spec = _spec(
-        "nrc",
-        {
-            "kind": "seq_class",
-            "train": str(d / "dataset_nRC_train.fasta"),
-            "test": str(d / "dataset_nRC_test.fasta"),
-            "label_regex": r"^(\S+)",
-            "max_records": {"train": 600, "valid": 100, "test": 200},
-            "kmer_max": 3,
-        },
-    )
+    spec = _nrc_spec(shared_data, max_records={"train": 600, "valid": 100, "test": 200}, kmer_max=3)
     out = compute_floor(spec, prepare_data(spec, tiny("rnafm"), 0), 0)
     assert out["counts"]["test"]["used"] == 200 and out["floor"] == "kmer"
     assert out["metrics"]["accuracy"] > 0.35
