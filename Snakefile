@@ -24,3 +24,15 @@ rule all:
         influence_targets(),
         rules.select_report.output.table,
         rules.report.output.page,
+
+
+onstart:
+    # Only the SLURM submitter (not the per-job "slurm-jobstep" executor) needs an account.
+    if workflow.executor_plugin.name.endswith("slurm"):
+        problem = slurm_account_problem(
+            workflow.resource_settings.default_resources,
+            workflow.resource_settings.overwrite_resources,
+            getattr(workflow.executor_settings, "no_account", False),
+        )
+        if problem:
+            raise WorkflowError(problem)

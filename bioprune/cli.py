@@ -36,6 +36,10 @@ STEPS: dict[str, tuple[str, str]] = {
     "evaluate": ("bioprune.evaluate.evaluate_cli", "score a model on a downstream task (frozen probes)"),
     "floor": ("bioprune.evaluate.floors", "a task's score without a language model (one-hot / k-mer floor)"),
     "report": ("bioprune.report.report_cli", "comparison tables and figures of a finished run"),
+    "install-profile": (
+        "bioprune.profile_install",
+        "copy a shipped profile to where snakemake --profile NAME finds it",
+    ),
 }
 
 
@@ -59,7 +63,8 @@ def _module_exists(name: str) -> bool:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The CLI parser; with ``only``, just that step's sub-parser is built (and its module imported)."""
-    parser = argparse.ArgumentParser(prog="bioprune", description=__doc__.splitlines()[0])
+    # The docstring's reST literals (``x``) read as plain text on a terminal.
+    parser = argparse.ArgumentParser(prog="bioprune", description=__doc__.splitlines()[0].replace("``", ""))
     parser.add_argument("--version", action="version", version=f"bioprune {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="step", metavar="STEP", required=True)

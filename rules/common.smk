@@ -2,7 +2,7 @@ import os
 
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
-from bioprune.workflow import expose_package
+from bioprune.workflow import expose_package, slurm_account_problem
 
 expose_package(workflow.basedir)
 
