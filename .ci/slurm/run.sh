@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CI: run the embedded example through `snakemake --profile profiles/slurm` on a real one-node SLURM
+# CI: run the embedded example through `snakemake --profile slurm` (the shipped profile installed as a lab would,
+# `bioprune install-profile slurm` into a fresh HOME) on a real one-node SLURM
 # (.ci/slurm/start.sh), then stop it. The profile is used as written: its GPU steps ask for GPUs
 # (sbatch --gpus=1), which the node grants from device-less GPU entries, so the jobs run on CPU.
 # The example is trimmed (one rate, three strategies, two models, two tasks; threads=1 so two jobs share
@@ -47,11 +48,25 @@ for name, task in config["evaluate"]["tasks"].items():
 yaml.safe_dump(config, open(sys.argv[2], "w"))
 PY
 
-log "snakemake --profile profiles/slurm on the embedded example (work folder $WORK)"
+# The profile as a lab installs it: copied into a fresh HOME's ~/.config/snakemake and named bare.
+export HOME="$WORK/home" && unset XDG_CONFIG_HOME && mkdir -p "$HOME"
+"$BIN/python" -m bioprune install-profile slurm | sed 's/^/[ci\/slurm] /'
+
+# Without an account the run stops at start-up with what to set, before any sbatch or sacct call.
+set +e
+"$BIN/snakemake" --profile slurm --directory "$WORK" --configfile "$WORK/config.yaml" >"$WORK/no_account.log" 2>&1
+status=$?
+set -e
+grep -q "no SLURM account is configured" "$WORK/no_account.log" && [ $status -ne 0 ] \
+    || { tail -n 20 "$WORK/no_account.log"; log "no clear stop without a SLURM account"; exit 1; }
+! grep -q "has been submitted with SLURM jobid" "$WORK/no_account.log" || { log "submitted without an account"; exit 1; }
+log "no account: stops before submitting ($(grep -o 'no SLURM account is configured' "$WORK/no_account.log"))"
+
+log "snakemake --profile slurm (bare name, installed profile) on the embedded example (work folder $WORK)"
 start=$(date +%s)
 # Flags that only adapt the plugin to this node: squeue for status (no slurmdbd), no account, short polls.
 set +e
-"$BIN/snakemake" --profile profiles/slurm --directory "$WORK" --configfile "$WORK/config.yaml" \
+"$BIN/snakemake" --profile slurm --directory "$WORK" --configfile "$WORK/config.yaml" \
     --slurm-status-command squeue --slurm-no-account --slurm-init-seconds-before-status-checks 2 \
     --slurm-keep-successful-logs --latency-wait 10 "$@" >"$WORK/snakemake.log" 2>&1 &
 pid=$!
@@ -81,4 +96,13 @@ log "snakemake: $done_line"
 log "SLURM: $submitted jobs submitted, $completed COMPLETED; $gpu_jobs ran with a GPU (gres:gpu:1: $gpu_rules)"
 log "SLURM jobs per rule: $rules"
 log "report: results/report/report.md ($(wc -l <"$report") lines)"
-log "OK: the embedded example ran through snakemake --profile profiles/slurm in ${elapsed} s"
+log "OK: the embedded example ran through snakemake --profile slurm in ${elapsed} s"
+
+# A pruning rate changed from the command line plans only selection and what follows it.
+"$BIN/snakemake" -n --directory "$WORK" --configfile "$WORK/config.yaml" --config 'select={rates: [0.95]}' \
+    >"$WORK/rate.log" 2>&1 || { tail -n 20 "$WORK/rate.log"; log "--config rate change failed"; exit 1; }
+planned=$(awk '/^Job stats:/{f=1; next} f && /^total/{exit} f && NF == 2 && $2 ~ /^[0-9]+$/ {printf "%s%s x%s", sep, $1, $2; sep=", "}' "$WORK/rate.log")
+log "--config 'select={rates: [0.95]}' plans: $planned"
+if echo "$planned" | grep -qE "(^|, )(ingest|dedup|decontaminate|holdout|shard|reference|fisher|fisher_reduce|score|merge_scores) x"; then
+    log "a rate change replans steps before selection"; exit 1
+fi
