@@ -8,6 +8,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "rules/common.smk"
+include: "rules/download.smk"
 include: "rules/pool.smk"
 include: "rules/reference.smk"
 include: "rules/influence.smk"

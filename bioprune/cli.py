@@ -17,6 +17,7 @@ from bioprune.errors import BiopruneError
 
 # step name -> (module, one-line help). The order is the pipeline's order.
 STEPS: dict[str, tuple[str, str]] = {
+    "download": ("bioprune.download", "fetch a real data set from its canonical URL, sha256-verified"),
     "ingest": ("bioprune.ingest", "normalise, validate and filter FASTA inputs into one pool"),
     "dedup": ("bioprune.dedup", "remove exact duplicate sequences (keeps the first)"),
     "decontaminate": ("bioprune.decontaminate", "remove pool sequences found in evaluation sets"),

@@ -34,6 +34,35 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
+DATA_DIR_FIELD = "{data_dir}"
+
+
+def expand_data_dir(config: dict) -> list[str]:
+    """Replace ``{data_dir}`` in every string of the (validated) config by ``config["data_dir"]``.
+
+    Returns the paths, relative to the data folder, of the values that named it: the real data files the
+    run reads, which the download rule fetches when they are missing."""
+    data_dir = os.path.normpath(config["data_dir"])
+    used: list[str] = []
+
+    def expand(value):
+        if isinstance(value, str) and DATA_DIR_FIELD in value:
+            rest = value.split(DATA_DIR_FIELD, 1)[1].lstrip("/")
+            if value.startswith(DATA_DIR_FIELD) and rest:
+                used.append(rest)
+            return value.replace(DATA_DIR_FIELD, data_dir)
+        if isinstance(value, dict):
+            return {k: expand(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v) for v in value]
+        return value
+
+    for key in list(config):
+        if key != "data_dir":
+            config[key] = expand(config[key])
+    return sorted(set(used))
+
+
 def _key(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 

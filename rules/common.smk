@@ -1,6 +1,6 @@
 import os
 
-from bioprune.config import validate_config
+from bioprune.config import expand_data_dir, validate_config
 from bioprune.errors import ConfigError
 from bioprune.workflow import expose_package, slurm_account_problem
 
@@ -10,6 +10,9 @@ try:
     validate_config(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc))
+# Paths written '{data_dir}/<set>/<file>' point into the data folder; rules/download.smk fetches them.
+DATA_DIR = os.path.normpath(config["data_dir"])
+DATA_FILES = expand_data_dir(config)
 
 RESULTS = config["results"]
 POOL = f"{RESULTS}/pool"

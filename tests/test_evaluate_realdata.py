@@ -162,7 +162,7 @@ def test_deeploc_classification(shared_data):
 def test_real_data_config_tasks_parse(shared_data):
     from pathlib import Path
 
-    from bioprune.config import validate_config
+    from bioprune.config import expand_data_dir, validate_config
     from bioprune.evaluate.tasks import task_files, tasks_from_config
 
     root = Path(__file__).resolve().parents[1]
@@ -170,7 +170,9 @@ def test_real_data_config_tasks_parse(shared_data):
         # merged as snakemake merges --configfile into the defaults (recursively)
         cfg = yaml.safe_load((root / "config" / "config.yaml").read_text())
         update_config(cfg, yaml.safe_load((root / "config" / name).read_text()))
+        cfg["data_dir"] = str(shared_data)  # the configs name '{data_dir}/...'; the copy beside the checkout
         validate_config(cfg)
+        expand_data_dir(cfg)
         tasks = tasks_from_config(cfg)
         assert tasks and all(not t.name.startswith("trna") for t in tasks)
         for t in tasks:

@@ -143,6 +143,7 @@ def test_the_rfam_study_plans_every_arm_with_three_seeds():
         pytest.skip("../shared/data is absent: the Rfam study config reads the real data sets")
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-d", str(ROOT)]
     cmd += ["--configfile", "config/rfam_full.yaml", "config/rfam_study.yaml"]
+    cmd += ["--config", f"data_dir={ROOT.parent / 'shared' / 'data'}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
