@@ -133,7 +133,7 @@ def test_every_selection_label_is_a_strategy_wildcard_of_every_stage():
 
 
 @pytest.mark.realdata
-def test_the_rfam_study_plans_every_arm_with_three_seeds():
+def test_the_rfam_study_plans_every_arm_with_three_seeds(tmp_path):
     """config/rfam_study.yaml (on rfam_full.yaml) plans every arm x 3 seeds through pretraining and
     evaluation, the floors once per task, and the held-out families."""
     import subprocess
@@ -143,11 +143,13 @@ def test_the_rfam_study_plans_every_arm_with_three_seeds():
         pytest.skip("../shared/data is absent: the Rfam study config reads the real data sets")
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-d", str(ROOT)]
     cmd += ["--configfile", "config/rfam_full.yaml", "config/rfam_study.yaml"]
+    # results in a scratch folder: a finished or running study in the checkout would hide its jobs
     cmd += ["--config", f"data_dir={ROOT.parent / 'shared' / 'data'}"]
+    cmd += [f"results={tmp_path / 'results_rfam_study'}", f"logs={tmp_path / 'logs'}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    arms = ("topi", "topi_strata", "topi_resid", "cci", "random1x", "lenmatch-topi", "random10x")
+    arms = ("topi", "topi_strata", "cci", "random1x", "lenmatch-topi", "random10x")
     for arm in arms:
         for seed in range(3):
             assert f"results_rfam_study/pretrain/{arm}/rate0.99/seed{seed}/model.pt" in out, (arm, seed)
