@@ -206,6 +206,8 @@ class _Ingester:
         self.file_residues = self.file_nucleotides = 0
         self.blank_headers = 0  # "> desc" headers: the first word after the blank is taken as the id
         self.blank_header_examples: list[str] = []
+        self.gap_chars = 0  # alignment gap characters removed, and the records that had any
+        self.gapped_records = 0
 
     # -- one input file ------------------------------------------------------------------------
     def add_file(self, path: Path, fasta: FastaWriter, table: _TableWriter) -> None:
@@ -257,6 +259,7 @@ class _Ingester:
                 parts = [h.partition(b" ") for h in heads]
                 ids = [x[0][1:] for x in parts]
                 if b"" not in ids and not joined.endswith(b" "):
+                    self._count_gaps(seq_lines)
                     table, delete = self.table, self.delete
                     seqs = [x.translate(table, delete) for x in seq_lines]
                     return heads, ids, [x[2] for x in parts], seqs, lambda k: first_line + 2 * k
@@ -278,9 +281,18 @@ class _Ingester:
                     log.warning("%s: header starts with a blank; %r is taken as the id", where, ids[k])
         descs = [f[1].strip() if len(f) > 1 else b"" for f in fields]
         heads = [b">" + i + b" " + d if d else b">" + i for i, d in zip(ids, descs, strict=True)]
+        self._count_gaps([x[2] for x in parts])
         table, delete = self.table, self.delete
         seqs = [x[2].translate(table, delete) for x in parts]
         return heads, ids, descs, seqs, lambda k: _line_of(recs, first_line, k)
+
+    def _count_gaps(self, raw_seqs: list[bytes]) -> None:
+        """Count the gap characters normalisation removes (one C pass a block; per record only if any)."""
+        joined = b"".join(raw_seqs)
+        gaps = len(joined) - len(joined.translate(None, GAP_CHARS))
+        if gaps:
+            self.gap_chars += gaps
+            self.gapped_records += sum(len(x.translate(None, GAP_CHARS)) != len(x) for x in raw_seqs)
 
     def _add_block(self, path, source, first_line, block, fasta, table, file_dropped) -> tuple[int, int]:
         heads, ids, descs, seqs, line_of = self._parse(path, first_line, block)
@@ -429,6 +441,11 @@ class _Ingester:
                 "records": self.blank_headers,
                 "examples": self.blank_header_examples,
             },
+            "alignment_gaps_removed": {
+                "note": f"gap characters {GAP_CHARS.decode()!r} are not residues: removed before any check",
+                "characters": self.gap_chars,
+                "records": self.gapped_records,
+            },
             "kept_residues": self.residues,
             "kept_length": {
                 "min": self.min_len or 0,
@@ -490,6 +507,9 @@ def ingest(
         report = worker.report(settings)
         write_report(stage / REPORT_NAME, report)
     log.info("kept %d of %d records; dropped %s", report["kept"], report["input_records"], report["dropped"])
+    if report["alignment_gaps_removed"]["characters"]:
+        gaps = report["alignment_gaps_removed"]
+        log.info("removed %d alignment gap characters from %d records", gaps["characters"], gaps["records"])
     return report
 
 

@@ -59,6 +59,9 @@ def test_rna_normalisation(tmp_path, write_fasta, name):
     ]
     assert table.column("length").to_pylist() == [8, 5, 15]
     assert report["kept_residues"] == 28
+    # the five gap characters of one record are counted, not silently dropped
+    gaps = report["alignment_gaps_removed"]
+    assert (gaps["characters"], gaps["records"]) == (5, 1)
 
 
 def test_utf8_byte_order_mark_is_ignored(tmp_path, write_fasta):
@@ -169,6 +172,9 @@ def test_dropped_records_are_counted_by_reason(tmp_path, write_fasta, small_bloc
     assert report["inputs"][0]["dropped"] == report["dropped"]
     assert report["dropped_examples"]["too_long"] == [f"{path}:9 long (13 residues > --max-length 12)"]
     assert report["dropped_examples"]["empty"][1].startswith(f"{path}:5 gaponly")
+    # gaps of dropped records count too (gaponly's five, ok2's one)
+    assert report["alignment_gaps_removed"]["characters"] == 6
+    assert report["alignment_gaps_removed"]["records"] == 2
 
 
 def test_zero_counts_present_when_nothing_dropped(tmp_path, write_fasta):
