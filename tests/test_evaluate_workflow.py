@@ -24,6 +24,7 @@ SELECT_DIRS = [
 
 def config(**sections):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["select"]["rates"] = [0.9, 0.99]  # the budgets of SELECT_DIRS
     for key, value in sections.items():
         cfg[key] = {**cfg.get(key, {}), **value}
     return validate_config(cfg)

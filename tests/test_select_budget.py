@@ -105,7 +105,7 @@ def test_cluster_strategy_needs_clustering(config):
     with pytest.raises(ConfigError, match="cluster.enabled is false"):
         selection_plan(config, "s")
     config["select"]["strategies"] = ["topi"]
-    assert selection_plan(config, "s").dirs == ["topi/rate0.9/seed0", "topi/rate0.99/seed0"]
+    assert selection_plan(config, "s").dirs == ["topi/rate0.95/seed0", "topi/rate0.99/seed0"]
 
 
 def test_plan_needs_a_budget(config):
