@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
+from bioprune.report.ticks import tidy_ticks  # noqa: E402
 
 REFERENCES = ("random1x", "random10x", "untrained", "floor")
 # References over budgets carry a marker: a reference run at one budget only (random 10x where ten times
@@ -107,6 +108,7 @@ def metric_figure(
             ax.axhline(uniform, label=f"uniform guess ({uniform:g})", **UNIFORM_STYLE)
         ax.set_ylabel(metric + (" (lower is better)" if lower else ""))
         ax.grid(alpha=0.3)
+        tidy_ticks(ax, x=not single)  # a single budget's x axis names the strategies
     # one legend for every panel: each mark once, strategies, then references, then the uniform guess
     legend = {}
     for ax in axes[0]:

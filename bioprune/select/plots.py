@@ -13,15 +13,9 @@ import numpy as np  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
-from matplotlib.ticker import (  # noqa: E402
-    FuncFormatter,
-    LogLocator,
-    MaxNLocator,
-    NullFormatter,
-    ScalarFormatter,
-)
 
 from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
+from bioprune.report.ticks import tidy_ticks  # noqa: E402
 
 SELECTED = "tab:blue"
 POOL = "0.6"
@@ -56,7 +50,7 @@ def diagnostics(
     _length_panel(ax_len, lengths, selected_mask)
     _score_vs_length(ax_vs, values, column, lengths, selected_mask)
     for ax in axes:
-        _tidy_ticks(ax)
+        tidy_ticks(ax)
     fig.suptitle(title)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)  # the figure object stays readable: tests check its axes
@@ -170,24 +164,6 @@ def _length_panel(ax, lengths, selected_mask) -> None:
     ax.set_ylabel("density")
     ax.set_title("lengths")
     ax.legend(fontsize=8)
-
-
-def _tidy_ticks(ax) -> None:
-    """Tick labels that do not run together: at most five on a linear axis, with large or small numbers
-    as a power of ten beside the axis (six-digit scores otherwise print as "100000120000140000"); on a
-    log axis spanning under two decades 1-2-5 steps as plain numbers (20, 50, 100, 200), no minor labels."""
-    for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
-        if scale == "linear":
-            axis.set_major_locator(MaxNLocator(nbins=5))
-            formatter = ScalarFormatter(useMathText=True)
-            formatter.set_powerlimits((-3, 4))
-            axis.set_major_formatter(formatter)
-            continue
-        lo, hi = sorted(ax.get_xlim() if axis is ax.xaxis else ax.get_ylim())
-        if lo > 0 and hi / lo < 100:
-            axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
-            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
-        axis.set_minor_formatter(NullFormatter())
 
 
 def coverage_comparison(path: os.PathLike | str, rows: list[dict], dpi: int = 110) -> plt.Figure:
