@@ -448,3 +448,19 @@ def test_metric_figure_legend_matches_its_marks(synthetic_run):
     r10 = [c for c in ax_ppl.containers if c.get_label() == "random10x"]
     assert r10 and r10[0].lines[0].get_marker() not in ("", "None", None)
     assert np.isfinite(np.asarray(r10[0].lines[0].get_ydata(), dtype=float)).sum() == 1
+
+
+def test_metric_figure_leaves_out_a_budget_without_values(synthetic_run):
+    """An empty test set at one budget (every pool sequence selected at rate0.9) left half of every panel
+    blank: that budget is left out, named in the title, and the remaining one is drawn by strategy."""
+    from bioprune.report import figures
+
+    root, metrics, pretrain, _ = synthetic_run
+    summary = seed_summary(read_metrics(metrics))
+    ppl = summary[summary.task == "ppl"].copy()
+    ppl.loc[ppl.budget == "rate0.9", ["seed0", "seed1", "mean", "std"]] = np.nan
+    fig = figures.metric_figure(ppl, read_compute(pretrain), root / "ppl.png", title="ppl", dpi=20)
+    assert fig.get_suptitle() == "ppl (no values at rate0.9: see the report's Tasks)"
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "strategy (rate0.99)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["topi"]

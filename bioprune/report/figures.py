@@ -55,6 +55,13 @@ def metric_figure(
     """``summary``: the seed summary rows of one task (tables.seed_summary). ``uniform``: the perplexity
     of a uniform guess over the alphabet, drawn on the perplexity panel."""
     metrics = list(dict.fromkeys(summary["metric"]))
+    # a budget where no model has a value (an empty test set) would leave half of every panel blank:
+    # left out, and named in the title
+    valued = set(summary.loc[summary["mean"].notna(), "budget"])
+    empty = sorted(set(summary["budget"]) - valued - {"none"}, key=budget_key)
+    summary = summary[~summary["budget"].isin(empty)]
+    if empty:
+        title += f" (no values at {', '.join(empty)}: see the report's Tasks)"
     fig, axes = plt.subplots(
         1,
         max(1, len(metrics)),
