@@ -45,6 +45,7 @@ def test_cci_diagnostics_is_a_histogram_of_its_bins_shaded_by_the_share_kept(tmp
     share = np.asarray(sel.details["selected_per_bin"])[sizes > 0] / sizes[sizes > 0]
     darkness = 1 - bars.get_facecolors()[:, :3].mean(axis=1)
     assert darkness[np.argmax(share)] > darkness[np.argmin(share)]
+    assert colorbar.get_ylim()[1] == max(share)  # the scale ends at the largest share
     assert colorbar.get_ylabel() == "share of the bin kept"
     assert any("dropped: top 0.1" in t.get_text() for t in ax_hist.get_legend().get_texts())
     for ax in (ax_hist, ax_bins, ax_len, ax_vs):

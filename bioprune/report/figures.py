@@ -159,5 +159,6 @@ def influence_histogram(
     ax.set_xlabel(f"{column} (s = Σ g² / (F + ε))")
     ax.set_ylabel("sequences")
     ax.set_title(f"{column} over the scored pool ({len(v):,} sequences)")
+    tidy_ticks(ax)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)

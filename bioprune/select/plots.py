@@ -99,7 +99,8 @@ def _cci_panels(fig, ax_hist, ax_bins, values, column, cci) -> None:
     sizes = np.asarray(cci["bin_sizes"], dtype=np.float64)
     kept = np.asarray(cci["selected_per_bin"], dtype=np.float64)
     share = np.divide(kept, sizes, out=np.zeros(len(sizes)), where=sizes > 0)
-    cmap, norm = plt.get_cmap(KEPT_CMAP), Normalize(0, 1)
+    # the scale ends at the largest share, so a 1% coreset's bins (shares 0 to 0.1) are told apart too
+    cmap, norm = plt.get_cmap(KEPT_CMAP), Normalize(0, max(float(share.max()), 1e-9))
     # bars start at 0.15 of the colour map so a bin with nothing kept still shows against the background
     colors = cmap(0.15 + 0.85 * norm(share))
     # one collection of rectangles, not a bar artist per bin: 10,000 bins draw in a second
