@@ -28,7 +28,7 @@ REF_STYLE = {
     "random1x": {"color": "0.35", "ls": "--", "marker": "s"},
     "random10x": {"color": "0.1", "ls": "-.", "marker": "D"},
     "untrained": {"color": "tab:red", "ls": ":"},
-    "floor": {"color": "tab:brown", "ls": (0, (1, 3))},
+    "floor": {"color": "tab:olive", "ls": (0, (1, 3))},  # not brown: it read as the untrained red
 }
 UNIFORM_STYLE = {"color": "tab:purple", "ls": (0, (6, 2, 1, 2)), "lw": 1.2}
 
