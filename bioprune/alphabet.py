@@ -11,6 +11,11 @@ from dataclasses import dataclass
 
 RNA_RESIDUES = "ACGURYKMSWBDHVN"  # IUPAC nucleotide codes with U for T
 PROTEIN_RESIDUES = "LAGVSERTIDPKQNFYMHWCXBUZO"  # ESM order; X B U Z O are ambiguity/rare codes
+# The standard residues of each alphabet: a uniform guess over them has perplexity len(...), the
+# reference a masked language model's perplexity is read against (the report prints it).
+STANDARD_RESIDUES = {"rna": "ACGU", "protein": "ACDEFGHIKLMNPQRSTVWY"}
+# The alphabet of each model backend (here, not in models.registry, so that reading it needs no torch).
+BACKEND_ALPHABET = {"rnafm": "rna", "esmc": "protein"}
 
 # Alignment gap characters and whitespace are removed at ingestion (they are not residues).
 GAP_CHARS = b"-.~_*"

@@ -1,4 +1,5 @@
-# Selection stage: one job per (strategy, budget, seed), then a coverage comparison across them.
+# Selection stage: one job per (strategy, budget, seed), then a coverage comparison across them. The
+# figures of both are tagged for `snakemake --report` (captions in report/).
 # strategy: topi | cci | loss | cluster | topi_strata | topi_resid | random<M>x (a random baseline M times
 # the budget) | lenmatch-<strategy> (random with that selection's length histogram, same budget and seed);
 # budget: rate<R> (pruning rate R) or n<K> (K sequences). Settings that change one strategy's result
@@ -37,7 +38,13 @@ rule select:
     output:
         ids=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/ids.txt",
         fasta=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/coreset.fasta.gz",
-        diagnostics=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/diagnostics.png",
+        diagnostics=report(
+            f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/diagnostics.png",
+            caption="../report/diagnostics.rst",
+            category="Selection",
+            subcategory="{budget}",
+            labels={"strategy": "{strategy}", "seed": "{seed}"},
+        ),
         summary=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/summary.json",
     log:
         f"{LOGS}/select/{{strategy}}_{{budget}}_seed{{seed}}.log",
@@ -69,7 +76,13 @@ rule select_report:
     output:
         table=f"{SELECT}/report/coverage.tsv",
         markdown=f"{SELECT}/report/coverage.md",
-        figure=f"{SELECT}/report/coverage.png",
+        figure=report(
+            f"{SELECT}/report/coverage.png",
+            caption="../report/coverage.rst",
+            category="Selection",
+            subcategory="coverage",
+            labels={"figure": "coverage across selections"},
+        ),
     log:
         f"{LOGS}/select/report.log",
     conda:

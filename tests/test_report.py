@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from bioprune.cli import main
+from bioprune.report import numbers
 from bioprune.report.collect import read_compute, read_metrics, sort_rows
-from bioprune.report.tables import headline_table, seed_summary, to_markdown
+from bioprune.report.tables import headline_table, metrics_markdown, seed_summary
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -31,6 +32,7 @@ def metrics_file(root, strategy, budget, seed, task, kind, values, headline):
         "seed": seed,
         "metrics": values,
         "counts": {"test": {"read": 10, "used": 9, "too_long": 1}},
+        "model": {"spec": {"backend": "rnafm"}},
     }
     p.write_text(json.dumps(d))
     return str(p)
@@ -150,9 +152,29 @@ def test_single_seed_has_no_spread():
     )
     s = seed_summary(long)
     assert s["std"].isna().all() and s["mean"].iloc[0] == 0.25
-    assert "| t | accuracy | n5 | topi | 0.2500 | 0.2500 | n/a | 1 |" in to_markdown(
-        s.drop(columns=["lower_is_better", "headline"])
+    # the sd cell says why it is empty, under a header that promises one
+    assert "| t | accuracy | n5 | topi | 0.2500 | 0.2500 | one seed: no spread | 1 |" in metrics_markdown(s)
+    assert headline_table(s)["t accuracy"].iloc[0] == "0.2500"
+
+
+def test_numbers_are_written_one_way_per_kind():
+    """Counts as integers with separators (a 1x size of 11.3 is 11 sequences), metric values with four
+    decimals, fractions of the pool as percentages, missing values as n/a."""
+    assert (
+        numbers.count(113) == "113"
+        and numbers.count(11.3) == "11"
+        and numbers.count(1234567.0) == "1,234,567"
     )
+    assert numbers.value(0.25) == "0.2500" and numbers.value(1234.56) == "1,234.6"
+    assert numbers.value(-0.01, sign=True) == "-0.0100" and numbers.value(0.5, sign=True) == "+0.5000"
+    assert (
+        numbers.mean_sd(0.7, math.sqrt(0.02)) == "0.7000 ± 0.1414"
+        and numbers.mean_sd(0.7, np.nan) == "0.7000"
+    )
+    assert numbers.percent(0.1) == "10.0%" and numbers.percent(0.0101) == "1.0%"
+    assert numbers.seconds(1234.56) == "1,234.6"
+    for f in (numbers.count, numbers.value, numbers.percent, numbers.seconds):
+        assert f(None) == f(float("nan")) == "n/a"
 
 
 def test_compute_table_and_sorting(synthetic_run):
@@ -194,6 +216,9 @@ def test_report_cli_writes_everything(synthetic_run, tmp_path):
     assert "**ss** (rna_ss, headline f1): test 9 used (too_long 1)" in page
     assert "Top-I cuts: rate0.9:" in page and "rate0.99:" in page
     assert "100,000" in (out / "compute.md").read_text()
+    # a perplexity is read against a uniform guess over the alphabet's standard residues
+    assert "a uniform guess over ACGU has perplexity 4" in page
+    assert "| ppl perplexity (lower is better; uniform guess 4) |" in page
     # a single budget draws strategies as points with horizontal references (another code path)
     one = [m for m in metrics if "rate0.99" in m or "untrained" in m]
     assert main(["report", "--out", str(tmp_path / "r1"), "--dpi", "40", "--metrics", *one]) == 0
@@ -380,3 +405,62 @@ def test_report_says_how_much_of_the_score_is_length(synthetic_run, tmp_path, sl
     assert warned == (slope != 0.0)
     if warned:  # in the warnings under the verdict, before the tables
         assert page.index("mostly a length signal") < page.index("## Headline metrics")
+
+
+def test_compute_table_writes_counts_as_integers(tmp_path):
+    """random 10x of 113 sequences has a 1x size of 11.3: the table said "11.3000" beside "113"."""
+    p = pretrain_file(tmp_path, "random10x", "rate0.99", 0, 113, 1, 5000)
+    d = json.loads(open(p).read())
+    d["selection"] = {"budget": {"k": 113}, "multiplier": 10, "n_selected": 113, "fraction_kept": 0.1}
+    open(p, "w").write(json.dumps(d))
+    m = metrics_file(tmp_path, "random10x", "rate0.99", 0, "t", "seq_class", {"accuracy": 0.5}, "accuracy")
+    out = tmp_path / "report"
+    assert main(["report", "--out", str(out), "--dpi", "20", "--metrics", m, "--pretrain", p]) == 0
+    header, _, row = (out / "compute.md").read_text().splitlines()[:3]
+    cells = dict(zip(header.strip("| ").split(" | "), row.strip("| ").split(" | "), strict=True))
+    assert (cells["sequences"], cells["kept_1x"], cells["fraction_kept"]) == ("113", "11", "10.0%")
+    assert (cells["tokens_seen"], cells["steps"], cells["wall_s"]) == ("5,000", "50", "1.5")
+    # one seed: the page says there is no spread instead of promising mean ± sd
+    page = (out / "report.md").read_text()
+    assert "One seed per model: no spread over seeds" in page and "one seed: no spread" in page
+
+
+def test_metric_figure_legend_matches_its_marks(synthetic_run):
+    """Every panel is labelled; references run at a single budget (random 10x) are drawn as markers,
+    which the legend shows; the perplexity panel carries the uniform-guess line; one legend beside the
+    panels covers none of them."""
+    from bioprune.report import figures
+
+    root, metrics, pretrain, _ = synthetic_run
+    summary = seed_summary(read_metrics(metrics))
+    ppl = summary[summary.task == "ppl"]
+    fig = figures.metric_figure(ppl, read_compute(pretrain), root / "ppl.png", title="ppl", dpi=20, uniform=4)
+    for ax in fig.axes:
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is None
+    ax_ppl = fig.axes[0]
+    assert ax_ppl.get_ylabel() == "perplexity (lower is better)"
+    uniform = [line for line in ax_ppl.get_lines() if line.get_label() == "uniform guess (4)"]
+    assert len(uniform) == 1 and list(uniform[0].get_ydata()) == [4, 4]
+    (legend,) = fig.legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["topi", "random1x", "random10x", "uniform guess (4)"]
+    # random 10x has perplexity at rate0.99 only: one point, which only a marker draws
+    r10 = [c for c in ax_ppl.containers if c.get_label() == "random10x"]
+    assert r10 and r10[0].lines[0].get_marker() not in ("", "None", None)
+    assert np.isfinite(np.asarray(r10[0].lines[0].get_ydata(), dtype=float)).sum() == 1
+
+
+def test_metric_figure_leaves_out_a_budget_without_values(synthetic_run):
+    """An empty test set at one budget (every pool sequence selected at rate0.9) left half of every panel
+    blank: that budget is left out, named in the title, and the remaining one is drawn by strategy."""
+    from bioprune.report import figures
+
+    root, metrics, pretrain, _ = synthetic_run
+    summary = seed_summary(read_metrics(metrics))
+    ppl = summary[summary.task == "ppl"].copy()
+    ppl.loc[ppl.budget == "rate0.9", ["seed0", "seed1", "mean", "std"]] = np.nan
+    fig = figures.metric_figure(ppl, read_compute(pretrain), root / "ppl.png", title="ppl", dpi=20)
+    assert fig.get_suptitle() == "ppl (no values at rate0.9: see the report's Tasks)"
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "strategy (rate0.99)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["topi"]

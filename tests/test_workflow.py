@@ -107,3 +107,18 @@ def test_bad_config_stops_at_start_with_the_key(tmp_path):
     assert proc.returncode != 0
     # Snakemake prints a WorkflowError raised while parsing on stdout or stderr depending on its version.
     assert "shard.n_shards: 0 is less than the minimum of 1" in proc.stdout + proc.stderr
+
+
+def test_html_report_holds_the_selection_figures(example_run):
+    """snakemake --report: every selection's diagnostics and the coverage figure are in it, with their
+    captions, beside the comparison report's figures."""
+    tmp_path, config = example_run
+    html = tmp_path / "report.html"
+    proc = run_snakemake(tmp_path, config, "--report", str(html))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    page = html.read_text()
+    for strategy in ("topi", "cci", "random1x"):
+        assert f"results/select/{strategy}/rate0.9/seed0/diagnostics.png" in page
+    assert "results/select/report/coverage.png" in page
+    assert "each bin shaded by the share" in page  # report/diagnostics.rst
+    assert "Random sampling covers the most families at a given size" in page  # report/coverage.rst

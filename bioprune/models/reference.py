@@ -30,11 +30,12 @@ import pyarrow.parquet as pq
 import torch
 
 from bioprune import pool as pool_mod
+from bioprune.alphabet import BACKEND_ALPHABET
 from bioprune.atomic import atomic_path, output_errors, staged_dir
 from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, read_fasta
-from bioprune.models.registry import BACKEND_ALPHABET, default_backend, resolve_spec, save_model, spec_of
+from bioprune.models.registry import default_backend, resolve_spec, save_model, spec_of
 from bioprune.models.train import TrainSettings, init_distributed_from_env, train
 from bioprune.models.train_cli import (
     add_model_options,

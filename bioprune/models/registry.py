@@ -45,7 +45,6 @@ from bioprune.models.checkpoint import check_state_dict, load_checked, safe_load
 FORMAT = "bioprune.model"
 VERSION = 1
 BACKENDS = ("rnafm", "esmc")
-BACKEND_ALPHABET = {"rnafm": "rna", "esmc": "protein"}
 ARCH_FIELDS = ("layers", "hidden", "heads", "ffn", "max_tokens")
 
 

@@ -19,14 +19,18 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
+from bioprune.report.ticks import tidy_ticks  # noqa: E402
 
 REFERENCES = ("random1x", "random10x", "untrained", "floor")
+# References over budgets carry a marker: a reference run at one budget only (random 10x where ten times
+# the budget is still inside the pool) is a single point, which a line style alone does not draw.
 REF_STYLE = {
-    "random1x": {"color": "0.35", "ls": "--"},
-    "random10x": {"color": "0.1", "ls": "-."},
+    "random1x": {"color": "0.35", "ls": "--", "marker": "s"},
+    "random10x": {"color": "0.1", "ls": "-.", "marker": "D"},
     "untrained": {"color": "tab:red", "ls": ":"},
-    "floor": {"color": "tab:brown", "ls": (0, (1, 3))},
+    "floor": {"color": "tab:olive", "ls": (0, (1, 3))},  # not brown: it read as the untrained red
 }
+UNIFORM_STYLE = {"color": "tab:purple", "ls": (0, (6, 2, 1, 2)), "lw": 1.2}
 
 
 def budget_positions(summary: pd.DataFrame, compute: pd.DataFrame) -> dict[str, float]:
@@ -40,10 +44,24 @@ def budget_positions(summary: pd.DataFrame, compute: pd.DataFrame) -> dict[str, 
 
 
 def metric_figure(
-    summary: pd.DataFrame, compute: pd.DataFrame, path: os.PathLike | str, *, title: str, dpi: int = 150
-) -> None:
-    """``summary``: the seed summary rows of one task (tables.seed_summary)."""
+    summary: pd.DataFrame,
+    compute: pd.DataFrame,
+    path: os.PathLike | str,
+    *,
+    title: str,
+    dpi: int = 150,
+    uniform: float | None = None,
+) -> plt.Figure:
+    """``summary``: the seed summary rows of one task (tables.seed_summary). ``uniform``: the perplexity
+    of a uniform guess over the alphabet, drawn on the perplexity panel."""
     metrics = list(dict.fromkeys(summary["metric"]))
+    # a budget where no model has a value (an empty test set) would leave half of every panel blank:
+    # left out, and named in the title
+    valued = set(summary.loc[summary["mean"].notna(), "budget"])
+    empty = sorted(set(summary["budget"]) - valued - {"none"}, key=budget_key)
+    summary = summary[~summary["budget"].isin(empty)]
+    if empty:
+        title += f" (no values at {', '.join(empty)}: see the report's Tasks)"
     fig, axes = plt.subplots(
         1,
         max(1, len(metrics)),
@@ -70,6 +88,7 @@ def metric_figure(
             style = REF_STYLE[ref]
             if single or ref in ("untrained", "floor"):
                 m, s = float(r["mean"].mean()), float(r["std"].fillna(0).mean())
+                style = {k: v for k, v in style.items() if k != "marker"}
                 ax.axhline(m, label=ref, lw=1.2, **style)
                 if s > 0:
                     ax.axhspan(m - s, m + s, color=style["color"], alpha=0.12, lw=0)
@@ -92,14 +111,24 @@ def metric_figure(
             if min(xs) > 0 and max(xs) / min(xs) > 5:
                 ax.set_xscale("log")
             ax.set_xlabel("sequences kept (1x budget)")
+        if metric == "perplexity" and uniform:
+            ax.axhline(uniform, label=f"uniform guess ({uniform:g})", **UNIFORM_STYLE)
         ax.set_ylabel(metric + (" (lower is better)" if lower else ""))
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside right center", fontsize=8)
+        tidy_ticks(ax, x=not single)  # a single budget's x axis names the strategies
+    # one legend for every panel: each mark once, strategies, then references, then the uniform guess
+    legend = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    order = [*strategies, *REFERENCES]
+    labels = sorted(legend, key=lambda lab: order.index(lab) if lab in order else len(order))
+    if labels:
+        fig.legend([legend[lab] for lab in labels], labels, loc="outside right center", fontsize=8)
     fig.suptitle(title)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    plt.close(fig)  # the figure object stays readable: tests check its axes
+    return fig
 
 
 def influence_histogram(
@@ -130,5 +159,6 @@ def influence_histogram(
     ax.set_xlabel(f"{column} (s = Σ g² / (F + ε))")
     ax.set_ylabel("sequences")
     ax.set_title(f"{column} over the scored pool ({len(v):,} sequences)")
+    tidy_ticks(ax)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)

@@ -28,12 +28,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bioprune.alphabet import BACKEND_ALPHABET, STANDARD_RESIDUES
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.influence.length import length_diagnostics
-from bioprune.report import figures
+from bioprune.report import figures, numbers
 from bioprune.report.collect import budget_key, read_compute, read_floors, read_metrics, sort_rows
-from bioprune.report.tables import fmt, headline_table, seed_summary, to_markdown
+from bioprune.report.tables import headline_table, metrics_markdown, seed_summary, to_markdown
 from bioprune.report.verdict import verdict_table, warnings
 
 log = logging.getLogger("bioprune.report")
@@ -80,7 +81,22 @@ TEST_SETS = {
 }
 
 
-def _task_notes(paths: list[str], order: list[str]) -> list[str]:
+def uniform_guess(paths: list[str]) -> dict[str, tuple[str, int]]:
+    """Perplexity task -> (standard residues, perplexity of a uniform guess over them): the value a
+    model that learnt nothing scores, read from the alphabet of the models that were evaluated."""
+    out = {}
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        if d.get("kind") != "mlm_perplexity" or d["task"] in out:
+            continue
+        backend = ((d.get("model") or {}).get("spec") or {}).get("backend")
+        residues = STANDARD_RESIDUES.get(BACKEND_ALPHABET.get(backend))
+        if residues:
+            out[d["task"]] = (residues, len(residues))
+    return out
+
+
+def _task_notes(paths: list[str], order: list[str], uniform: dict[str, tuple[str, int]]) -> list[str]:
     """One line per task: kind, headline metric and the records used / dropped per split. When they differ
     between budgets (the unselected-pool set is one per budget), one entry per budget."""
     tasks: dict[str, dict] = {}
@@ -97,6 +113,9 @@ def _task_notes(paths: list[str], order: list[str]) -> list[str]:
     lines = []
     for name, t in sorted(tasks.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         measures = f"; {t['measures']}" if t["measures"] else ""
+        if name in uniform:
+            residues, n = uniform[name]
+            measures += f"; a uniform guess over {residues} has perplexity {n}"
         head = f"- **{name}** ({t['kind']}, headline {t['headline']}{measures}): "
         if len(t["texts"]) == 1:
             lines.append(head + next(iter(t["texts"])))
@@ -144,7 +163,7 @@ def _verdict_section(verdict: pd.DataFrame, alerts: list[str], floors: pd.DataFr
     if alerts:
         lines += ["**Warnings**", "", *[f"- ⚠ {a}" for a in alerts], ""]
     if not floors.empty:
-        shown = floors.drop(columns=["lower_is_better"]).assign(value=floors["value"].map(fmt))
+        shown = floors.drop(columns=["lower_is_better"])
         lines += ["Floors (scores reached without a pretrained model):", "", to_markdown(shown)]
     return lines
 
@@ -180,7 +199,7 @@ def _length_note(path, column: str, values: np.ndarray) -> tuple[str | None, str
         return None, None
     line = (
         f"Score and length: Spearman's rho(score, length) = {d['spearman_length']:+.2f}, "
-        f"rho(score, per-token loss) = {fmt(d['spearman_loss'])}; log {column} ~ "
+        f"rho(score, per-token loss) = {numbers.value(d['spearman_loss'])}; log {column} ~ "
         f"{d['loglog_slope']:+.2f} log length (R^2 {d['loglog_r2']:.2f})."
     )
     warning = None
@@ -193,6 +212,27 @@ def _length_note(path, column: str, values: np.ndarray) -> tuple[str | None, str
     return line, warning
 
 
+# compute.md: counts as integers, the kept part of the pool as a percentage
+COMPUTE_FORMATS = {
+    **dict.fromkeys(("sequences", "kept_1x", "steps", "epochs", "tokens_seen", "parameters"), numbers.count),
+    "fraction_kept": numbers.percent,
+    "wall_s": numbers.seconds,
+}
+
+
+def _headline_intro(summary: pd.DataFrame) -> str:
+    """What a headline cell holds; with one seed per model, that there is no spread to show."""
+    if len(summary) and summary["n"].max() <= 1:
+        return (
+            "Headline metric per task. One seed per model: no spread over seeds (more seeds, "
+            "`select.seeds`, give mean ± sd). n/a: not computable, see Tasks."
+        )
+    return (
+        "Headline metric per task: mean ± sample sd over seeds (a value alone: one seed, no spread; "
+        "n/a: not computable, see Tasks)."
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dpi < 10:
         raise ConfigError(f"--dpi must be >= 10, got {args.dpi}")
@@ -203,11 +243,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         log.warning("metrics of tasks not listed in --tasks are tabulated but not drawn: %s", unknown)
     summary = seed_summary(long)
-    headline = headline_table(summary)
     floors = read_floors(args.floors)
     verdict = verdict_table(long)
     alerts = warnings(long, floors)
     compute = sort_rows(compute, ["budget", "strategy", "seed"]) if not compute.empty else compute
+    uniform = uniform_guess(args.metrics)
+    headline = headline_table(summary, {t: n for t, (_, n) in uniform.items()})
     values, length_line = None, None
     if args.scores:
         values = read_score_column(args.scores, args.score_column)
@@ -219,20 +260,22 @@ def run(args: argparse.Namespace) -> int:
         verdict.to_csv(stage / "verdict.tsv", sep="\t", index=False)
         (stage / "verdict.md").write_text(to_markdown(verdict))
         summary.to_csv(stage / "metrics.tsv", sep="\t", index=False, float_format="%.6g")
-        table = summary.drop(columns=["lower_is_better", "headline"])
-        (stage / "metrics.md").write_text(to_markdown(table))
+        metrics_md = metrics_markdown(summary)
+        (stage / "metrics.md").write_text(metrics_md)
         compute.to_csv(stage / "compute.tsv", sep="\t", index=False)
-        compute_md = to_markdown(
-            compute.assign(
-                tokens_seen=compute["tokens_seen"].map(lambda v: f"{int(v):,}") if not compute.empty else [],
-                wall_s=compute["wall_s"].map(lambda v: f"{v:.1f}") if not compute.empty else [],
-            )
-        )
+        compute_md = to_markdown(compute, COMPUTE_FORMATS)
         (stage / "compute.md").write_text(compute_md)
         (stage / "figures").mkdir()
         for task in tasks:
             rows = summary[summary["task"] == task]
-            figures.metric_figure(rows, compute, stage / "figures" / f"{task}.png", title=task, dpi=args.dpi)
+            figures.metric_figure(
+                rows,
+                compute,
+                stage / "figures" / f"{task}.png",
+                title=task,
+                dpi=args.dpi,
+                uniform=uniform.get(task, (None, None))[1],
+            )
         thresholds = {}
         if values is not None:
             thresholds = topi_thresholds(values, compute)
@@ -249,18 +292,17 @@ def run(args: argparse.Namespace) -> int:
             *_verdict_section(verdict, alerts, floors),
             "## Headline metrics",
             "",
-            "Headline metric per task: mean ± sample sd over seeds (a value alone: one seed, no spread; "
-            "n/a: not computable, see Tasks).",
+            _headline_intro(summary),
             "",
             to_markdown(headline),
             "## Tasks",
             "",
-            *_task_notes(args.metrics, tasks),
+            *_task_notes(args.metrics, tasks, uniform),
             "",
             *_holdout_note(args.holdout),
             "## Every metric",
             "",
-            to_markdown(table),
+            metrics_md,
             "## Compute per model",
             "",
             compute_md,
@@ -269,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
             *[f"![{t}](figures/{t}.png)" for t in tasks],
         ]
         if values is not None:
-            cuts = ", ".join(f"{b}: {fmt(t)}" for b, t in thresholds.items()) or "none"
+            cuts = ", ".join(f"{b}: {numbers.value(t)}" for b, t in thresholds.items()) or "none"
             page += [
                 "",
                 "![influence](influence_histogram.png)",

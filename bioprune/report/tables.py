@@ -1,15 +1,17 @@
 """Seed summaries and Markdown rendering.
 
-Spread is the sample standard deviation over seeds (ddof 1); with one seed it is empty, never 0.
+Spread is the sample standard deviation over seeds (ddof 1); with one seed it is empty, never 0, and the
+tables say so in words. Numbers are written by :mod:`bioprune.report.numbers`.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
+from bioprune.report import numbers
 from bioprune.report.collect import sort_rows
 
 KEYS = ["task", "metric", "budget", "strategy"]
@@ -42,24 +44,40 @@ def seed_summary(long: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def fmt(v, spread=None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    digits = 4 if abs(v) < 100 else 1
-    text = f"{v:.{digits}f}"
-    if spread is not None and not (isinstance(spread, float) and math.isnan(spread)):
-        text += f" ± {spread:.{digits}f}"
-    return text
+ONE_SEED = "one seed: no spread"
 
 
-def headline_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows budget x strategy, one column per task: its headline metric as "mean ± std"."""
+def spread(std, n) -> str:
+    """The sd cell of a seed summary: the value, or why there is none."""
+    if n == 1:
+        return ONE_SEED
+    return numbers.value(std)
+
+
+def metrics_markdown(summary: pd.DataFrame) -> str:
+    """The every-metric table of a seed summary: each seed, mean, sd (in words with one seed), n."""
+    table = summary.drop(columns=["lower_is_better", "headline"])
+    table = table.assign(std=[spread(s, n) for s, n in zip(table["std"], table["n"], strict=True)])
+    return to_markdown(table)
+
+
+def headline_table(summary: pd.DataFrame, uniform: dict[str, int] | None = None) -> pd.DataFrame:
+    """Rows budget x strategy, one column per task: its headline metric as "mean ± std". ``uniform``:
+    task -> the perplexity of a uniform guess, named in the header of that task's perplexity column."""
     head = summary[summary["headline"]]
     if head.empty:
         return pd.DataFrame(columns=["budget", "strategy"])
-    cells = head.assign(cell=[fmt(m, s) for m, s in zip(head["mean"], head["std"], strict=True)])
-    arrows = np.where(cells["lower_is_better"], " (lower is better)", "")
-    cells = cells.assign(column=cells["task"] + " " + cells["metric"] + arrows)
+    cells = head.assign(cell=[numbers.mean_sd(m, s) for m, s in zip(head["mean"], head["std"], strict=True)])
+    uniform = uniform or {}
+
+    def column(task: str, metric: str, lower: bool) -> str:
+        notes = ["lower is better"] if lower else []
+        if metric == "perplexity" and task in uniform:
+            notes.append(f"uniform guess {uniform[task]}")
+        return f"{task} {metric}" + (f" ({'; '.join(notes)})" if notes else "")
+
+    keys = zip(cells["task"], cells["metric"], cells["lower_is_better"], strict=True)
+    cells = cells.assign(column=[column(*k) for k in keys])
     cols = list(dict.fromkeys(cells["column"]))
     table = cells.pivot_table(index=["budget", "strategy"], columns="column", values="cell", aggfunc="first")
     table = table.reindex(columns=cols).reset_index()
@@ -67,17 +85,22 @@ def headline_table(summary: pd.DataFrame) -> pd.DataFrame:
     return sort_rows(table.fillna("–"), ["budget", "strategy"])
 
 
-def to_markdown(df: pd.DataFrame, floatfmt=fmt) -> str:
-    """A GitHub Markdown table (numbers through ``floatfmt``; NaN shown as n/a)."""
+def to_markdown(df: pd.DataFrame, formats: dict[str, Callable] | None = None) -> str:
+    """A GitHub Markdown table. A column named in ``formats`` is written by its function; other float
+    columns as metric values (:func:`bioprune.report.numbers.value`, NaN as n/a), the rest as they are."""
+    formats = formats or {}
 
-    def cell(v) -> str:
+    def cell(column, v) -> str:
+        if column in formats:
+            return formats[column](v)
         if isinstance(v, float | np.floating):
-            v = float(v)
-            # counts stored as floats (a column with a missing value) print as integers
-            return str(int(v)) if v.is_integer() else floatfmt(v)
+            return numbers.value(v)
         return str(v).replace("|", "\\|")
 
     header = "| " + " | ".join(str(c) for c in df.columns) + " |"
     rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    body = [
+        "| " + " | ".join(cell(c, v) for c, v in zip(df.columns, row, strict=True)) + " |"
+        for row in df.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *body]) + "\n"

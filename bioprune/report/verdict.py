@@ -21,11 +21,10 @@ better side; with one seed, that the difference is on the better side (no test p
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 
+from bioprune.report import numbers
 from bioprune.report.collect import sort_rows
 from bioprune.report.stats import Paired, holm, paired
 
@@ -35,12 +34,8 @@ NOT_ARMS = (RANDOM_1X, UNTRAINED)  # rows of the verdict table: every other stra
 
 
 def fmt_num(v: float, *, sign: bool = False) -> str:
-    """As the other report tables (:func:`bioprune.report.tables.fmt`): 4 decimals under 100, 1 above;
-    ``+`` on request."""
-    if v is None or not math.isfinite(v):
-        return "n/a"
-    digits = 4 if abs(v) < 100 else 1
-    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+    """A metric value or difference as every report table writes it (:mod:`bioprune.report.numbers`)."""
+    return numbers.value(v, sign=sign)
 
 
 def fmt_difference(r: Paired) -> str:

@@ -10,10 +10,17 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.collections import PolyCollection  # noqa: E402
+from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
+
+from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
+from bioprune.report.ticks import tidy_ticks  # noqa: E402
 
 SELECTED = "tab:blue"
 POOL = "0.6"
-MAX_EDGES_DRAWN = 200  # more CCI bin edges than this would hide the histogram behind them
+KEPT_CMAP = "Blues"
+MAX_TOP_BINS = 200  # bins of the dropped top drawn at CCI's bin width
 
 
 def diagnostics(
@@ -26,102 +33,156 @@ def diagnostics(
     topi_threshold: float | None,
     cci: dict | None,
     lengths: np.ndarray,
-) -> None:
-    """Score histogram (pool vs selected, Top-I region, CCI bins and dropped top), selected share per
-    score bin (per CCI bin for cci), and the length distributions."""
-    fig, axes = plt.subplots(1, 4, figsize=(21, 4.5), layout="constrained")
+    dpi: int = 110,
+) -> plt.Figure:
+    """Four panels: the score histogram (pool vs selected and the Top-I region; for cci its bins shaded
+    by the share kept), the selected share (cci: the count kept) per score bin, the length distributions
+    and score against length."""
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6), layout="constrained")
     ax_hist, ax_bins, ax_len, ax_vs = axes
-    if values is not None and len(values):
-        lo, hi = float(values.min()), float(values.max())
-        # Influence scores are heavy-tailed: a log axis when they span more than two decades, so the
-        # bulk is visible. CCI's bins stay equal-width in score (they look unequal there).
-        log_x = lo > 0 and hi / lo > 100
-        if log_x:
-            edges = np.geomspace(lo, hi, 101)
-            ax_hist.set_xscale("log")
-        else:
-            edges = np.linspace(lo, hi if hi > lo else lo + 1, 101)
-        if cci is not None and cci["bins"] <= MAX_EDGES_DRAWN:
-            ax_hist.vlines(cci["edges"], 0, 1, transform=ax_hist.get_xaxis_transform(), color="tab:green",
-                           lw=0.5, alpha=0.5, zorder=0, label=f"CCI bin edges ({cci['bins']})")  # fmt: skip
-        ax_hist.hist(values, bins=edges, histtype="stepfilled", color=POOL, label="pool")
-        ax_hist.hist(
-            values[selected_mask], bins=edges, histtype="stepfilled", color=SELECTED, label="selected"
-        )
-        if topi_threshold is not None:
-            ax_hist.axvspan(topi_threshold, hi, color="tab:orange", alpha=0.15, label="Top-I region (same k)")
-        if cci is not None and cci["drop_threshold"] is not None:
-            ax_hist.axvspan(
-                cci["drop_threshold"], hi, fill=False, hatch="//", edgecolor="tab:red", alpha=0.4, lw=0,
-                label=f"CCI dropped top {cci['beta']:g}",
-            )  # fmt: skip
-        ax_hist.set_yscale("log")
-        ax_hist.set_xlabel(column)
-        ax_hist.set_ylabel("sequences")
-        ax_hist.legend(fontsize=8)
-
-        if cci is not None:
-            # one step outline per series, not a bar per bin: thousands of bins draw as fast as ten
-            x = np.arange(cci["bins"] + 1)
-            ax_bins.stairs(cci["bin_sizes"], x, fill=True, color=POOL, label="bin size")
-            ax_bins.stairs(cci["selected_per_bin"], x, fill=True, color=SELECTED, label="selected")
-            ax_bins.set_yscale("log")
-            ax_bins.set_xlabel("CCI bin (ascending score)")
-            ax_bins.set_ylabel("sequences")
-            ax_bins.legend(fontsize=8)
-        else:
-            pool_counts, _ = np.histogram(values, bins=edges)
-            sel_counts, _ = np.histogram(values[selected_mask], bins=edges)
-            share = np.divide(sel_counts, pool_counts, out=np.zeros(len(sel_counts)), where=pool_counts > 0)
-            ax_bins.stairs(share, edges, fill=True, color=SELECTED)
-            if log_x:
-                ax_bins.set_xscale("log")
-            ax_bins.set_xlabel(column)
-            ax_bins.set_ylabel("share of the bin selected")
-            ax_bins.set_ylim(0, 1.05)
-    else:
+    if values is None or not len(values):
         for ax in (ax_hist, ax_bins):
             ax.text(0.5, 0.5, "no score column", ha="center", va="center", transform=ax.transAxes)
-    ax_hist.set_title("score distribution")
-    ax_bins.set_title("selected per score bin")
+    elif cci is not None:
+        _cci_panels(fig, ax_hist, ax_bins, values, column, cci)
+    else:
+        _score_panels(ax_hist, ax_bins, values, column, selected_mask, topi_threshold)
+    _length_panel(ax_len, lengths, selected_mask)
+    _score_vs_length(ax_vs, values, column, lengths, selected_mask)
+    for ax in axes:
+        tidy_ticks(ax)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)  # the figure object stays readable: tests check its axes
+    return fig
 
+
+def _log_x(values: np.ndarray) -> bool:
+    """Influence scores are heavy-tailed: a log axis when they span more than two decades, so the bulk
+    is visible."""
+    lo, hi = float(values.min()), float(values.max())
+    return lo > 0 and hi / lo > 100
+
+
+def _score_panels(ax_hist, ax_bins, values, column, selected_mask, topi_threshold) -> None:
+    """Pool and selected score histograms with the Top-I region; the share of each score bin selected."""
+    lo, hi = float(values.min()), float(values.max())
+    log_x = _log_x(values)
+    edges = np.geomspace(lo, hi, 101) if log_x else np.linspace(lo, hi if hi > lo else lo + 1, 101)
+    # stepfilled: one polygon per histogram instead of a patch per bar (drawing time)
+    ax_hist.hist(values, bins=edges, histtype="stepfilled", color=POOL, label="pool")
+    ax_hist.hist(values[selected_mask], bins=edges, histtype="stepfilled", color=SELECTED, label="selected")
+    if topi_threshold is not None:
+        ax_hist.axvspan(topi_threshold, hi, color="tab:orange", alpha=0.15, label="Top-I region (same k)")
+    ax_hist.set_yscale("log")
+    ax_hist.set_ylabel("sequences")
+    ax_hist.legend(fontsize=8)
+    pool_counts, _ = np.histogram(values, bins=edges)
+    sel_counts, _ = np.histogram(values[selected_mask], bins=edges)
+    share = np.divide(sel_counts, pool_counts, out=np.zeros(len(sel_counts)), where=pool_counts > 0)
+    ax_bins.stairs(share, edges, fill=True, color=SELECTED)
+    ax_bins.set_ylabel("share of the bin selected")
+    ax_bins.set_ylim(0, 1.05)
+    for ax in (ax_hist, ax_bins):
+        if log_x:
+            ax.set_xscale("log")
+        ax.set_xlabel(column)
+    ax_hist.set_title("score distribution")
+    ax_bins.set_title("share selected per score bin")
+
+
+def _cci_panels(fig, ax_hist, ax_bins, values, column, cci) -> None:
+    """CCI's own bins as the histogram, each bar shaded by the share of it kept, and the dropped top as
+    a hatched bar; then the count kept per bin against the bin's size (small bins are taken whole, the
+    others get equal shares)."""
+    edges = np.asarray(cci["edges"], dtype=np.float64)
+    sizes = np.asarray(cci["bin_sizes"], dtype=np.float64)
+    kept = np.asarray(cci["selected_per_bin"], dtype=np.float64)
+    share = np.divide(kept, sizes, out=np.zeros(len(sizes)), where=sizes > 0)
+    # the scale ends at the largest share, so a 1% coreset's bins (shares 0 to 0.1) are told apart too
+    cmap, norm = plt.get_cmap(KEPT_CMAP), Normalize(0, max(float(share.max()), 1e-9))
+    # bars start at 0.15 of the colour map so a bin with nothing kept still shows against the background
+    colors = cmap(0.15 + 0.85 * norm(share))
+    # one collection of rectangles, not a bar artist per bin: 10,000 bins draw in a second
+    x0, x1 = edges[:-1], edges[1:]
+    bottom = np.full(len(sizes), 0.5)  # below one sequence on the log count axis
+    boxes = np.stack([np.c_[x0, bottom], np.c_[x0, sizes], np.c_[x1, sizes], np.c_[x1, bottom]], axis=1)
+    ax_hist.add_collection(
+        PolyCollection(
+            boxes[sizes > 0],
+            facecolors=colors[sizes > 0],
+            edgecolors="0.4",
+            linewidths=0.3 if len(sizes) <= 100 else 0,
+        )
+    )
+    ax_hist.update_datalim([(edges[0], 0.5), (edges[-1], max(sizes.max(), 1))])
+    ax_hist.autoscale_view()
+    dropped = values[values >= cci["drop_threshold"]] if cci["drop_threshold"] is not None else values[:0]
+    if len(dropped):  # the top CCI drops before binning: its own histogram, hatched, after the bins
+        # bins as wide as CCI's, so bar heights compare; 20 bins when that would be hundreds
+        lo, hi, width = float(dropped.min()), float(dropped.max()), float(edges[1] - edges[0])
+        n_top = int(np.ceil((hi - lo) / width)) + 1 if width > 0 else 1
+        if n_top <= MAX_TOP_BINS:
+            top_edges = lo + width * np.arange(n_top + 1)
+        else:
+            top_edges = np.geomspace(lo, hi, 21) if _log_x(values) else np.linspace(lo, hi, 21)
+        ax_hist.hist(
+            dropped, bins=top_edges, histtype="stepfilled", facecolor="white", edgecolor="tab:red",
+            hatch="///", lw=0.8, label=f"dropped: top {cci['beta']:g} ({cci['n_dropped_top']:,})",
+        )  # fmt: skip
+        ax_hist.legend(fontsize=8, loc="upper right")
+    fig.colorbar(
+        ScalarMappable(norm=norm, cmap=ListedColormap(cmap(np.linspace(0.15, 1, 256)))),
+        ax=ax_hist,
+        label="share of the bin kept",
+        pad=0.01,
+    )
+    ax_hist.set_title(f"score distribution in the {cci['bins']} CCI bins")
+    ax_bins.stairs(sizes, edges, fill=True, color=POOL, label="bin size")
+    ax_bins.stairs(kept, edges, fill=True, color=SELECTED, label="kept")
+    ax_bins.set_title("kept per CCI bin")
+    ax_bins.legend(fontsize=8)
+    for ax in (ax_hist, ax_bins):
+        if _log_x(values):
+            ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{column} (CCI bins: equal width in score)")
+        ax.set_ylabel("sequences")
+
+
+def _length_panel(ax, lengths, selected_mask) -> None:
     log_len = np.log10(np.maximum(lengths, 1))
     len_edges = np.linspace(log_len.min(), log_len.max() + 1e-9, 61) if len(log_len) else 10
-    # stepfilled: one polygon per histogram instead of a patch per bar (drawing time)
-    ax_len.hist(log_len, bins=len_edges, density=True, histtype="stepfilled", color=POOL, label="pool")
-    ax_len.hist(
+    ax.hist(log_len, bins=len_edges, density=True, histtype="stepfilled", color=POOL, label="pool")
+    ax.hist(
         log_len[selected_mask], bins=len_edges, density=True, histtype="stepfilled", color=SELECTED,
         alpha=0.7, label="selected",
     )  # fmt: skip
     for arr, color in ((lengths, "0.3"), (lengths[selected_mask], SELECTED)):
         if len(arr):
-            ax_len.axvline(np.log10(max(np.median(arr), 1)), color=color, ls="--", lw=1)
-    _score_vs_length(ax_vs, values, column, lengths, selected_mask)
-    ax_len.set_xlabel("log10 length (dashed: medians)")
-    ax_len.set_ylabel("density")
-    ax_len.set_title("lengths")
-    ax_len.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            ax.axvline(np.log10(max(np.median(arr), 1)), color=color, ls="--", lw=1)
+    ax.set_xlabel("log10 length (dashed: medians)")
+    ax.set_ylabel("density")
+    ax.set_title("lengths")
+    ax.legend(fontsize=8)
 
 
-def coverage_comparison(path: os.PathLike | str, rows: list[dict]) -> None:
+def coverage_comparison(path: os.PathLike | str, rows: list[dict], dpi: int = 110) -> plt.Figure:
     """Grouped bars per budget: families covered, clusters covered, median length; mean over seeds with
-    min-max whiskers."""
+    min-max whiskers. One legend beside the panels, so it covers no bar."""
     panels = [
-        ("families", "families_pool", "families covered (fraction of pool)"),
-        ("clusters", "clusters_pool", "clusters covered (fraction of pool)"),
-        ("median_length", "median_length_pool", "median length (line: pool)"),
+        ("families", "families_pool", "families covered", "fraction of the pool's families"),
+        ("clusters", "clusters_pool", "clusters covered", "fraction of the pool's clusters"),
+        ("median_length", "median_length_pool", "median length (black line: pool)", "residues"),
     ]
     panels = [p for p in panels if any(r[p[0]] is not None for r in rows)]
-    budgets = sorted({r["budget"] for r in rows})
-    strategies = sorted({r["strategy"] for r in rows})
+    budgets = sorted({r["budget"] for r in rows}, key=budget_key)
+    strategies = sorted({r["strategy"] for r in rows}, key=strategy_rank)
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(5.5 * len(panels), 4.5), layout="constrained", squeeze=False
+        1, len(panels), figsize=(4.2 * len(panels) + 1.6, 4), layout="constrained", squeeze=False
     )
     width = 0.8 / max(len(strategies), 1)
-    for ax, (key, pool_key, label) in zip(axes[0], panels, strict=True):
+    for ax, (key, pool_key, title, ylabel) in zip(axes[0], panels, strict=True):
         groups = defaultdict(list)
         pool_ref = {}
         for r in rows:
@@ -141,16 +202,23 @@ def coverage_comparison(path: os.PathLike | str, rows: list[dict]) -> None:
                     # equal values over seeds (Top-I) can put the mean a rounding error outside them
                     lo.append(max(0.0, mean - min(vals)))
                     hi.append(max(0.0, max(vals) - mean))
-            ax.bar(xs, means, width=width, yerr=[lo, hi], capsize=2, label=strategy)
+            ax.bar(xs, means, width=width, yerr=[lo, hi], capsize=2, label=strategy, color=f"C{j % 10}")
         if key == "median_length":
             for i, budget in enumerate(budgets):
                 if budget in pool_ref:
                     ax.hlines(pool_ref[budget], i - 0.45, i + 0.45, color="k", lw=1)
+        else:
+            ax.set_ylim(0, 1.05)
         ax.set_xticks(range(len(budgets)), budgets)
-        ax.set_title(label)
-    axes[0][0].legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        ax.set_xlabel("budget")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, title="strategy")
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)  # the figure object stays readable: tests check its axes
+    return fig
 
 
 def _score_vs_length(ax, values, column, lengths, selected_mask, max_points: int = 20000) -> None:

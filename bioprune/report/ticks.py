@@ -1,0 +1,25 @@
+"""Tick labels that stay apart, for every figure of the report and of the selection step."""
+
+from __future__ import annotations
+
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
+
+
+def tidy_ticks(ax, *, x: bool = True, y: bool = True) -> None:
+    """Tick labels that do not run together: at most five on a linear axis, with large or small numbers
+    as a power of ten beside the axis (six-digit scores otherwise print as "100000120000140000"); on a
+    log axis spanning under two decades 1-2-5 steps as plain numbers (20, 50, 100, 200), no minor labels.
+    ``x`` / ``y`` False: leave that axis as set (named categories, say)."""
+    axes = [(ax.xaxis, ax.get_xscale())] * x + [(ax.yaxis, ax.get_yscale())] * y
+    for axis, scale in axes:
+        if scale == "linear":
+            axis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+            formatter = ScalarFormatter(useMathText=True)
+            formatter.set_powerlimits((-3, 4))
+            axis.set_major_formatter(formatter)
+            continue
+        lo, hi = sorted(ax.get_xlim() if axis is ax.xaxis else ax.get_ylim())
+        if lo > 0 and hi / lo < 100:
+            axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
+        axis.set_minor_formatter(NullFormatter())
