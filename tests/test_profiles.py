@@ -100,3 +100,30 @@ def test_no_slurm_account_is_a_clear_stop_unless_said_on_purpose(defaults, per_r
     assert (problem is None) == ok
     if not ok:
         assert "slurm_account" in problem and "--slurm-no-account" in problem
+
+
+def test_the_template_for_your_own_data_plans_a_run_on_it(tmp_path):
+    """config/template.yaml with its placeholder files filled by real sequences (the example pool, whose
+    headers carry the family): it validates, plans its own task and none of the example's."""
+    import gzip
+
+    data = tmp_path / "my_data"
+    data.mkdir()
+    (data / "pool.fasta.gz").symlink_to(ROOT / "example" / "rna" / "pool.fasta.gz")
+    with gzip.open(ROOT / "example" / "rna" / "pool.fasta.gz", "rt") as handle:
+        lines = handle.read().splitlines()
+    # id + family header, one sequence line; every 6th record so that several families are in each split
+    records = [lines[i : i + 2] for i in range(0, len(lines), 2)][::6]
+    for k, split in enumerate(("train", "valid", "test")):
+        (data / f"{split}.fasta").write_text("".join(f"{h}\n{s}\n" for h, s in records[k::3]))
+    template = ROOT / "config" / "template.yaml"
+    proc = subprocess.run(
+        [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n", "--configfile", str(template)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    assert "results_my_run/evaluate/topi/rate0.95/seed2/my_class/metrics.json" in out
+    assert "/trna_ss/" not in out and "/trna_isotype/" not in out
+    assert "my_data/test.fasta" in out  # decontaminated against
