@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.selection_seed,
         "train_seed": settings.seed,
         "compute": "untrained" if args.untrained else args.compute,
-        "epochs_setting": settings.epochs,
+        "epochs_setting": None if args.untrained else settings.epochs,  # the untrained model trains none
         "steps_like": args.steps_like,
         "steps_like_steps_per_epoch": ref_steps,
         "model": spec_of(model).to_dict(),
