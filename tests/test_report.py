@@ -464,3 +464,31 @@ def test_metric_figure_leaves_out_a_budget_without_values(synthetic_run):
     ax = fig.axes[0]
     assert ax.get_xlabel() == "strategy (rate0.99)"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["topi"]
+
+
+def test_a_far_untrained_reference_is_named_off_scale_not_drawn_over_the_models(synthetic_run):
+    """An untrained perplexity of 25 against models at 3.7-3.8 squeezed every model into one line: the
+    axis stays on the models and the untrained value is written at the panel's edge. A near one is drawn
+    as before."""
+    import pandas as pd
+
+    from bioprune.report import figures
+
+    root, metrics, pretrain, _ = synthetic_run
+    summary = seed_summary(read_metrics(metrics))
+    ppl = summary[summary.task == "ppl"]
+    compute = read_compute(pretrain)
+
+    def with_untrained(level: float) -> pd.DataFrame:
+        rows = ppl.groupby("metric", as_index=False).first()
+        rows = rows.assign(strategy="untrained", budget="none", mean=level, std=0.0)
+        return pd.concat([ppl, rows], ignore_index=True)
+
+    top = float(ppl.loc[ppl.metric == "perplexity", "mean"].max())
+    fig = figures.metric_figure(with_untrained(50 * top), compute, root / "far.png", title="far", dpi=20)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[1] < 50 * top
+    notes = [t.get_text() for t in ax.texts]
+    assert len(notes) == 1 and notes[0].startswith("untrained") and "off scale" in notes[0]
+    near = figures.metric_figure(with_untrained(top), compute, root / "near.png", title="near", dpi=20)
+    assert len(near.axes[0].texts) == 0 and near.axes[0].get_ylim()[1] >= top

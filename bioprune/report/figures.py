@@ -43,6 +43,37 @@ def budget_positions(summary: pd.DataFrame, compute: pd.DataFrame) -> dict[str, 
     return pos
 
 
+def _spread(rows: pd.DataFrame) -> list[float]:
+    """The y values a row set spans: mean - sd and mean + sd of each value."""
+    mean, sd = rows["mean"].astype(float), rows["std"].astype(float).fillna(0)
+    return [v for v in (*(mean - sd), *(mean + sd)) if np.isfinite(v)]
+
+
+def _off_scale(ax, focus: list[float], far: dict[str, float]) -> None:
+    """Keep the y axis on the models when a reference lies far outside their range (the untrained
+    model's perplexity of 25 against 3.7-3.8 made every model one line): that reference is named at the
+    panel's edge with its value instead."""
+    if not focus or not far:
+        return
+    lo, hi = min(focus), max(focus)
+    span = max(hi - lo, 1e-9 * max(abs(hi), 1.0))
+    outside = {k: v for k, v in far.items() if v > hi + 3 * span or v < lo - 3 * span}
+    if not outside:
+        return
+    ax.set_ylim(lo - 0.25 * span, hi + 0.25 * span)
+    for k, (ref, value) in enumerate(outside.items()):
+        up = value > hi
+        ax.annotate(
+            f"{ref} {value:.4g} {'above' if up else 'below'}, off scale",
+            xy=(0.98, 0.97 - 0.07 * k if up else 0.03 + 0.07 * k),
+            xycoords="axes fraction",
+            ha="right",
+            va="top" if up else "bottom",
+            fontsize=8,
+            color=REF_STYLE[ref]["color"],
+        )
+
+
 def metric_figure(
     summary: pd.DataFrame,
     compute: pd.DataFrame,
@@ -81,13 +112,19 @@ def metric_figure(
                 continue
             x = [k] * len(r) if single else [pos[b] for b in r["budget"]]
             ax.errorbar(x, r["mean"], yerr=r["std"].fillna(0), marker="o", capsize=3, label=strat, lw=1.5)
+        focus = [v for strat in strategies for v in _spread(rows[rows["strategy"] == strat])]
+        far = {}  # reference -> its level, when it would squeeze every model into one line
         for ref in REFERENCES:
             r = rows[rows["strategy"] == ref].sort_values("budget", key=lambda s: s.map(budget_key))
             if r.empty or r["mean"].isna().all():
                 continue
             style = REF_STYLE[ref]
+            if ref != "untrained":
+                focus += _spread(r)
             if single or ref in ("untrained", "floor"):
                 m, s = float(r["mean"].mean()), float(r["std"].fillna(0).mean())
+                if ref == "untrained":
+                    far[ref] = m
                 style = {k: v for k, v in style.items() if k != "marker"}
                 ax.axhline(m, label=ref, lw=1.2, **style)
                 if s > 0:
@@ -113,6 +150,8 @@ def metric_figure(
             ax.set_xlabel("sequences kept (1x budget)")
         if metric == "perplexity" and uniform:
             ax.axhline(uniform, label=f"uniform guess ({uniform:g})", **UNIFORM_STYLE)
+            focus.append(uniform)
+        _off_scale(ax, focus, far)
         ax.set_ylabel(metric + (" (lower is better)" if lower else ""))
         ax.grid(alpha=0.3)
         tidy_ticks(ax, x=not single)  # a single budget's x axis names the strategies
