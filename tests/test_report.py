@@ -492,3 +492,18 @@ def test_a_far_untrained_reference_is_named_off_scale_not_drawn_over_the_models(
     assert len(notes) == 1 and notes[0].startswith("untrained") and "off scale" in notes[0]
     near = figures.metric_figure(with_untrained(top), compute, root / "near.png", title="near", dpi=20)
     assert len(near.axes[0].texts) == 0 and near.axes[0].get_ylim()[1] >= top
+
+
+def test_the_linear_probe_beside_the_mlp_is_reported_as_its_own_metrics(tmp_path):
+    """A sequence task's metrics.json carries the linear probe fitted beside the MLP; the report reads it
+    as linear_probe_* metrics (never the headline), with the lower-is-better sense of the base metric."""
+    path = metrics_file(tmp_path, "topi", "rate0.9", 0, "cls", "seq_class", {"accuracy": 0.7}, "accuracy")
+    d = json.loads(open(path).read())
+    d["linear_probe"] = {"metrics": {"accuracy": 0.55, "mse": 1.5}, "best_epoch": 3, "valid_score": 0.5}
+    with open(path, "w") as handle:
+        json.dump(d, handle)
+    df = read_metrics([path]).set_index("metric")
+    assert df.loc["accuracy", "value"] == 0.7 and bool(df.loc["accuracy", "headline"])
+    assert df.loc["linear_probe_accuracy", "value"] == 0.55
+    assert not df.loc["linear_probe_accuracy", "headline"]
+    assert bool(df.loc["linear_probe_mse", "lower_is_better"])

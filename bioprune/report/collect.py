@@ -46,12 +46,20 @@ def strategy_rank(name: str) -> tuple[int, str]:
     return (len(STRATEGY_ORDER), name)
 
 
+LINEAR_PREFIX = "linear_probe_"
+
+
 def read_metrics(paths: list[os.PathLike | str]) -> pd.DataFrame:
     rows = []
     for p in paths:
         d = _read_json(p)
         _need(p, d, ("task", "kind", "metrics", "headline", "strategy", "budget", "seed"))
-        for metric, value in d["metrics"].items():
+        # The sequence tasks' linear probe, fitted beside the MLP, as metrics of its own (linear_probe_*):
+        # what a linear read-out of the pooled embedding holds.
+        linear = (d.get("linear_probe") or {}).get("metrics") or {}
+        named = [(m, m, v) for m, v in d["metrics"].items()]
+        named += [(f"{LINEAR_PREFIX}{m}", m, v) for m, v in linear.items()]
+        for metric, base, value in named:
             rows.append(
                 {
                     "strategy": d["strategy"],
@@ -62,7 +70,7 @@ def read_metrics(paths: list[os.PathLike | str]) -> pd.DataFrame:
                     "metric": metric,
                     "value": np.nan if value is None else float(value),
                     "headline": metric == d["headline"],
-                    "lower_is_better": metric in LOWER_IS_BETTER,
+                    "lower_is_better": base in LOWER_IS_BETTER,
                 }
             )
     cols = ["strategy", "budget", "seed", "task", "kind", "metric", "value", "headline", "lower_is_better"]
