@@ -1,5 +1,5 @@
 """How the report writes numbers: one formatter per kind of number, so a column reads the same way
-everywhere (issue 13: a count printed as "11.3000" beside "113" read as a measurement).
+everywhere (a count printed as "11.3000" beside "113" reads as a measurement).
 
 - counts (sequences, steps, tokens, parameters): rounded to an integer, thousands separators;
 - metric values and their differences: 4 decimals below 100, 1 decimal with separators above;
