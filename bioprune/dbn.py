@@ -1,6 +1,6 @@
 """Read dot-bracket files: three lines per record, ``>id`` / sequence / structure (plain or gzip).
 
-This is the format of the bpRNA TR0/VL0/TS0 splits (``../shared/data/bprna_ss/*.dbn.gz``). Structures use
+This is the format of the bpRNA TR0/VL0/TS0 splits (``{data_dir}/bprna_ss/*.dbn.gz``). Structures use
 ``.`` for unpaired and ``() [] {} <>`` (plus letter pairs ``Aa``, ``Bb``... for higher pseudoknot orders)
 for pairs; a trailing free-energy annotation as RNAfold writes it (``((..)) (-3.20)``) is dropped. Blank
 lines between records are allowed. Sequences are returned as written (case kept, no T->U): callers that
