@@ -33,11 +33,13 @@ def diagnostics(
     topi_threshold: float | None,
     cci: dict | None,
     lengths: np.ndarray,
+    rho: float | None = None,
     dpi: int = 110,
 ) -> plt.Figure:
     """Four panels: the score histogram (pool vs selected and the Top-I region; for cci its bins shaded
     by the share kept), the selected share (cci: the count kept) per score bin, the length distributions
-    and score against length."""
+    and score against length. ``rho``: Spearman(score, length) when the caller has it already (summary.json's
+    length_bias), else computed here."""
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.6), layout="constrained")
     ax_hist, ax_bins, ax_len, ax_vs = axes
     if values is None or not len(values):
@@ -48,7 +50,7 @@ def diagnostics(
     else:
         _score_panels(ax_hist, ax_bins, values, column, selected_mask, topi_threshold)
     _length_panel(ax_len, lengths, selected_mask)
-    _score_vs_length(ax_vs, values, column, lengths, selected_mask)
+    _score_vs_length(ax_vs, values, column, lengths, selected_mask, rho)
     for ax in axes:
         tidy_ticks(ax)
     fig.suptitle(title)
@@ -221,7 +223,7 @@ def coverage_comparison(path: os.PathLike | str, rows: list[dict], dpi: int = 11
     return fig
 
 
-def _score_vs_length(ax, values, column, lengths, selected_mask, max_points: int = 20000) -> None:
+def _score_vs_length(ax, values, column, lengths, selected_mask, rho, max_points: int = 20000) -> None:
     """Score against length (log-log), pool in grey and selection in colour, with Spearman's rho: a
     selection that is a length filter shows as a band at one end of the length axis."""
     from bioprune.evaluate.metrics import spearman
@@ -239,9 +241,10 @@ def _score_vs_length(ax, values, column, lengths, selected_mask, max_points: int
     ax.set_xscale("log")
     if positive.any() and y[positive].max() / y[positive].min() > 100:
         ax.set_yscale("log")
-    every = subsample(len(values))  # at most 1M rows, as summary.json's length_bias
-    v, ln = values[every].astype(np.float64), lengths[every].astype(np.float64)
-    rho = spearman(v, ln) if len(v) > 2 else float("nan")
+    if rho is None:
+        every = subsample(len(values))  # at most 1M rows, as summary.json's length_bias
+        v, ln = values[every].astype(np.float64), lengths[every].astype(np.float64)
+        rho = spearman(v, ln) if len(v) > 2 else float("nan")
     ax.text(0.02, 0.97, f"Spearman rho = {rho:.2f}", transform=ax.transAxes, va="top", fontsize=9)
     ax.set_xlabel("length (residues)")
     ax.set_ylabel(column)

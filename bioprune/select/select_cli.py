@@ -263,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
         out.summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
         from bioprune.select import plots  # matplotlib only when writing the figure
 
+        # the figure's rho(score, length) is summary.json's when both are of self_influence
+        bias = out.summary["length_bias"] if out.plot_column == "self_influence" else None
         plots.diagnostics(
             stage / "diagnostics.png",
             title=out.title,
@@ -272,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
             topi_threshold=out.topi_threshold,
             cci=out.selection.details if out.summary["method"] == "cci" else None,
             lengths=cand.lengths,
+            rho=(bias or {}).get("spearman_length"),
         )
         (stage / "summary.json").write_text(json.dumps(out.summary, indent=2) + "\n")
     log.info("wrote %s", args.out)
