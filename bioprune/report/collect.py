@@ -24,7 +24,8 @@ from bioprune.evaluate.tasks import LOWER_IS_BETTER
 STRATEGY_ORDER = ("topi", "cci", "cluster", "loss", "random1x", "random10x", "untrained", "floor")
 
 
-def _read_json(path: os.PathLike | str) -> dict:
+def read_json(path: os.PathLike | str) -> dict:
+    """A result file's JSON, or a one-line InputError naming the file."""
     p = Path(path)
     try:
         return json.loads(p.read_text())
@@ -52,7 +53,7 @@ LINEAR_PREFIX = "linear_probe_"
 def read_metrics(paths: list[os.PathLike | str]) -> pd.DataFrame:
     rows = []
     for p in paths:
-        d = _read_json(p)
+        d = read_json(p)
         _need(p, d, ("task", "kind", "metrics", "headline", "strategy", "budget", "seed"))
         # The sequence tasks' linear probe, fitted beside the MLP, as metrics of its own (linear_probe_*):
         # what a linear read-out of the pooled embedding holds.
@@ -87,7 +88,7 @@ def read_metrics(paths: list[os.PathLike | str]) -> pd.DataFrame:
 def read_compute(paths: list[os.PathLike | str]) -> pd.DataFrame:
     rows = []
     for p in paths:
-        d = _read_json(p)
+        d = read_json(p)
         _need(p, d, ("strategy", "budget", "seed", "steps", "tokens_seen", "wall_s"))
         sel = d.get("selection") or {}
         budget = sel.get("budget") or {}
@@ -145,7 +146,7 @@ def read_floors(paths: list[os.PathLike | str]) -> pd.DataFrame:
     Columns: task, kind, name, metric, value, lower_is_better."""
     rows = []
     for p in paths:
-        d = _read_json(p)
+        d = read_json(p)
         _need(p, d, ("task", "kind", "metrics"))
         name = d.get("name") or d.get("head")
         if not name:

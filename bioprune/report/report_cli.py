@@ -19,9 +19,7 @@ pretrained model) beside the models: a table of them, and a warning for every mo
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +31,14 @@ from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.influence.length import length_diagnostics
 from bioprune.report import figures, numbers
-from bioprune.report.collect import budget_key, read_compute, read_floors, read_metrics, sort_rows
+from bioprune.report.collect import (
+    budget_key,
+    read_compute,
+    read_floors,
+    read_json,
+    read_metrics,
+    sort_rows,
+)
 from bioprune.report.tables import headline_table, metrics_markdown, seed_summary, to_markdown
 from bioprune.report.verdict import verdict_table, warnings
 
@@ -81,12 +86,12 @@ TEST_SETS = {
 }
 
 
-def uniform_guess(paths: list[str]) -> dict[str, tuple[str, int]]:
+def uniform_guess(docs: list[dict]) -> dict[str, tuple[str, int]]:
     """Perplexity task -> (standard residues, perplexity of a uniform guess over them): the value a
-    model that learnt nothing scores, read from the alphabet of the models that were evaluated."""
+    model that learnt nothing scores, read from the alphabet of the models that were evaluated.
+    ``docs``: the metrics files' contents."""
     out = {}
-    for p in paths:
-        d = json.loads(Path(p).read_text())
+    for d in docs:
         if d.get("kind") != "mlm_perplexity" or d["task"] in out:
             continue
         backend = ((d.get("model") or {}).get("spec") or {}).get("backend")
@@ -96,12 +101,11 @@ def uniform_guess(paths: list[str]) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _task_notes(paths: list[str], order: list[str], uniform: dict[str, tuple[str, int]]) -> list[str]:
+def _task_notes(docs: list[dict], order: list[str], uniform: dict[str, tuple[str, int]]) -> list[str]:
     """One line per task: kind, headline metric and the records used / dropped per split. When they differ
     between budgets (the unselected-pool set is one per budget), one entry per budget."""
     tasks: dict[str, dict] = {}
-    for p in paths:
-        d = json.loads(Path(p).read_text())
+    for d in docs:
         parts = []
         for split, c in (d.get("counts") or {}).items():
             extra = ", ".join(f"{k} {v}" for k, v in c.items() if k not in ("read", "used"))
@@ -172,7 +176,7 @@ def _holdout_note(path: str | None) -> list[str]:
     """One line on the families the holdout step set aside (the heldout_families test set)."""
     if not path:
         return []
-    d = json.loads(Path(path).read_text())
+    d = read_json(path)
     plural = {"family": "families", "cluster": "clusters", "sequence": "sequences without family or cluster"}
     kinds = ", ".join(
         f"{k['groups_held_out']} of {k['groups']} {plural.get(kind, kind)}"
@@ -247,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
     verdict = verdict_table(long)
     alerts = warnings(long, floors)
     compute = sort_rows(compute, ["budget", "strategy", "seed"]) if not compute.empty else compute
-    uniform = uniform_guess(args.metrics)
+    docs = [read_json(p) for p in args.metrics]  # once, for the task notes and the uniform guess
+    uniform = uniform_guess(docs)
     headline = headline_table(summary, {t: n for t, (_, n) in uniform.items()})
     values, length_line = None, None
     if args.scores:
@@ -297,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
             to_markdown(headline),
             "## Tasks",
             "",
-            *_task_notes(args.metrics, tasks, uniform),
+            *_task_notes(docs, tasks, uniform),
             "",
             *_holdout_note(args.holdout),
             "## Every metric",
