@@ -21,8 +21,10 @@ include: "rules/report.smk"
 rule all:
     input:
         rules.shard.output.report,
-        reference_targets(),
-        influence_targets(),
+        rules.reference.output.model,
+        rules.reference.output.report,
+        rules.merge_scores.output.scores,
+        rules.merge_scores.output.report,
         rules.select_report.output.table,
         rules.report.output.page,
 

@@ -3,26 +3,21 @@
 # Tasks with source unselected_pool read, per budget, a sample of the pool sequences that no selection
 # at that budget kept (families the pretraining saw: a measure of family coverage); tasks with source
 # heldout_families read the families the holdout step set aside. A task's settings are one JSON params
-# value, so editing a task reruns only its jobs and the report. Needs pretrain.smk (EVALUATION_PLAN).
+# value, so editing a task reruns only its jobs and the report. Needs pretrain.smk (PRETRAIN_ARGS).
 import shlex
 
-from bioprune.evaluate.workflow import probe_seed, task_inputs, task_json
-
-EVALUATE = f"{RESULTS}/evaluate"
 _eval = config["evaluate"]
 
 
 rule perplexity_set:
     input:
-        ids=lambda wildcards: EVALUATION_PLAN.selection_ids(SELECT, wildcards.budget),
+        ids=lambda wildcards: PLAN.evaluation.selection_ids(SELECT, wildcards.budget),
         fasta=f"{filtered_pool_dir()}/sequences.fasta.gz",
     output:
         fasta=f"{EVALUATE}/unselected/{{budget}}/sequences.fasta.gz",
         report=f"{EVALUATE}/unselected/{{budget}}/perplexity_set_report.json",
     log:
         f"{LOGS}/evaluate/unselected_{{budget}}.log",
-    wildcard_constraints:
-        budget=r"rate[0-9.e-]+|n\d+",
     conda:
         ENV_TORCH
     params:
@@ -37,27 +32,26 @@ rule perplexity_set:
 rule evaluate:
     input:
         model=f"{PRETRAIN}/{{strategy}}/{{budget}}/seed{{seed}}/model.pt",
-        data=lambda wildcards: task_inputs(EVALUATION_PLAN.task(wildcards.task)),
+        data=lambda wildcards: task_inputs(task_of(wildcards)),
         workflow_test=lambda wildcards: {
             "unselected_pool": [
                 f"{EVALUATE}/unselected/{wildcards.budget}/sequences.fasta.gz"
             ],
             "heldout_families": [HELDOUT_FAMILIES],
-        }.get(EVALUATION_PLAN.task(wildcards.task).source, []),
+        }.get(task_of(wildcards).source, []),
     output:
         f"{EVALUATE}/{{strategy}}/{{budget}}/seed{{seed}}/{{task}}/metrics.json",
     log:
         f"{LOGS}/evaluate/{{strategy}}_{{budget}}_seed{{seed}}_{{task}}.log",
     wildcard_constraints:
-        strategy=f"{STRATEGY_PATTERN}|untrained",
-        budget=r"rate[0-9.e-]+|n\d+|none",
-        seed=r"\d+",
-        task=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+        **MODEL_WILDCARDS,
     conda:
         ENV_TORCH
     threads: config["threads"]
+    resources:
+        gpu=EVAL_GPUS,
     params:
-        task=lambda wildcards: task_json(EVALUATION_PLAN.task(wildcards.task)),
+        task=lambda wildcards: task_json(task_of(wildcards)),
         seed=lambda wildcards: probe_seed(config, wildcards.seed),
         test=lambda wildcards, input: (
             f"--test {shlex.quote(input.workflow_test[0])}"
@@ -76,27 +70,21 @@ rule evaluate:
 
 rule floor:
     input:
-        data=lambda wildcards: task_inputs(EVALUATION_PLAN.task(wildcards.task)),
+        data=lambda wildcards: task_inputs(task_of(wildcards)),
     output:
         f"{EVALUATE}/floors/{{task}}.json",
     log:
         f"{LOGS}/evaluate/floor_{{task}}.log",
-    wildcard_constraints:
-        task=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     conda:
         ENV_TORCH
     threads: config["threads"]
+    resources:
+        gpu=EVAL_GPUS,
     params:
-        task=lambda wildcards: task_json(EVALUATION_PLAN.task(wildcards.task)),
+        task=lambda wildcards: task_json(task_of(wildcards)),
         seed=_eval["seed"],
         # the run's architecture: the floor drops the records the models cannot take, as evaluate does
         model=PRETRAIN_ARGS["model"],
     shell:
         "python -m bioprune floor --task-json {params.task} --out {output:q} --seed {params.seed}"
         " {params.model} --threads {threads} 2> {log:q}"
-
-
-# evaluate_targets(): every model x task metrics.json; floor_targets(): one floor per task.
-# Bound methods rather than defs (lint).
-evaluate_targets = EVALUATION_PLAN.evaluate_targets
-floor_targets = EVALUATION_PLAN.floor_targets

@@ -24,8 +24,6 @@ rule fisher:
         f"{INFLUENCE}/fisher/partial_{{shard}}.pt",
     log:
         f"{LOGS}/influence/fisher_{{shard}}.log",
-    wildcard_constraints:
-        shard=r"\d+",
     conda:
         ENV_TORCH
     threads: config["threads"]
@@ -63,8 +61,6 @@ rule score:
         report=f"{INFLUENCE}/scores/shard_{{shard}}_report.json",
     log:
         f"{LOGS}/influence/score_{{shard}}.log",
-    wildcard_constraints:
-        shard=r"\d+",
     conda:
         ENV_TORCH
     threads: config["threads"]
@@ -93,11 +89,3 @@ rule merge_scores:
         ENV_TORCH
     shell:
         "python -m bioprune merge-scores --out {output.scores:q} --report {output.report:q} {input:q} 2> {log:q}"
-
-
-# influence_targets(): the files the workflow's `all` rule asks for. A bound method rather than a def
-# (snakemake --lint flags functions in rule files), as in select.smk.
-influence_targets = [
-    rules.merge_scores.output.scores,
-    rules.merge_scores.output.report,
-].copy

@@ -3,23 +3,11 @@
 # pretrain.compute same_epochs gives each subset pretrain.epochs epochs (the paper); same_steps gives every
 # model at a budget the steps of the pretrain.steps_like selection, so data and compute separate. The
 # training seed is train.seed + the selection seed. With pretrain.untrained_baseline the random
-# initialisation of each seed is kept as a reference model. Needs select.smk (SELECTION_PLAN).
+# initialisation of each seed is kept as a reference model. Needs select.smk (SELECT).
 import shlex
-import sys
 
-from bioprune.errors import ConfigError
-from bioprune.evaluate.workflow import evaluation_plan, model_seed, pretrain_args
-
-PRETRAIN = f"{RESULTS}/pretrain"
 _pre = config["pretrain"]
-
-try:
-    EVALUATION_PLAN = evaluation_plan(config, SELECTION_PLAN.dirs, RESULTS)
-    PRETRAIN_ARGS = pretrain_args(config)
-except ConfigError as exc:
-    raise WorkflowError(str(exc))
-for reason in EVALUATION_PLAN.skipped:
-    print(f"bioprune: pretrain: not run: {reason}", file=sys.stderr)
+PRETRAIN_ARGS = PLAN.pretrain
 
 
 rule pretrain:
@@ -40,13 +28,11 @@ rule pretrain:
         f"{LOGS}/pretrain/{{strategy}}_{{budget}}_seed{{seed}}.log",
     benchmark:
         f"{LOGS}/pretrain/{{strategy}}_{{budget}}_seed{{seed}}.benchmark.tsv"
-    wildcard_constraints:
-        strategy=STRATEGY_PATTERN,
-        budget=r"rate[0-9.e-]+|n\d+",
-        seed=r"\d+",
     conda:
         ENV_TORCH
     threads: config["threads"]
+    resources:
+        gpu=TRAIN_GPUS,
     params:
         launcher=PRETRAIN_ARGS["launcher"],
         model=PRETRAIN_ARGS["model"],
@@ -72,8 +58,6 @@ rule pretrain_untrained:
         report=f"{PRETRAIN}/untrained/none/seed{{seed}}/pretrain_report.json",
     log:
         f"{LOGS}/pretrain/untrained_seed{{seed}}.log",
-    wildcard_constraints:
-        seed=r"\d+",
     conda:
         ENV_TORCH
     params:
@@ -83,8 +67,3 @@ rule pretrain_untrained:
     shell:
         "python -m bioprune pretrain --untrained --out {params.out:q} {params.model} --seed {params.seed}"
         " --strategy untrained --budget none --selection-seed {wildcards.seed} 2> {log:q}"
-
-
-# pretrain_targets(name="model.pt"): file `name` of every pretrained (and untrained) model. A bound
-# method rather than a def: snakemake --lint flags functions in rule files.
-pretrain_targets = EVALUATION_PLAN.pretrain_targets

@@ -2,15 +2,8 @@
 # (fine-tune model.checkpoint one epoch, or train model.size from scratch). The scoring stage reads
 # its model.pt and dsub.fasta.gz. Every setting that changes the result is in params, so changing one
 # reruns this rule and what follows it. A killed job resumes from its last checkpoint when rerun.
-from bioprune.errors import ConfigError
-from bioprune.models.reference import workflow_args
-
 REFERENCE = f"{RESULTS}/reference"
-
-try:
-    REFERENCE_ARGS = workflow_args(config)
-except ConfigError as exc:
-    raise WorkflowError(str(exc))
+REFERENCE_ARGS = PLAN.reference
 
 
 rule reference:
@@ -31,7 +24,7 @@ rule reference:
         ENV_TORCH
     threads: config["threads"]
     resources:
-        gpu=config["train"]["processes"] if config["train"]["gpu"] else 0,
+        gpu=TRAIN_GPUS,
     params:
         launcher=REFERENCE_ARGS["launcher"],
         dsub=REFERENCE_ARGS["dsub"],
@@ -43,8 +36,3 @@ rule reference:
         "{params.launcher} -m bioprune reference {params.pool:q} --out {params.out:q} {params.dsub}"
         " {params.model} {params.train} --threads {threads}"
         f" {REFERENCE_ARGS['check']} 2> {{log:q}}"
-
-
-# reference_targets(): the files the workflow's `all` rule asks for. A bound method rather than a def
-# (snakemake --lint flags functions in rule files), as in select.smk.
-reference_targets = [rules.reference.output.model, rules.reference.output.report].copy

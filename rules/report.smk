@@ -60,14 +60,14 @@ rule report:
                 subcategory="figures",
                 labels={"figure": t.name},
             )
-            for t in EVALUATION_PLAN.tasks
+            for t in PLAN.evaluation.tasks
         ],
     log:
         f"{LOGS}/report.log",
     conda:
         ENV_TORCH
     params:
-        tasks=" ".join(t.name for t in EVALUATION_PLAN.tasks),
+        tasks=" ".join(t.name for t in PLAN.evaluation.tasks),
         dpi=config["report"]["dpi"],
         out=folder_of("output.table"),
         holdout=lambda wildcards, input: (

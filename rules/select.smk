@@ -6,26 +6,9 @@
 # are params of that strategy's jobs only, so changing cci.beta reruns only cci selections and what
 # follows them, and adding a rate or a seed only adds jobs.
 import shlex
-import sys
-
-from bioprune.errors import ConfigError
-from bioprune.select.strategies import STRATEGY_PATTERN
-from bioprune.select.targets import length_args, matched_ids, selection_plan
 
 # The influence stage's merged score table (id, self_influence, loss, ...).
 SELECT_SCORES = f"{RESULTS}/influence/scores.parquet"
-SELECT = f"{RESULTS}/select"
-
-try:
-    SELECTION_PLAN = selection_plan(config, SELECT)
-except ConfigError as exc:
-    raise WorkflowError(str(exc))
-for reason in SELECTION_PLAN.skipped:
-    print(f"bioprune: select: not run: {reason}", file=sys.stderr)
-
-# select_targets(name="ids.txt"): file `name` (ids.txt, coreset.fasta.gz, summary.json...) of every
-# configured selection. A bound method rather than a def: snakemake --lint flags functions in rule files.
-select_targets = SELECTION_PLAN.targets
 
 
 rule select:
@@ -48,10 +31,6 @@ rule select:
         summary=f"{SELECT}/{{strategy}}/{{budget}}/seed{{seed}}/summary.json",
     log:
         f"{LOGS}/select/{{strategy}}_{{budget}}_seed{{seed}}.log",
-    wildcard_constraints:
-        strategy=STRATEGY_PATTERN,
-        budget=r"rate[0-9.e-]+|n\d+",
-        seed=r"\d+",
     conda:
         ENV_TORCH
     params:

@@ -11,7 +11,8 @@ import yaml
 
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
-from bioprune.evaluate.workflow import evaluation_plan, model_seed, pretrain_args, probe_seed, task_json
+from bioprune.plan.evaluate import evaluation_plan, probe_seed, task_json
+from bioprune.plan.models import model_seed, pretrain_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SELECT_DIRS = [
@@ -120,17 +121,29 @@ def test_probe_seed_follows_the_model_seed():
 
 
 def test_every_selection_label_is_a_strategy_wildcard_of_every_stage():
-    """The select, pretrain and evaluate rules share one {strategy} pattern; a label it misses would be a
-    selection that can never be pretrained (lenmatch-topi and the length-aware Top-I once were)."""
+    """One global {strategy} pattern, built from the strategy registry, serves the select, pretrain and
+    evaluate rules; a label it misses would be a selection that can never be pretrained (lenmatch-topi
+    and the length-aware Top-I once were). Only model rules widen it to the untrained baseline."""
     import re
 
-    from bioprune.select.strategies import STRATEGIES, STRATEGY_PATTERN, strategy_label
+    from bioprune.plan import MODEL_WILDCARDS, WILDCARDS
+    from bioprune.select.strategies import STRATEGIES, strategy_label
 
     labels = [strategy_label(s, 1) for s in STRATEGIES if s not in ("random", "lenmatch")]
     labels += ["random1x", "random10x", "lenmatch-topi", "lenmatch-topi_resid", "lenmatch-cci"]
-    assert all(re.fullmatch(STRATEGY_PATTERN, label) for label in labels), labels
-    for rule in ("select", "pretrain", "evaluate"):
-        assert "STRATEGY_PATTERN" in (ROOT / "rules" / f"{rule}.smk").read_text(), rule
+    assert all(re.fullmatch(WILDCARDS["strategy"], label) for label in labels), labels
+    for bad in ("random", "untrained", "lenmatch-random1x", "topi/rate0.9"):
+        assert not re.fullmatch(WILDCARDS["strategy"], bad), bad
+    assert re.fullmatch(MODEL_WILDCARDS["strategy"], "untrained")
+    assert re.fullmatch(MODEL_WILDCARDS["budget"], "none") and not re.fullmatch(WILDCARDS["budget"], "none")
+    for token in ("rate0.9", "rate1e-05", "n5000"):
+        assert re.fullmatch(WILDCARDS["budget"], token), token
+    common = (ROOT / "rules" / "common.smk").read_text()
+    assert "wildcard_constraints:\n    **WILDCARDS," in common
+    assert not any(
+        "wildcard_constraints" in (ROOT / "rules" / f"{rule}.smk").read_text()
+        for rule in ("select", "pretrain")
+    )
 
 
 @pytest.mark.realdata

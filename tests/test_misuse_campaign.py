@@ -38,9 +38,9 @@ import yaml
 from bioprune import atomic, cli
 from bioprune.config import validate_config
 from bioprune.errors import BiopruneError
-from bioprune.models import reference
 from bioprune.models.registry import build_model, save_model
-from bioprune.select.targets import selection_plan
+from bioprune.plan.models import reference_args
+from bioprune.plan.select import selection_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 INFLUENCE = ["--max-length", "64", "--batch-tokens", "512", "--threads", "1", "--no-progress"]
@@ -187,7 +187,7 @@ def _config_check(**changes):
             node[last] = value
         validate_config(config)
         selection_plan(config, "results/select")
-        reference.workflow_args(config)
+        reference_args(config)
 
     return check
 

@@ -19,10 +19,10 @@ import yaml
 from bioprune.cli import main
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
-from bioprune.evaluate.workflow import pretrain_args
 from bioprune.fasta import read_fasta
 from bioprune.models import reference as R
 from bioprune.models.registry import build_model, load_model, save_model
+from bioprune.plan.models import pretrain_args, reference_args
 
 TINY = ["--backend", "rnafm", "--layers", "2", "--hidden", "32", "--heads", "4", "--ffn", "64"]
 FAST = ["--max-tokens-per-batch", "1024", "--threads", "1", "--val-fraction", "0.1"]
@@ -162,7 +162,7 @@ def parse_reference_cli(args: dict) -> argparse.Namespace:
 
 def test_workflow_args_from_default_config_are_valid_cli():
     config = default_config()
-    args = R.workflow_args(config)
+    args = reference_args(config)
     assert args["launcher"] == "python"
     ns = parse_reference_cli(args)
     assert ns.backend == "rnafm" and ns.size == config["model"]["size"] and ns.init is None
@@ -179,21 +179,21 @@ def test_workflow_args_follow_settings():
     c["model"].update(checkpoint="weights/RNA-FM_pretrained.pth", overrides={"layers": 3})
     c["reference"].update(dsub_size=500, lr=1e-5, finetune=False)
     c["train"]["processes"] = 4
-    args = R.workflow_args(c)
+    args = reference_args(c)
     ns = parse_reference_cli(args)
     assert ns.init == "weights/RNA-FM_pretrained.pth" and ns.no_finetune and ns.layers is None
     assert ns.dsub_size == 500 and ns.lr == 1e-5 and ns.epochs == c["reference"]["finetune_epochs"]
     assert args["launcher"].startswith("torchrun") and "--nproc-per-node 4" in args["launcher"]
     c = copy.deepcopy(config)
     c["model"]["overrides"] = {"layers": 3, "max_tokens": 512}
-    ns = parse_reference_cli(R.workflow_args(c))
+    ns = parse_reference_cli(reference_args(c))
     assert ns.layers == 3 and ns.max_tokens == 512
     c = copy.deepcopy(config)
     c["model"]["backend"] = "esmc"
     with pytest.raises(ConfigError, match="esmc is for protein"):
-        R.workflow_args(c)
+        reference_args(c)
     c["alphabet"] = "protein"
-    assert parse_reference_cli(R.workflow_args(c)).backend == "esmc"
+    assert parse_reference_cli(reference_args(c)).backend == "esmc"
 
 
 def test_residue_entropy_counts_tokens_as_the_model_reads_them(tmp_path):
@@ -227,7 +227,7 @@ def test_reference_report_records_the_learning_check(tmp_path, caplog):
     assert "reference_report.json" not in {p.name for p in (tmp_path / "f").glob("*")}
 
 
-@pytest.mark.parametrize("step_args", [R.workflow_args, pretrain_args])
+@pytest.mark.parametrize("step_args", [reference_args, pretrain_args])
 def test_a_shape_that_cannot_be_built_stops_the_workflow_at_start_up(step_args):
     """hidden % heads != 0 passed start-up and failed when the first model was built (issue 12.12)."""
     c = default_config()

@@ -8,8 +8,8 @@ import yaml
 
 from bioprune.config import validate_config
 from bioprune.errors import BiopruneError, ConfigError
+from bioprune.plan.select import selection_plan
 from bioprune.select.budget import Budget, drop_count, parse_budget
-from bioprune.select.targets import selection_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,6 +13,8 @@ from fractions import Fraction
 
 from bioprune.errors import BiopruneError, ConfigError
 
+# The workflow's {budget} wildcard; parse_budget reads the same grammar.
+BUDGET_PATTERN = r"rate[0-9.eE+-]+|n[0-9]+"
 _TOKEN = re.compile(r"^(?:rate(?P<rate>[0-9.eE+-]+)|n(?P<count>[0-9]+))$")
 
 

@@ -28,8 +28,10 @@ STRATEGIES: dict[str, str | None] = {
 }
 DETERMINISTIC = frozenset({"topi", "loss", "topi_strata", "topi_resid"})
 LENMATCH_PREFIX = "lenmatch-"
-# The workflow's {strategy} wildcard: every selection label (the select, pretrain and evaluate rules).
-STRATEGY_PATTERN = r"(lenmatch-)?(topi|topi_strata|topi_resid|cci|loss|cluster)|random\d+x"
+# The workflow's {strategy} wildcard, built from STRATEGIES: every selection label (a scoring or
+# clustering strategy, lenmatch-<it>, random<M>x).
+_NAMED = "|".join(s for s in STRATEGIES if s not in ("random", "lenmatch"))
+STRATEGY_PATTERN = rf"({re.escape(LENMATCH_PREFIX)})?({_NAMED})|random\d+x"
 # CCI bins beyond this only cost time and memory (per-bin lists in summary.json): the method uses tens.
 MAX_CCI_BINS = 10_000
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 
 from bioprune.errors import ConfigError
 from bioprune.evaluate.tasks import FLOOR_KINDS, TaskSpec, task_files, tasks_from_config
-from bioprune.models.reference import checked_backend, launcher, scratch_model_args, trainer_options
-from bioprune.select.targets import configured_labels
+from bioprune.plan.select import configured_labels
 
 UNTRAINED = "untrained"
 NO_BUDGET = "none"
@@ -117,30 +116,6 @@ def evaluation_plan(config: dict, select_dirs: list[str], results: str) -> Evalu
         skipped,
         floors,
     )
-
-
-def pretrain_args(config: dict) -> dict[str, str]:
-    """Command-line pieces of the pretrain rule: launcher, model, train (every setting that changes the
-    weights except the seed, which the rule adds per model: ``train.seed + selection seed``), compute."""
-    m, t, pre = config["model"], config["train"], config["pretrain"]
-    backend = checked_backend(config)
-    if m["checkpoint"]:
-        model = f"--arch-from {shlex.quote(str(m['checkpoint']))}"
-    else:
-        model = scratch_model_args(m, backend)
-    lr = pre["lr"] if pre["lr"] is not None else t["lr"]
-    opts = [f"--epochs {pre['epochs']}", *trainer_options(t, lr, seed=False)]
-    return {
-        "launcher": launcher(t),
-        "model": model,
-        "train": " ".join(opts),
-        "compute": f"--compute {pre['compute']}",
-    }
-
-
-def model_seed(config: dict, seed: str | int) -> int:
-    """Training seed of the model of selection seed ``seed`` (so seeds also vary the initialisation)."""
-    return int(config["train"]["seed"]) + int(seed)
 
 
 def probe_seed(config: dict, seed: str | int) -> int:
