@@ -1,4 +1,4 @@
-"""Copy the figures of a finished example run into docs/figures/ for the README, small enough to commit.
+"""Copy the figures of a finished example run into docs/figures/ for the docs, small enough to commit.
 
     python scripts/docs_figures.py [RESULTS]     # RESULTS: the run's results folder (default results/)
 

@@ -1,4 +1,4 @@
-"""Pair features of the 2-D structure heads (rna_ss tasks, see README "Downstream evaluation").
+"""Pair features of the 2-D structure heads (rna_ss tasks, see docs/evaluation.md, "Structure heads").
 
 For a sequence of length L every feature is a [C, L, L] tensor indexed by position pairs (i, j):
 

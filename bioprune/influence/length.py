@@ -1,10 +1,10 @@
 """How much of a score is sequence length: the numbers a user needs to tell influence from length.
 
 Self-influence s = sum_j g_j^2 / (F_j + eps) scales with a power of the number of loss tokens n, set by
-how the per-sequence loss is normalised (README, "Influence scores and length"): with per-token gradients
-of similar size and little correlation, |g|^2 grows like n under ``token_sum``, stays flat under ``sqrt``
-and falls like 1/n under ``mean``. :func:`length_diagnostics` measures that on real scores: Spearman's
-rho of the score against length and against the mean per-token loss, and the slope and R^2 of
+how the per-sequence loss is normalised (docs/influence.md, "Influence scores and length"): with per-token
+gradients of similar size and little correlation, |g|^2 grows like n under ``token_sum``, stays flat under
+``sqrt`` and falls like 1/n under ``mean``. :func:`length_diagnostics` measures that on real scores:
+Spearman's rho of the score against length and against the mean per-token loss, and the slope and R^2 of
 log s on log length. A |rho(score, length)| above :data:`WARN_RHO` is logged as a warning: a Top-I
 selection on such scores is mostly a length filter.
 """

@@ -17,7 +17,8 @@ from bioprune.errors import ConfigError
 
 BLOCKS = ("head_dense", "last_block")
 LOSS_MODES = ("mlm", "compat")
-# How an mlm loss weights its masked tokens (README "Influence scores and length": maths, measurements):
+# How an mlm loss weights its masked tokens (docs/influence.md, "Influence scores and length": maths and
+# measurements):
 # mean 1/n, token_sum 1 (as training weights them), sqrt 1/sqrt(n), window 1/max_length.
 LOSS_NORMS = ("mean", "token_sum", "sqrt", "window")
 LONG_RULES = ("truncate", "windows")

@@ -191,8 +191,8 @@ def _holdout_note(path: str | None) -> list[str]:
 
 
 def _length_note(path, column: str, values: np.ndarray) -> tuple[str | None, str | None]:
-    """How much of the score is sequence length (README "Influence scores and length"): a line for the
-    report, and a warning when |rho(score, length)| is above the threshold."""
+    """How much of the score is sequence length (docs/influence.md, "Influence scores and length"): a line for
+    the report, and a warning when |rho(score, length)| is above the threshold."""
     names = pq.read_schema(path).names
     if "length" not in names:
         return None, None
