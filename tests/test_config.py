@@ -52,7 +52,7 @@ def test_bad_values_name_the_key(default_config, path, value, expected):
     config = copy.deepcopy(default_config)
     node = config
     for key in path[:-1]:
-        node = node[key]
+        node = node.setdefault(key, {})
     node[path[-1]] = value
     with pytest.raises(ConfigError) as err:
         validate_config(config)
@@ -74,7 +74,7 @@ def test_command_line_strings_become_the_types_the_schema_asks_for(default_confi
     config = copy.deepcopy(default_config)
     config["select"].update(rates=["0.9", "0.95"], counts=["50"], seeds=["0", "1"])
     config["reference"].update(dsub_size="null", finetune="false")
-    config["influence"]["eps"] = "1e-6"
+    config["influence"] = {"eps": "1e-6"}
     config["select"]["family_regex"] = "^(\\S+)"  # a string setting stays a string
     validate_config(config)
     assert config["select"]["rates"] == [0.9, 0.95] and config["select"]["counts"] == [50]
@@ -84,3 +84,52 @@ def test_command_line_strings_become_the_types_the_schema_asks_for(default_confi
     config["select"]["rates"] = ["zero point nine"]
     with pytest.raises(ConfigError, match="select.rates.0: 'zero point nine' is not of type 'number'"):
         validate_config(config)
+
+
+def _leaves(schema: dict, config: dict, path=()):
+    """(key path, schema entry, value) of every setting ``config`` gives that the schema describes."""
+    props = schema.get("properties", {})
+    for key, value in config.items():
+        if key not in props:
+            continue
+        if isinstance(value, dict) and "properties" in props[key] and value:
+            yield from _leaves(props[key], value, (*path, key))
+        else:
+            yield ".".join((*path, key)), props[key], value
+
+
+def test_the_schema_is_the_only_place_a_default_is_written():
+    """config/config.yaml holds only what the example sets: no key there restates its schema default
+    (which would be a second place to change it, and a disagreement waiting to happen)."""
+    from bioprune.config import load_schema
+
+    schema = load_schema()
+    for name in ("config.yaml", "template.yaml"):
+        config = yaml.safe_load((ROOT / "config" / name).read_text())
+        restated = [
+            p for p, entry, v in _leaves(schema, config) if "default" in entry and entry["default"] == v
+        ]
+        assert not restated or name == "template.yaml", f"{name} restates schema defaults: {restated}"
+
+
+def test_training_settings_and_flags_take_the_schema_defaults():
+    """TrainSettings and `bioprune train`'s flags are derived from the schema's train: section."""
+    import argparse
+    import dataclasses
+
+    from bioprune.config import load_schema
+    from bioprune.models.train_settings import TRAIN_FLAGS, TrainSettings, add_training_flags
+
+    train = load_schema()["properties"]["train"]["properties"]
+    settings = TrainSettings()
+    parser = argparse.ArgumentParser()
+    add_training_flags(parser)
+    parsed = parser.parse_args([])
+    for name in TRAIN_FLAGS:
+        assert getattr(settings, name) == train[name]["default"], name
+        assert getattr(parsed, name) == train[name]["default"], name
+    # every train: key is a flag or a workflow-only setting (processes and gpu shape the job, not weights)
+    assert set(train) - set(TRAIN_FLAGS) == {"processes", "gpu"}
+    assert set(TRAIN_FLAGS) <= {f.name for f in dataclasses.fields(TrainSettings)}
+    choices = {a.dest: a.choices for a in parser._actions if a.choices}
+    assert choices["schedule"] == train["schedule"]["enum"]

@@ -45,65 +45,12 @@ from bioprune.models import data as D
 from bioprune.models.base import MaskedLM
 from bioprune.models.checkpoint import safe_load
 from bioprune.models.registry import param_count, save_model, spec_of
+from bioprune.models.train_settings import TrainSettings
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "bioprune.train-checkpoint"
 _BATCH_STREAM = 2**32 - 1  # SeedSequence word reserved for the batch-order generator
-
-
-@dataclass
-class TrainSettings:
-    """Everything that changes the trained weights, plus bookkeeping (marked)."""
-
-    epochs: int | None = None  # budget: whole passes over the training split ...
-    max_steps: int | None = None  # ... or optimizer steps (wins when both are set)
-    lr: float = 4e-4
-    min_lr_ratio: float = 0.1  # the schedule decays to lr * min_lr_ratio
-    warmup: float = 0.05  # < 1: fraction of all steps; >= 1: number of steps
-    schedule: str = "cosine"  # cosine | linear | constant
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.98
-    adam_eps: float = 1e-8
-    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
-    accumulate: int = 1  # batches per process per optimizer step
-    max_tokens_per_batch: int = 16384  # rows x longest row, pads included
-    max_batch_size: int | None = None
-    mask_prob: float = 0.15
-    val_fraction: float = 0.05
-    seed: int = 0
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-    # bookkeeping: do not change the weights
-    eval_every: int = 0  # optimizer steps between validations (0: only at the end)
-    checkpoint_every: int = 200
-    keep_work: bool = False
-    stop_after_steps: int | None = None  # debug: stop (as if killed) after this many steps, no checkpoint
-
-    BOOKKEEPING = ("eval_every", "checkpoint_every", "keep_work", "stop_after_steps")
-
-    def validate(self) -> None:
-        if self.epochs is None and self.max_steps is None:
-            raise ConfigError("training needs a budget: set epochs or max_steps")
-        for name in ("epochs", "max_steps", "max_batch_size", "stop_after_steps"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name} must be >= 1, got {v}")
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise ConfigError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if not 0 < self.mask_prob < 1:
-            raise ConfigError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.accumulate < 1 or self.checkpoint_every < 1 or self.eval_every < 0:
-            raise ConfigError("accumulate and checkpoint_every must be >= 1, eval_every >= 0")
-        if self.lr <= 0 or self.warmup < 0 or not 0 <= self.min_lr_ratio <= 1 or self.grad_clip < 0:
-            raise ConfigError("lr must be > 0, warmup >= 0, min_lr_ratio in [0, 1], grad_clip >= 0")
-
-    def weights_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in self.BOOKKEEPING}
 
 
 # -- distributed helpers -----------------------------------------------------------------------------

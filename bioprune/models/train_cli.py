@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from bioprune.cli import seed
 from bioprune.errors import ConfigError
 from bioprune.models.registry import ARCH_FIELDS, BACKENDS, SIZES, build_model, load_model
-from bioprune.models.train import TrainSettings, init_distributed_from_env, train
+from bioprune.models.train import init_distributed_from_env, train
+from bioprune.models.train_settings import TrainSettings, add_training_flags, settings_from_args
 
 log = logging.getLogger(__name__)
 
@@ -44,35 +44,15 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_training_options(p: argparse.ArgumentParser, *, epochs_default: int | None = None) -> None:
-    d = TrainSettings()
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=epochs_default, help="passes over the training split")
     g.add_argument("--max-steps", type=int, help="optimizer steps (overrides --epochs)")
-    g.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
-    g.add_argument("--min-lr-ratio", type=float, default=d.min_lr_ratio, help="final lr / peak lr")
+    add_training_flags(g)  # the train: settings, defaults from the schema
     g.add_argument(
-        "--warmup", type=float, default=d.warmup, help="warm-up: fraction of steps if < 1, else steps"
-    )
-    g.add_argument("--schedule", choices=["cosine", "linear", "constant"], default=d.schedule)
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    g.add_argument("--grad-clip", type=float, default=d.grad_clip, help="max gradient norm (0: off)")
-    g.add_argument("--accumulate", type=int, default=d.accumulate, help="batches per process per step")
-    g.add_argument(
-        "--max-tokens-per-batch",
+        "--eval-every",
         type=int,
-        default=d.max_tokens_per_batch,
-        help="rows x longest row per batch",
-    )
-    g.add_argument("--max-batch-size", type=int, help="cap on sequences per batch")
-    g.add_argument("--mask-prob", type=float, default=d.mask_prob)
-    g.add_argument(
-        "--val-fraction", type=float, default=d.val_fraction, help="held-out fraction (by id hash)"
-    )
-    g.add_argument("--seed", type=seed, default=d.seed, help="seeds initialisation, split, batches and masks")
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=d.precision)
-    g.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between validations (0: end)")
-    g.add_argument(
-        "--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints"
+        default=TrainSettings.eval_every,
+        help="steps between validations (0: end)",
     )
     g.add_argument("--keep-work", action="store_true", help="keep work/ (tokenised data, last checkpoint)")
     g.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)  # debug: simulates a kill
@@ -86,32 +66,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_model_options(p)
     add_training_options(p)
-
-
-def settings_from_args(args: argparse.Namespace) -> TrainSettings:
-    s = TrainSettings(
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        lr=args.lr,
-        min_lr_ratio=args.min_lr_ratio,
-        warmup=args.warmup,
-        schedule=args.schedule,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        accumulate=args.accumulate,
-        max_tokens_per_batch=args.max_tokens_per_batch,
-        max_batch_size=args.max_batch_size,
-        mask_prob=args.mask_prob,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        precision=args.precision,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        keep_work=args.keep_work,
-        stop_after_steps=args.stop_after_steps,
-    )
-    s.validate()
-    return s
 
 
 def model_from_args(args: argparse.Namespace):

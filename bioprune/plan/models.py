@@ -11,6 +11,7 @@ import shlex
 from bioprune.alphabet import BACKEND_ALPHABET
 from bioprune.errors import ConfigError
 from bioprune.models.specs import default_backend, resolve_spec
+from bioprune.models.train_settings import trainer_options
 
 
 def checked_backend(config: dict) -> str:
@@ -35,29 +36,6 @@ def scratch_model_args(model: dict, backend: str) -> str:
         raise ConfigError(f"{shape}: {exc}") from None
     args = f"--backend {backend} --size {model['size']}"
     return args + "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(model["overrides"].items()))
-
-
-def trainer_options(train: dict, lr: float, *, seed: bool) -> list[str]:
-    """``bioprune train`` options from the ``train:`` section (shared by the reference and pretrain rules).
-    ``seed=False`` leaves the seed to the caller (the pretrain rule adds it per selection seed)."""
-    opts = [
-        f"--lr {lr}",
-        f"--min-lr-ratio {train['min_lr_ratio']}",
-        f"--warmup {train['warmup']}",
-        f"--schedule {train['schedule']}",
-        f"--weight-decay {train['weight_decay']}",
-        f"--grad-clip {train['grad_clip']}",
-        f"--accumulate {train['accumulate']}",
-        f"--max-tokens-per-batch {train['max_tokens_per_batch']}",
-        f"--mask-prob {train['mask_prob']}",
-        f"--val-fraction {train['val_fraction']}",
-        f"--precision {train['precision']}",
-        *([f"--seed {train['seed']}"] if seed else []),
-        f"--checkpoint-every {train['checkpoint_every']}",
-    ]
-    if train["max_batch_size"]:
-        opts.append(f"--max-batch-size {train['max_batch_size']}")
-    return opts
 
 
 def launcher(train: dict) -> str:
