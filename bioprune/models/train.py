@@ -5,6 +5,14 @@ the mean cross-entropy over all masked tokens of those batches (summed per batch
 step's global masked-token count), so a step's gradient does not depend on how its batches are spread
 over processes: 2 processes with ``accumulate=1`` take the same step as 1 process with ``accumulate=2``.
 
+Batches, rows and masks come from :mod:`bioprune.models.batching`. Training steps mask each batch from
+its own seeded generator (random crop window, :func:`bioprune.models.masking.mask_tokens`); the
+validation loss is measured on the masks the evaluation's held-out perplexity uses (drawn from each
+record's id and ``seed``, first window), so the two numbers agree on the same model and sequences.
+
+Parts: :func:`_prepare_data` (tokenise, split, batch), :class:`_Trainer` (resume, one optimizer step,
+validation, the step loop with checkpoints), :func:`_report` and :func:`_write_outputs`.
+
 Output folder::
 
     model.pt            final model (bioprune model format, see bioprune.models.registry)
