@@ -25,7 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bioprune.models import data as D  # noqa: E402
+from bioprune.models.batching import Batch  # noqa: E402
+from bioprune.models.masking import mask_tokens  # noqa: E402
 from bioprune.models.registry import build_model, param_count  # noqa: E402
 from bioprune.models.train import MLMObjective, _param_groups  # noqa: E402
 
@@ -54,12 +55,10 @@ def measure(model, device, batch: int, seq_len: int, steps: int, warmup: int, bf
         torch.cuda.reset_peak_memory_stats(device)
 
     def step():
-        inputs, labels = D.mask_tokens(tokens, model.tokens, rng)
-        x = torch.from_numpy(inputs).to(device, non_blocking=True)
-        y = torch.from_numpy(labels).to(device, non_blocking=True)
-        n_masked = int((labels != -100).sum())
+        b = Batch.from_labels(*mask_tokens(tokens, model.tokens, rng)).to(device)
+        n_masked = b.n_masked
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = objective(x, y)
+            loss = objective(b.tokens, b.flat_idx, b.targets)
         (loss / n_masked).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

@@ -15,9 +15,9 @@ from bioprune.fasta import FastaWriter, Record
 from bioprune.influence.fisher import Fisher, compute_partial, reduce_fisher, save_fisher
 from bioprune.influence.grads import GradientEngine
 from bioprune.influence.losses import make_batches, prepare
-from bioprune.influence.masking import draw_mask
 from bioprune.influence.score import inverse_fisher, score_records
 from bioprune.influence.settings import InfluenceSettings
+from bioprune.models.masking import draw_mask
 
 CPU = torch.device("cpu")
 MODES = ["mlm", "compat"]

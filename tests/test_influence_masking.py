@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bioprune.influence.masking import draw_mask, sequence_key, uniforms
+from bioprune.models.masking import draw_mask, sequence_key, uniforms
 
 MASK, RESIDUES = 24, (4, 5, 6, 7)
 

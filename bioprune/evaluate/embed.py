@@ -1,7 +1,8 @@
 """Frozen embeddings: the final hidden states of :meth:`MaskedLM.embed`, batched by length, no gradient.
 
-Sequences are sorted by length and packed into batches of at most ``batch_tokens`` padded tokens, so
-padding stays small; results come back in input order. Residue ``k`` of a sequence is position
+Sequences are sorted by length and packed into batches of at most ``batch_tokens`` padded tokens
+(:func:`bioprune.models.batching.bucket`, rows from the model's batch converter), so padding stays
+small; results come back in input order. Residue ``k`` of a sequence is position
 ``k + 1`` of the model input (after ``<cls>``); ``<cls>``, ``<eos>`` and pads are never part of an
 embedding. Sequences longer than the model's window (``max_tokens - 2`` residues) are cropped to their
 first window; callers that need every residue drop such sequences first (see :func:`fits_model`).
@@ -18,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from bioprune.models.base import MaskedLM
+from bioprune.models.batching import bucket
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ ATTENTION_FLOATS = 1 << 27  # attention probabilities of one batch (512 MB in fl
 
 def window(model: MaskedLM) -> int:
     """Residues the model sees at once."""
-    return model.max_tokens - 2
+    return model.window
 
 
 def fits_model(model: MaskedLM, seq: str) -> bool:
@@ -43,16 +45,8 @@ def encodable(model: MaskedLM, seq: str) -> bool:
 
 
 def _batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
-    order = np.argsort(lengths, kind="stable")
-    out, start = [], 0
-    while start < len(order):
-        end = start + 1
-        # lengths grow along `order`, so the last row of a batch is its longest
-        while end < len(order) and (end - start + 1) * (lengths[order[end]] + 2) <= batch_tokens:
-            end += 1
-        out.append(order[start:end])
-        start = end
-    return out
+    """Length buckets of residue ``lengths`` (rows are 2 tokens longer: <cls>, <eos>), ties in order."""
+    return bucket(lengths + 2, batch_tokens)
 
 
 def _cropped(model: MaskedLM, seqs: list[str]) -> tuple[list[str], np.ndarray]:

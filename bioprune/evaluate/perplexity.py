@@ -1,9 +1,10 @@
 """Held-out MLM perplexity, and the set of pool sequences no selection picked.
 
 Perplexity = exp(mean cross-entropy over masked residues), summed over every sequence before the
-mean (a token mean, as training reports it). Masks are the influence stage's deterministic ones
-(:func:`bioprune.influence.masking.draw_mask`, drawn from the sequence id and ``mask_seed``), so every
-model is scored on exactly the same masked positions. Pads are excluded from attention and loss;
+mean (a token mean, as training reports it). Masks are the deterministic ones of
+:func:`bioprune.models.batching.mlm_batch` (drawn from the sequence id and ``mask_seed``), so every
+model is scored on exactly the same masked positions, and training's validation loss is this same
+measurement (with the training seed as ``mask_seed``). Pads are excluded from attention and loss;
 sequences longer than the model window are cropped to their first window (counted).
 
 The unselected set (``bioprune perplexity-set``): pool sequences that are in none of the given
@@ -21,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import xxhash
 from tqdm import tqdm
 
 from bioprune.errors import InputError
-from bioprune.evaluate.embed import _batches, window
+from bioprune.evaluate.embed import _batches
 from bioprune.fasta import FastaWriter, read_fasta
-from bioprune.influence.masking import draw_mask
 from bioprune.models.base import MaskedLM
+from bioprune.models.batching import mlm_batch, mlm_loss_sum
 
 
 @torch.no_grad()
@@ -44,39 +44,30 @@ def mlm_perplexity(
 ) -> dict:
     """``records``: (id, sequence). Returns perplexity, loss (nats per masked residue) and counts."""
     model.eval().to(device)
-    room = window(model)
+    room = model.window
     spec = model.tokens
     rows, n_cropped = [], 0
-    for rid, seq in records:
+    for _, seq in records:
         res = model.tokenizer.encode_residues(seq).astype(np.int64)
         if len(res) > room:
             res, n_cropped = res[:room], n_cropped + 1
-        m = draw_mask(
-            rid, res, seed=mask_seed, prob=mask_prob, mask_idx=spec.mask_idx, residue_ids=spec.residue_ids
-        )
-        rows.append((res, m))
-    lengths = np.array([len(r) for r, _ in rows], dtype=np.int64)
+        rows.append(res)
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
     total, count = 0.0, 0
     for idx in tqdm(
         _batches(lengths, batch_tokens), desc="perplexity", file=sys.stderr, mininterval=30.0, leave=False
     ):
-        width = int(lengths[idx].max()) + 2
-        inputs = torch.full((len(idx), width), spec.pad_idx, dtype=torch.long)
-        labels = torch.full((len(idx), width), -100, dtype=torch.long)
-        for row, i in enumerate(idx):
-            res, m = rows[i]
-            inputs[row, 0] = spec.cls_idx
-            inputs[row, 1 : 1 + len(res)] = torch.from_numpy(res)
-            inputs[row, 1 + len(res)] = spec.eos_idx
-            pos = torch.from_numpy(m.positions) + 1
-            labels[row, pos] = torch.from_numpy(res[m.positions])
-            inputs[row, pos] = torch.from_numpy(m.replacement)
-        inputs, labels = inputs.to(device), labels.to(device)
-        sel = labels.ne(-100)
-        hidden = model.embed(inputs)
-        logits = model.head_after_dense(model.head_dense(hidden[sel]))
-        total += float(F.cross_entropy(logits.float(), labels[sel], reduction="sum"))
-        count += int(sel.sum())
+        b = mlm_batch(
+            model.converter,
+            [records[i][0] for i in idx],
+            [rows[i] for i in idx],
+            seed=mask_seed,
+            prob=mask_prob,
+            residue_ids=spec.residue_ids,
+            mask_idx=spec.mask_idx,
+        ).to(device)
+        total += float(mlm_loss_sum(model, b.tokens, b.flat_idx, b.targets))
+        count += b.n_masked
     if count == 0:
         raise ValueError("no masked residues to score")
     loss = total / count

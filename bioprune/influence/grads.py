@@ -29,9 +29,10 @@ import torch.nn.functional as F
 import torch.utils._pytree as pytree
 from torch.func import functional_call, grad, vmap
 
-from bioprune.influence.losses import Batch, make_batch, weighted_token_losses
+from bioprune.influence.losses import make_batch, weighted_token_losses
 from bioprune.influence.settings import InfluenceSettings
 from bioprune.models.base import MaskedLM
+from bioprune.models.batching import Batch
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Every loss here is a weighted sum of per-token cross-entropies, l(z) = sum_t w_t
 batched backward pass give each sequence its own gradient (sequences never interact in a batch):
 
 ``mlm`` (default)
-    BERT-style mask drawn from the sequence id (:mod:`bioprune.influence.masking`); the loss is a
+    BERT-style mask drawn from the sequence id (:func:`bioprune.models.masking.draw_mask`); the loss is a
     weighted sum of the cross-entropies of the n masked residues, each weighted by ``loss_norm``:
     ``mean`` 1/n, ``token_sum`` 1 (each masked token counts as in training), ``sqrt`` 1/sqrt(n),
     ``window`` 1/max_length (the official code's fixed divisor). <cls>/<eos> and pads carry no loss and
@@ -20,6 +20,9 @@ Long sequences (more than ``max_length - 2`` residues): ``truncate`` keeps the f
 ``max_length - 2`` residues; ``windows`` splits the sequence into the fewest equal-length
 non-overlapping windows that fit, each its own row with <cls>/<eos>, and the sequence's loss is the
 mean over the loss tokens of all its windows (so its gradient is the sum over windows before squaring).
+
+Rows, batches and length bucketing are the shared ones of :mod:`bioprune.models.batching` (the rows come
+from ``model.encode``, the batch converter's ``<cls> residues <eos>``).
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bioprune.influence.masking import draw_mask
 from bioprune.influence.settings import InfluenceSettings
 from bioprune.models.base import MaskedLM
+from bioprune.models.batching import Batch, bucket, pad_rows
+from bioprune.models.masking import draw_mask
 
 
 @dataclass(slots=True)
@@ -122,11 +126,7 @@ def prepare(model: MaskedLM, order: int, seq_id: str, seq: str, settings: Influe
 
     if settings.loss_mode == "compat":
         window = settings.max_length
-        rows = []
-        for ids in encoded:
-            row = np.full(window, spec.pad_idx, dtype=np.int64)
-            row[: len(ids)] = ids
-            rows.append(row)
+        rows = list(pad_rows(encoded, spec.pad_idx, window))
         positions = [np.arange(window, dtype=np.int64)] * len(rows)
         targets = [r.copy() for r in rows]
         n_tokens = window * len(rows)
@@ -159,74 +159,41 @@ def prepare(model: MaskedLM, order: int, seq_id: str, seq: str, settings: Influe
     return Prepared(order, seq_id, n, rows, positions, targets, weight, n_tokens, truncated, len(rows))
 
 
-@dataclass
-class Batch:
-    """Sequences batched for one forward pass; loss tokens listed flat, grouped by sequence."""
-
-    items: list[Prepared]
-    tokens: torch.Tensor  # [R, L] padded rows
-    row_seq: torch.Tensor  # [R] index into items of each row
-    flat_idx: torch.Tensor  # [N] loss token index into the flattened [R * L] positions
-    seg: torch.Tensor  # [N] index into items of each loss token (non-decreasing)
-    targets: torch.Tensor  # [N]
-    weights: torch.Tensor  # [N] float64 loss weight of each loss token
-
-    @property
-    def n_seqs(self) -> int:
-        return len(self.items)
-
-    def to(self, device: torch.device) -> Batch:
-        return Batch(
-            self.items,
-            *(t.to(device, non_blocking=True) for t in (self.tokens, self.row_seq, self.flat_idx, self.seg)),
-            self.targets.to(device, non_blocking=True),
-            self.weights.to(device, non_blocking=True),
-        )
-
-
 def make_batch(items: list[Prepared], pad_idx: int) -> Batch:
-    n_rows = sum(len(it.rows) for it in items)
-    width = max(it.width for it in items)
-    tokens = np.full((n_rows, width), pad_idx, dtype=np.int64)
-    row_seq = np.empty(n_rows, dtype=np.int64)
+    """One :class:`Batch` of prepared sequences: their rows padded to the widest, loss tokens flat."""
+    tokens = pad_rows([row for it in items for row in it.rows], pad_idx)
+    width = tokens.shape[1]
+    row_seq = np.repeat(np.arange(len(items), dtype=np.int64), [len(it.rows) for it in items])
     flat, seg, tgt, wts = [], [], [], []
     r = 0
     for i, it in enumerate(items):
-        for row, pos, t in zip(it.rows, it.loss_pos, it.targets, strict=True):
-            tokens[r, : len(row)] = row
-            row_seq[r] = i
+        for pos, t in zip(it.loss_pos, it.targets, strict=True):
             flat.append(pos + r * width)
             seg.append(np.full(len(pos), i, dtype=np.int64))
             tgt.append(t)
             wts.append(np.full(len(pos), it.weight, dtype=np.float64))
             r += 1
     return Batch(
-        items,
-        torch.from_numpy(tokens),
-        torch.from_numpy(row_seq),
-        torch.from_numpy(np.concatenate(flat)),
-        torch.from_numpy(np.concatenate(seg)),
-        torch.from_numpy(np.concatenate(tgt)),
-        torch.from_numpy(np.concatenate(wts)),
+        tokens=torch.from_numpy(tokens),
+        flat_idx=torch.from_numpy(np.concatenate(flat)),
+        targets=torch.from_numpy(np.concatenate(tgt)),
+        seg=torch.from_numpy(np.concatenate(seg)),
+        row_seq=torch.from_numpy(row_seq),
+        n_seqs=len(items),
+        weights=torch.from_numpy(np.concatenate(wts)),
+        items=items,
     )
 
 
 def make_batches(items: list[Prepared], pad_idx: int, batch_tokens: int) -> Iterator[Batch]:
-    """Bucket by length: sort by row width, then fill each batch up to ``batch_tokens`` padded tokens.
-    All rows of one sequence stay in one batch; a sequence larger than the budget is batched alone."""
-    ordered = sorted(items, key=lambda it: (it.width, it.order))
-    current: list[Prepared] = []
-    rows = 0
-    for it in ordered:
-        n = len(it.rows)
-        # sorted ascending, so this item's width is the batch's padded width
-        if current and (rows + n) * it.width > batch_tokens:
-            yield make_batch(current, pad_idx)
-            current, rows = [], 0
-        current.append(it)
-        rows += n
-    if current:
-        yield make_batch(current, pad_idx)
+    """Bucket by length (:func:`bioprune.models.batching.bucket`: sorted by row width, ties in input
+    order, each batch filled up to ``batch_tokens`` padded tokens). All rows of one sequence stay in one
+    batch; a sequence larger than the budget is batched alone."""
+    widths = np.array([it.width for it in items], dtype=np.int64)
+    rows = np.array([len(it.rows) for it in items], dtype=np.int64)
+    by_order = np.argsort([it.order for it in items], kind="stable")  # ties of width: input order
+    for idx in bucket(widths, batch_tokens, rows=rows, indices=by_order):
+        yield make_batch([items[i] for i in idx], pad_idx)
 
 
 def chunked(iterable: Iterable, size: int) -> Iterator[list]:

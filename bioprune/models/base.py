@@ -11,15 +11,32 @@ Data flow of one forward pass::
 ``head_dense`` is the default influence parameter block W (the dense layer inside the MLM head);
 ``last_block`` is the alternative block. ``embed`` runs the whole trunk, so influence scoring with W in
 the head can run it under ``torch.no_grad()``.
+
+What callers may use (the contract; a backend sets or implements each of these):
+
+- ``tokenizer`` (:class:`~bioprune.models.tokenizer.CharTokenizer`): residues -> ids, no specials;
+- ``tokens`` (:class:`TokenSpec`): the special ids and the residues masking substitutes;
+- ``alphabet``, ``max_tokens``; ``spec`` (the registry's ModelSpec, set when built or loaded);
+- ``arch()``: the shape fields of a ModelSpec;
+- ``encode``/``batch``/``converter``: rows ``<cls> residues <eos>`` through the one batch converter
+  (:mod:`bioprune.models.batching`); backends do not build rows themselves;
+- ``embed``, ``embed_with_attention``, ``head_dense``, ``head_after_dense``, ``last_block``, ``forward``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from bioprune.models.batching import BatchConverter
+
+if TYPE_CHECKING:
+    from bioprune.models.registry import ModelSpec
+    from bioprune.models.tokenizer import CharTokenizer
 
 
 @dataclass(frozen=True)
@@ -39,24 +56,59 @@ class TokenSpec:
 class MaskedLM(nn.Module, ABC):
     """A masked language model with a tokeniser. Subclasses: RNA-FM (fair-esm), ESM-C (transformers)."""
 
+    tokenizer: CharTokenizer
+    """Residue characters <-> token ids (``encode_residues``: no <cls>/<eos>; ``vocab``: every token)."""
     tokens: TokenSpec
-    alphabet: str  # "rna" or "protein"
-    max_tokens: int  # longest input the model takes, <cls>/<eos> included (RNA-FM: 1024)
+    """Special token ids, vocabulary size and the residues masking may substitute."""
+    alphabet: str
+    """``"rna"`` or ``"protein"`` (:data:`bioprune.alphabet.BACKEND_ALPHABET`)."""
+    max_tokens: int
+    """Longest input the model takes, <cls>/<eos> included (RNA-FM: 1024)."""
+    spec: ModelSpec
+    """Backend, size and shape; set by :mod:`bioprune.models.registry` when it builds or loads a model
+    (read it through ``registry.spec_of``, which also describes a model built directly)."""
 
-    @abstractmethod
+    def arch(self) -> dict:
+        """The shape of the model: ``layers``, ``hidden``, ``heads``, ``ffn``, ``max_tokens`` (the
+        fields of a ModelSpec besides backend and size). Every registered backend implements it; only a
+        stand-in model (tests) may leave it out."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its architecture")
+
+    @property
+    def window(self) -> int:
+        """Residues the model sees at once (``max_tokens`` less <cls> and <eos>)."""
+        return self.max_tokens - 2
+
+    def _set_tokenizer(self, tokenizer: CharTokenizer, random_residues: str, vocab_size: int) -> None:
+        """Set ``tokenizer`` and the ``tokens`` spec read from its vocabulary (for backends' __init__)."""
+        idx = tokenizer.index
+        self.tokenizer = tokenizer
+        self.tokens = TokenSpec(
+            vocab_size=vocab_size,
+            pad_idx=idx["<pad>"],
+            mask_idx=idx["<mask>"],
+            cls_idx=idx["<cls>"],
+            eos_idx=idx["<eos>"],
+            unk_idx=idx["<unk>"],
+            residue_ids=tuple(idx[c] for c in random_residues),
+        )
+
+    @property
+    def converter(self) -> BatchConverter:
+        """The batch converter of this model's tokens (rows ``<cls> residues <eos>``, padded)."""
+        return BatchConverter(self.tokens)
+
     def encode(self, seq: str) -> list[int]:
-        """Token ids of one sequence, with <cls>/<eos> (or the backend's equivalents) added.
+        """Token ids of one sequence, with <cls>/<eos> added.
 
         Raises ValueError naming the offending character when the sequence does not fit the alphabet.
         RNA backends turn T into U first."""
+        return self.converter.frame(self.tokenizer.encode_residues(seq)).tolist()
 
     def batch(self, seqs: list[str]) -> torch.Tensor:
-        """Tokenise and pad to the longest sequence of the batch (never to a fixed window)."""
-        ids = [self.encode(s) for s in seqs]
-        out = torch.full((len(ids), max(map(len, ids))), self.tokens.pad_idx, dtype=torch.long)
-        for i, row in enumerate(ids):
-            out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return out
+        """Tokenise (:meth:`encode`) and pad to the longest sequence of the batch (never to a fixed
+        window)."""
+        return torch.from_numpy(self.converter.pad([self.encode(s) for s in seqs]))
 
     @abstractmethod
     def embed(self, tokens: torch.Tensor, *, mask_pads: bool = True) -> torch.Tensor:

@@ -1,5 +1,8 @@
 """Training data: tokenised once to disk, split by id, length-bucketed batches, BERT masking.
 
+Batching and masking themselves are :mod:`bioprune.models.batching` and :mod:`bioprune.models.masking`
+(shared with influence scoring and evaluation); this module applies them to a tokenised store.
+
 Memory stays bounded by the number of sequences, not residues: a FASTA file (or a pool folder) is
 tokenised once into a flat ``uint8`` file of residue ids plus an offsets array, and batches read it
 through a memory map.
@@ -7,7 +10,8 @@ through a memory map.
 Determinism: every random choice (validation split, batch composition and order, crop windows, masks)
 comes from a numpy generator seeded by ``(seed, epoch, batch number)`` or by a hash of the sequence id,
 never from global RNG state. So a run resumed from a checkpoint sees exactly the batches and masks the
-uninterrupted run would have, and a split does not depend on file order.
+uninterrupted run would have, and a split does not depend on file order. Validation batches are
+masked by sequence id (:func:`bioprune.models.batching.mlm_batch`), as the evaluation's perplexity is.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ import xxhash
 from bioprune.errors import InputError
 from bioprune.fasta import read_fasta
 from bioprune.models.base import TokenSpec
+from bioprune.models.batching import Batch, BatchConverter, bucket, mlm_batch
+from bioprune.models.masking import mask_tokens
 from bioprune.models.tokenizer import CharTokenizer
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: record ids kept (validation masks are drawn from them)
 VAL_EPOCH = 2**31 - 1  # epoch code of the validation set's fixed masks
 _U64 = np.uint64
 
@@ -63,6 +69,8 @@ class TokenStore:
     offsets: np.ndarray  # int64 [N + 1]
     id_hash: np.ndarray  # uint64 [N], xxh3-64 of each record id
     meta: dict
+    id_bytes: np.ndarray  # uint8 memmap of all record ids (UTF-8), concatenated
+    id_offsets: np.ndarray  # int64 [N + 1]
 
     @property
     def n(self) -> int:
@@ -74,6 +82,9 @@ class TokenStore:
 
     def residues(self, i: int) -> np.ndarray:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
+
+    def record_id(self, i: int) -> str:
+        return self.id_bytes[self.id_offsets[i] : self.id_offsets[i + 1]].tobytes().decode("utf-8")
 
 
 def build_store(fasta: os.PathLike | str, tokenizer: CharTokenizer, folder: os.PathLike | str) -> TokenStore:
@@ -103,10 +114,11 @@ def build_store(fasta: os.PathLike | str, tokenizer: CharTokenizer, folder: os.P
         tmp.mkdir(parents=True)
         offsets = [0]
         hashes: list[int] = []
+        id_offsets = [0]
         n_empty = 0
         total = 0
         log.info("tokenising %s", fasta)
-        with open(tmp / "tokens.u8", "wb") as out:
+        with open(tmp / "tokens.u8", "wb") as out, open(tmp / "ids.u8", "wb") as id_out:
             for rec in read_fasta(fasta):
                 if not rec.seq:
                     n_empty += 1
@@ -118,11 +130,15 @@ def build_store(fasta: os.PathLike | str, tokenizer: CharTokenizer, folder: os.P
                 out.write(ids.tobytes())
                 total += len(ids)
                 offsets.append(total)
-                hashes.append(xxhash.xxh3_64_intdigest(rec.id.encode()))
+                rid = rec.id.encode()
+                hashes.append(xxhash.xxh3_64_intdigest(rid))
+                id_out.write(rid)
+                id_offsets.append(id_offsets[-1] + len(rid))
         if not hashes:
             raise InputError(fasta, "no non-empty sequences to train on")
         np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))
         np.save(tmp / "id_hash.npy", np.asarray(hashes, dtype=_U64))
+        np.save(tmp / "id_offsets.npy", np.asarray(id_offsets, dtype=np.int64))
         (tmp / "meta.json").write_text(
             json.dumps({**want, "n": len(hashes), "empty": n_empty, "residues": total})
         )
@@ -138,9 +154,19 @@ def open_store(folder: os.PathLike | str) -> TokenStore:
     folder = Path(folder)
     meta = json.loads((folder / "meta.json").read_text())
     size = (folder / "tokens.u8").stat().st_size
-    # np.memmap refuses empty files; a store always has at least one residue
+    # np.memmap refuses empty files; a store always has at least one residue (and ids are non-empty)
     tokens = np.memmap(folder / "tokens.u8", dtype=np.uint8, mode="r", shape=(size,))
-    return TokenStore(folder, tokens, np.load(folder / "offsets.npy"), np.load(folder / "id_hash.npy"), meta)
+    id_size = (folder / "ids.u8").stat().st_size
+    id_bytes = np.memmap(folder / "ids.u8", dtype=np.uint8, mode="r", shape=(id_size,))
+    return TokenStore(
+        folder,
+        tokens,
+        np.load(folder / "offsets.npy"),
+        np.load(folder / "id_hash.npy"),
+        meta,
+        id_bytes,
+        np.load(folder / "id_offsets.npy"),
+    )
 
 
 # -- split -----------------------------------------------------------------------------------------------
@@ -180,28 +206,14 @@ def make_batches(
     max_batch_size: int | None,
     rng: np.random.Generator,
 ) -> list[np.ndarray]:
-    """Group ``indices`` into batches of similar length whose padded size (rows x longest) fits
-    ``max_tokens``; batch order is shuffled. ``lengths`` are padded-token lengths per record."""
-    if len(indices) == 0:
-        return []
-    perm = rng.permutation(indices)
-    order = perm[np.argsort(lengths[perm], kind="stable")]  # ties in random order
-    lens = lengths[order]
-    if lens[-1] > max_tokens:
-        raise ValueError(f"a sequence of {lens[-1]} tokens does not fit a batch of {max_tokens} tokens")
-    cap = max_batch_size or len(order)
-    batches = []
-    start = 0
-    n = len(order)
-    while start < n:
-        # lens is sorted, so cost(k) = k * lens[start + k - 1] grows with k: take the largest k that fits.
-        hi = min(n - start, cap, max_tokens // int(lens[start]))
-        k = np.arange(1, hi + 1)
-        fits = k * lens[start : start + hi] <= max_tokens
-        take = int(np.flatnonzero(fits)[-1]) + 1
-        batches.append(order[start : start + take])
-        start += take
-    return [batches[i] for i in rng.permutation(len(batches))]
+    """Training's batches: :func:`bioprune.models.batching.bucket` of ``indices`` with random ties and a
+    shuffled batch order; ``lengths`` are padded-token lengths per record. ValueError when a record
+    does not fit ``max_tokens`` (training never batches one alone over the budget)."""
+    if len(indices) and lengths[indices].max() > max_tokens:
+        raise ValueError(
+            f"a sequence of {lengths[indices].max()} tokens does not fit a batch of {max_tokens} tokens"
+        )
+    return bucket(lengths, max_tokens, indices=indices, max_batch_size=max_batch_size, rng=rng)
 
 
 def collate(
@@ -214,66 +226,18 @@ def collate(
     """Token matrix [B, L] (int64) of records ``idx``: <cls> residues <eos>, padded to the batch's longest.
     Records longer than ``max_tokens - 2`` residues contribute a random window of that many residues."""
     room = max_tokens - 2
-    lens = store.lengths[idx]
-    width = int(min(lens.max(), room)) + 2
-    out = np.full((len(idx), width), spec.pad_idx, dtype=np.int64)
-    for row, (i, n) in enumerate(zip(idx, lens, strict=True)):
+    rows = []
+    for i, n in zip(idx, store.lengths[idx], strict=True):
         start = int(rng.integers(0, n - room + 1)) if n > room else 0
-        res = store.residues(int(i))[start : start + room]
-        out[row, 0] = spec.cls_idx
-        out[row, 1 : 1 + len(res)] = res
-        out[row, 1 + len(res)] = spec.eos_idx
-    return out
+        rows.append(store.residues(int(i))[start : start + room])
+    return BatchConverter(spec)(rows)
 
 
 def padded_lengths(store: TokenStore, max_tokens: int) -> np.ndarray:
     return np.minimum(store.lengths, max_tokens - 2) + 2
 
 
-# -- masking --------------------------------------------------------------------------------------------
-def mask_tokens(
-    tokens: np.ndarray,
-    spec: TokenSpec,
-    rng: np.random.Generator,
-    mask_prob: float = 0.15,
-    replace_prob: tuple[float, float] = (0.8, 0.1),
-) -> tuple[np.ndarray, np.ndarray]:
-    """BERT masking. Returns (inputs, labels); labels are -100 where no prediction is asked.
-
-    Per sequence, ``floor(mask_prob * n + u)`` (u uniform in [0, 1), at least one) of its ``n`` residue
-    positions are chosen uniformly; <cls>, <eos> and pads never are. Of the chosen, 80% become
-    <mask>, 10% a random residue (``spec.residue_ids``), 10% stay unchanged."""
-    special = (tokens == spec.pad_idx) | (tokens == spec.cls_idx) | (tokens == spec.eos_idx)
-    n_res = (~special).sum(axis=1)
-    n_mask = np.floor(mask_prob * n_res + rng.random(len(tokens))).astype(np.int64)
-    n_mask = np.clip(n_mask, np.minimum(n_res, 1), n_res)
-    scores = rng.random(tokens.shape)
-    scores[special] = 2.0  # never chosen: real scores are < 1
-    rank = np.argsort(np.argsort(scores, axis=1, kind="stable"), axis=1, kind="stable")
-    chosen = rank < n_mask[:, None]
-    labels = np.where(chosen, tokens, -100)
-    r = rng.random(tokens.shape)
-    p_mask, p_random = replace_prob
-    inputs = tokens.copy()
-    inputs[chosen & (r < p_mask)] = spec.mask_idx
-    to_random = chosen & (r >= p_mask) & (r < p_mask + p_random)
-    residues = np.asarray(spec.residue_ids, dtype=np.int64)
-    inputs[to_random] = residues[rng.integers(0, len(residues), size=int(to_random.sum()))]
-    return inputs, labels
-
-
-@dataclass
-class Batch:
-    inputs: np.ndarray
-    labels: np.ndarray
-    n_sequences: int
-    n_tokens: int  # non-pad tokens
-
-    @property
-    def n_masked(self) -> int:
-        return int((self.labels != -100).sum())
-
-
+# -- batches of one step ----------------------------------------------------------------------------
 def make_batch(
     store: TokenStore,
     idx: np.ndarray,
@@ -284,7 +248,24 @@ def make_batch(
     batch_no: int,
     mask_prob: float,
 ) -> Batch:
+    """A training batch: random crop windows and masks from the generator of (seed, epoch, batch)."""
     rng = rng_for(seed, epoch, batch_no)
     tokens = collate(store, idx, spec, max_tokens, rng)
-    inputs, labels = mask_tokens(tokens, spec, rng, mask_prob)
-    return Batch(inputs, labels, len(idx), int((tokens != spec.pad_idx).sum()))
+    return Batch.from_labels(*mask_tokens(tokens, spec, rng, mask_prob))
+
+
+def validation_batch(
+    store: TokenStore, idx: np.ndarray, spec: TokenSpec, max_tokens: int, seed: int, mask_prob: float
+) -> Batch:
+    """A validation batch: each record's first ``max_tokens - 2`` residues, masked by its id and ``seed``
+    (:func:`bioprune.models.batching.mlm_batch`, the mask the evaluation's perplexity uses)."""
+    room = max_tokens - 2
+    return mlm_batch(
+        BatchConverter(spec),
+        [store.record_id(int(i)) for i in idx],
+        [store.residues(int(i))[:room].astype(np.int64) for i in idx],
+        seed=seed,
+        prob=mask_prob,
+        residue_ids=spec.residue_ids,
+        mask_idx=spec.mask_idx,
+    )

@@ -40,7 +40,7 @@ from transformers import EsmcConfig, EsmcForMaskedLM
 from transformers.models.esmc.tokenization_esmc import SEQUENCE_VOCAB
 
 from bioprune.errors import InputError
-from bioprune.models.base import MaskedLM, TokenSpec
+from bioprune.models.base import MaskedLM
 from bioprune.models.checkpoint import check_state_dict, load_checked, safe_load
 from bioprune.models.tokenizer import CharTokenizer
 
@@ -87,21 +87,8 @@ class Esmc(MaskedLM):
             raise ValueError(f"hidden size {hidden} is not divisible by {heads} heads")
         self.hf = EsmcForMaskedLM(config or make_config(layers, hidden, heads, ffn, max_tokens))
         self.max_tokens = max_tokens
-        self.tokenizer = CharTokenizer("ESM-C", SEQUENCE_VOCAB)
-        idx = self.tokenizer.index
-        self.tokens = TokenSpec(
-            vocab_size=self.hf.config.vocab_size,
-            pad_idx=idx["<pad>"],
-            mask_idx=idx["<mask>"],
-            cls_idx=idx["<cls>"],
-            eos_idx=idx["<eos>"],
-            unk_idx=idx["<unk>"],
-            residue_ids=tuple(idx[c] for c in RANDOM_RESIDUES),
-        )
-
-    def encode(self, seq: str) -> list[int]:
-        ids = self.tokenizer.encode_residues(seq).tolist()
-        return [self.tokens.cls_idx, *ids, self.tokens.eos_idx]
+        tokenizer = CharTokenizer("ESM-C", SEQUENCE_VOCAB)
+        self._set_tokenizer(tokenizer, RANDOM_RESIDUES, self.hf.config.vocab_size)
 
     def embed(self, tokens: torch.Tensor, *, mask_pads: bool = True) -> torch.Tensor:
         if tokens.shape[1] > self.max_tokens:

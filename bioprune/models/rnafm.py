@@ -41,7 +41,7 @@ from torch import nn
 
 from bioprune.alphabet import RNA_FM_TOKENS
 from bioprune.errors import InputError
-from bioprune.models.base import MaskedLM, TokenSpec
+from bioprune.models.base import MaskedLM
 from bioprune.models.checkpoint import check_state_dict, load_checked, safe_load
 from bioprune.models.tokenizer import CharTokenizer
 
@@ -100,23 +100,9 @@ class RnaFM(MaskedLM):
         del self.net.contact_head
         self.max_tokens = max_tokens
         self.n_heads = heads
-        self.tokenizer = CharTokenizer("RNA-FM", RNA_FM_TOKENS, translate={"T": "U"})
-        idx = self.tokenizer.index
-        self.tokens = TokenSpec(
-            vocab_size=len(RNA_FM_TOKENS),
-            pad_idx=idx["<pad>"],
-            mask_idx=idx["<mask>"],
-            cls_idx=idx["<cls>"],
-            eos_idx=idx["<eos>"],
-            unk_idx=idx["<unk>"],
-            residue_ids=tuple(idx[c] for c in RANDOM_RESIDUES),
-        )
+        tokenizer = CharTokenizer("RNA-FM", RNA_FM_TOKENS, translate={"T": "U"})
+        self._set_tokenizer(tokenizer, RANDOM_RESIDUES, len(RNA_FM_TOKENS))
         self.net.apply(init_bert_params)
-
-    # -- tokenising --------------------------------------------------------------------------------
-    def encode(self, seq: str) -> list[int]:
-        ids = self.tokenizer.encode_residues(seq).tolist()
-        return [self.tokens.cls_idx, *ids, self.tokens.eos_idx]
 
     # -- the trunk, reimplemented so that pads can be attended to (official scoring behaviour) ------
     def embed(self, tokens: torch.Tensor, *, mask_pads: bool = True) -> torch.Tensor:

@@ -5,6 +5,14 @@ the mean cross-entropy over all masked tokens of those batches (summed per batch
 step's global masked-token count), so a step's gradient does not depend on how its batches are spread
 over processes: 2 processes with ``accumulate=1`` take the same step as 1 process with ``accumulate=2``.
 
+Batches, rows and masks come from :mod:`bioprune.models.batching`. Training steps mask each batch from
+its own seeded generator (random crop window, :func:`bioprune.models.masking.mask_tokens`); the
+validation loss is measured on the masks the evaluation's held-out perplexity uses (drawn from each
+record's id and ``seed``, first window), so the two numbers agree on the same model and sequences.
+
+Parts: :func:`_prepare_data` (tokenise, split, batch), :class:`_Trainer` (resume, one optimizer step,
+validation, the step loop with checkpoints), :func:`_report` and :func:`_write_outputs`.
+
 Output folder::
 
     model.pt            final model (bioprune model format, see bioprune.models.registry)
@@ -35,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as tdist
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -43,6 +50,7 @@ from bioprune.atomic import atomic_path, output_errors, save_torch
 from bioprune.errors import ConfigError
 from bioprune.models import data as D
 from bioprune.models.base import MaskedLM
+from bioprune.models.batching import mlm_loss_sum
 from bioprune.models.checkpoint import safe_load
 from bioprune.models.registry import param_count, save_model, spec_of
 from bioprune.models.train_settings import TrainSettings
@@ -108,17 +116,15 @@ def lr_at(step: int, total: int, s: TrainSettings) -> float:
 
 
 class MLMObjective(nn.Module):
-    """Summed MLM cross-entropy of a batch; the head runs on masked positions only (what DDP wraps)."""
+    """Summed MLM cross-entropy of a batch's loss tokens (:func:`bioprune.models.batching.mlm_loss_sum`:
+    the head runs on those positions only); what DDP wraps."""
 
     def __init__(self, lm: MaskedLM):
         super().__init__()
         self.lm = lm
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        hidden = self.lm.embed(inputs)
-        sel = labels.ne(-100)
-        logits = self.lm.head_after_dense(self.lm.head_dense(hidden[sel]))
-        return F.cross_entropy(logits.float(), labels[sel], reduction="sum")
+    def forward(self, tokens: torch.Tensor, flat_idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return mlm_loss_sum(self.lm, tokens, flat_idx, targets)
 
 
 def _param_groups(model: nn.Module, weight_decay: float):
@@ -173,27 +179,32 @@ def _fingerprint(model: MaskedLM, settings: TrainSettings, data_digest: str, ini
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def train(
-    model: MaskedLM,
-    data: os.PathLike | str,
-    out_dir: os.PathLike | str,
-    settings: TrainSettings,
-    *,
-    init: dict | None = None,
-    extra_report: dict | None = None,
-) -> dict:
-    """Train ``model`` on the FASTA file (or pool folder) ``data``; write outputs under ``out_dir``.
+@dataclass
+class _Data:
+    """The tokenised training data of a run: split, crop lengths and the batches of each epoch."""
 
-    ``init`` describes where the starting weights came from (part of the resume fingerprint and the
-    report). Returns the report (on every rank; only rank 0 writes files)."""
-    settings.validate()
-    d = current_dist()
-    device = _device(d)
-    out = Path(out_dir)
-    work = out / "work"
+    fasta: Path
+    store: D.TokenStore
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    lengths: np.ndarray  # padded tokens per record after cropping to the model's window
+    n_cropped: int
+    settings: TrainSettings
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        s = self.settings
+        rng = D.rng_for(s.seed, epoch, _BATCH_STREAM)
+        return D.make_batches(self.lengths, self.train_idx, s.max_tokens_per_batch, s.max_batch_size, rng)
+
+    def val_batches(self) -> list[np.ndarray]:
+        s = self.settings
+        rng = D.rng_for(s.seed, D.VAL_EPOCH, _BATCH_STREAM)
+        return D.make_batches(self.lengths, self.val_idx, s.max_tokens_per_batch, s.max_batch_size, rng)
+
+
+def _prepare_data(model: MaskedLM, data, work: Path, settings: TrainSettings, d: Dist) -> _Data:
+    """Tokenise ``data`` into ``work/tokens`` (rank 0; the others wait) and split it."""
     fasta = D.sequences_file(data)
-    started = time.time()
-
     if d.main:
         # work/ is kept across a killed run (it holds the checkpoint), so it is not staged
         with output_errors(work):
@@ -210,250 +221,303 @@ def train(
             f"({int(lengths.max())} tokens after cropping to the model's {max_tokens}); raise it"
         )
     n_cropped = int((store.lengths > max_tokens - 2).sum())
+    return _Data(fasta, store, train_idx, val_idx, lengths, n_cropped, settings)
 
-    def epoch_batches(epoch: int) -> list[np.ndarray]:
-        rng = D.rng_for(settings.seed, epoch, _BATCH_STREAM)
-        return D.make_batches(lengths, train_idx, settings.max_tokens_per_batch, settings.max_batch_size, rng)
 
-    n_batches = len(epoch_batches(0))
-    group = settings.accumulate * d.world
-    steps_per_epoch = math.ceil(n_batches / group)
-    total_steps = settings.max_steps or settings.epochs * steps_per_epoch
-    val_batches = D.make_batches(
-        lengths,
-        val_idx,
-        settings.max_tokens_per_batch,
-        settings.max_batch_size,
-        D.rng_for(settings.seed, D.VAL_EPOCH, _BATCH_STREAM),
-    )
+class _Trainer:
+    """One run's model, optimizer, data and process group, and the parts of :func:`train`: resuming,
+    one optimizer step, the step loop with its validations and checkpoints."""
 
-    model.to(device)
-    model.train()
-    objective = MLMObjective(model)
-    optimizer = torch.optim.AdamW(
-        _param_groups(model, settings.weight_decay),
-        lr=settings.lr,
-        betas=(settings.beta1, settings.beta2),
-        eps=settings.adam_eps,
-    )
-    fingerprint = _fingerprint(model, settings, store.meta["digest"], init or {}, d)
-    ckpt_path = work / "checkpoint.pt"
-    live_log = work / "train_log.jsonl"
-    step = 0
-    resumed_from = None
-    if ckpt_path.is_file():
-        ckpt = safe_load(ckpt_path)
-        if ckpt.get("format") == CHECKPOINT_FORMAT and ckpt.get("fingerprint") == fingerprint:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            _set_rng_state(ckpt["rng"])
-            step = resumed_from = int(ckpt["step"])
-            if d.main:
-                log.info("resuming from %s at step %d of %d", ckpt_path, step, total_steps)
-        elif d.main:
-            log.warning("%s was written with other settings or data; starting afresh", ckpt_path)
-    _barrier(d)
-    if d.main:
-        with output_errors(live_log):
-            _truncate_log(live_log, step)
-
-    ddp = objective
-    if d.world > 1:
-        ddp = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None
+    def __init__(
+        self, model: MaskedLM, data: _Data, settings: TrainSettings, d: Dist, init: dict, work: Path
+    ):
+        self.model, self.data, self.settings, self.d = model, data, settings, d
+        self.device = _device(d)
+        self.n_batches = len(data.epoch_batches(0))
+        self.group = settings.accumulate * d.world
+        self.steps_per_epoch = math.ceil(self.n_batches / self.group)
+        self.total_steps = settings.max_steps or settings.epochs * self.steps_per_epoch
+        self.val_batches = data.val_batches()
+        model.to(self.device)
+        model.train()
+        self.objective = MLMObjective(model)
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(model, settings.weight_decay),
+            lr=settings.lr,
+            betas=(settings.beta1, settings.beta2),
+            eps=settings.adam_eps,
         )
-    use_bf16 = device.type == "cuda" and settings.precision != "fp32"
-    if settings.precision == "bf16" and device.type != "cuda" and d.main:
-        log.warning("precision bf16 applies on CUDA only; training in fp32 on CPU")
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
-    params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.fingerprint = _fingerprint(model, settings, data.store.meta["digest"], init, d)
+        self.ckpt_path = work / "checkpoint.pt"
+        self.live_log = work / "train_log.jsonl"
+        self.use_bf16 = self.device.type == "cuda" and settings.precision != "fp32"
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else contextlib.nullcontext()
+
+    # -- checkpoint / resume ---------------------------------------------------------------------------
+    def resume(self) -> int | None:
+        """Load ``work/checkpoint.pt`` when it was written by this run's settings and data; the step it
+        holds, or None. Then cut the live log back to that step."""
+        d, step = self.d, None
+        if self.ckpt_path.is_file():
+            ckpt = safe_load(self.ckpt_path)
+            if ckpt.get("format") == CHECKPOINT_FORMAT and ckpt.get("fingerprint") == self.fingerprint:
+                self.model.load_state_dict(ckpt["model"])
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+                _set_rng_state(ckpt["rng"])
+                step = int(ckpt["step"])
+                if d.main:
+                    log.info("resuming from %s at step %d of %d", self.ckpt_path, step, self.total_steps)
+            elif d.main:
+                log.warning("%s was written with other settings or data; starting afresh", self.ckpt_path)
+        _barrier(d)
+        if d.main:
+            with output_errors(self.live_log):
+                _truncate_log(self.live_log, step or 0)
+        return step
+
+    def checkpoint(self, step: int, epoch: int, k: int, logf) -> None:
+        if self.d.main:
+            logf.flush()
+            _save_checkpoint(self.ckpt_path, self.model, self.optimizer, step, epoch, k, self.fingerprint)
+        _barrier(self.d)
+
+    # -- one optimizer step ----------------------------------------------------------------------------
+    def my_batches(self, k: int, n_cached: int) -> tuple[list[int], list[float]]:
+        """This process's batches (positions in the epoch's list) of step ``k`` and their weights.
+
+        Batch j of the step's group goes to process (j - first) % world. Every process runs the same
+        number of micro-batches (DDP needs it): one short of a batch re-runs the group's first batch
+        with weight 0, so no data is seen twice and the step equals a 1-process step."""
+        d = self.d
+        first, end = k * self.group, min((k + 1) * self.group, n_cached)
+        mine = [first + i * d.world + d.rank for i in range(math.ceil((end - first) / d.world))]
+        weights = [1.0 if j < end else 0.0 for j in mine]
+        return [j if j < end else first for j in mine], weights
+
+    def step(self, ddp: nn.Module, step: int, epoch: int, k: int, cache: list[np.ndarray]) -> dict:
+        """Optimizer step ``step`` (0-based; batch group ``k`` of ``epoch``); its log entry."""
+        s, d, device, model = self.settings, self.d, self.device, self.model
+        mine, weights = self.my_batches(k, len(cache))
+        store = self.data.store
+        batches = [
+            D.make_batch(store, cache[j], model.tokens, model.max_tokens, s.seed, epoch, j, s.mask_prob)
+            for j in mine
+        ]
+        real = [b for b, w in zip(batches, weights, strict=True) if w]
+        pad = model.tokens.pad_idx
+        n_masked, n_tokens = _all_sum(
+            [sum(b.n_masked for b in real), sum(b.n_tokens(pad) for b in real)], d, device
+        )
+        lr = lr_at(step, self.total_steps, s)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        loss_sum = 0.0
+        for i, (b, weight) in enumerate(zip(batches, weights, strict=True)):
+            sync = i == len(batches) - 1
+            ctx = ddp.no_sync() if (d.world > 1 and not sync) else contextlib.nullcontext()
+            with ctx:
+                b = b.to(device)
+                with self.autocast():
+                    loss = ddp(b.tokens, b.flat_idx, b.targets)
+                # DDP averages gradients over processes; scale so the step's loss is a token mean
+                (loss * (weight * d.world / n_masked)).backward()
+                loss_sum += weight * float(loss.detach())
+        # the pre-clipping norm is logged; an infinite threshold measures without clipping
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, s.grad_clip or math.inf))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        (total_loss,) = _all_sum([loss_sum], d, device)
+        return {
+            "kind": "train",
+            "step": step + 1,
+            "epoch": epoch,
+            "lr": lr,
+            "loss": total_loss / n_masked,
+            "masked": int(n_masked),
+            "tokens": int(n_tokens),
+            "grad_norm": grad_norm,
+        }
+
+    # -- validation ------------------------------------------------------------------------------------
+    def validate(self) -> dict | None:
+        """Validation loss and perplexity, on the masks the evaluation's perplexity uses
+        (:func:`bioprune.models.data.validation_batch`: by record id, seed ``settings.seed``)."""
+        if not self.val_batches:
+            return None
+        s, d, model = self.settings, self.d, self.model
+        total = count = 0.0
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            for j in range(d.rank, len(self.val_batches), d.world):
+                b = D.validation_batch(
+                    self.data.store, self.val_batches[j], model.tokens, model.max_tokens, s.seed, s.mask_prob
+                ).to(self.device)
+                with self.autocast():
+                    total += float(self.objective(b.tokens, b.flat_idx, b.targets))
+                count += b.n_masked
+        model.train(was_training)
+        total, count = _all_sum([total, count], d, self.device)
+        loss = total / count
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+    # -- the step loop ---------------------------------------------------------------------------------
+    def loop(self, step: int, started: float) -> tuple[int, dict]:
+        """Run optimizer steps from ``step`` to the budget (or ``stop_after_steps``), logging each,
+        validating every ``eval_every`` and checkpointing every ``checkpoint_every`` steps. Returns the
+        step reached and the run's counters (``stopped_early``, ``last_train_loss``, ``tokens_seen``)."""
+        s, d = self.settings, self.d
+        ddp = self.objective
+        if d.world > 1:
+            ddp = nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        bar = tqdm(
+            total=self.total_steps,
+            initial=step,
+            desc="train",
+            unit="step",
+            disable=not d.main,
+            file=sys.stderr,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
+        cache_epoch, cache = -1, []
+        run = {"stopped_early": False, "last_train_loss": None, "tokens_seen": 0}
+        logf_ctx = open(self.live_log, "a") if d.main else contextlib.nullcontext()
+        with output_errors(self.live_log.parent), logf_ctx as logf:
+            while step < self.total_steps:
+                epoch, k = divmod(step, self.steps_per_epoch)
+                if epoch != cache_epoch:
+                    cache_epoch, cache = epoch, self.data.epoch_batches(epoch)
+                entry = self.step(ddp, step, epoch, k, cache)
+                step += 1
+                run["last_train_loss"] = entry["loss"]
+                run["tokens_seen"] += entry["tokens"]
+                bar.update(1)
+                bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2e}", refresh=False)
+                if d.main:
+                    _write_log(logf, **entry, elapsed_s=round(time.time() - started, 3))
+                if s.eval_every and step % s.eval_every == 0 and step < self.total_steps:
+                    val = self.validate()
+                    if d.main and val:
+                        _write_log(logf, kind="val", step=step, **val)
+                        log.info("step %d: validation loss %.4f (perplexity %.2f)", step, *val.values())
+                if s.stop_after_steps and step >= s.stop_after_steps and step < self.total_steps:
+                    run["stopped_early"] = True
+                    break
+                if step % s.checkpoint_every == 0 and step < self.total_steps:
+                    self.checkpoint(step, epoch, k, logf)
+        bar.close()
+        return step, run
+
+
+def train(
+    model: MaskedLM,
+    data: os.PathLike | str,
+    out_dir: os.PathLike | str,
+    settings: TrainSettings,
+    *,
+    init: dict | None = None,
+    extra_report: dict | None = None,
+) -> dict:
+    """Train ``model`` on the FASTA file (or pool folder) ``data``; write outputs under ``out_dir``.
+
+    ``init`` describes where the starting weights came from (part of the resume fingerprint and the
+    report). Returns the report (on every rank; only rank 0 writes files)."""
+    settings.validate()
+    d = current_dist()
+    out = Path(out_dir)
+    work = out / "work"
+    started = time.time()
+    data_ = _prepare_data(model, data, work, settings, d)
+    t = _Trainer(model, data_, settings, d, init or {}, work)
+    resumed_from = t.resume()
+    step = resumed_from or 0
+    if settings.precision == "bf16" and t.device.type != "cuda" and d.main:
+        log.warning("precision bf16 applies on CUDA only; training in fp32 on CPU")
     if d.main:
         log.info(
             "training %s (%s parameters) on %d sequences (%d held out), %d batches/epoch, %d steps, "
             "%d process(es) on %s%s",
             spec_of(model).size,
             f"{param_count(model):,}",
-            len(train_idx),
-            len(val_idx),
-            n_batches,
-            total_steps,
+            len(data_.train_idx),
+            len(data_.val_idx),
+            t.n_batches,
+            t.total_steps,
             d.world,
-            device,
-            ", bf16 autocast" if use_bf16 else "",
+            t.device,
+            ", bf16 autocast" if t.use_bf16 else "",
         )
-    bar = tqdm(
-        total=total_steps,
-        initial=step,
-        desc="train",
-        unit="step",
-        disable=not d.main,
-        file=sys.stderr,
-        mininterval=1.0 if sys.stderr.isatty() else 30.0,
-    )
-    cache_epoch, cache = -1, []
-    last_train_loss = None
-    tokens_seen = 0
-    stopped_early = False
-    last_val = None
-    with output_errors(work), open(live_log, "a") if d.main else contextlib.nullcontext() as logf:
-        while step < total_steps:
-            epoch, k = divmod(step, steps_per_epoch)
-            if epoch != cache_epoch:
-                cache_epoch, cache = epoch, epoch_batches(epoch)
-            # batch j of this step's group goes to process (j - first) % world. Every process runs the
-            # same number of micro-batches (DDP needs it): one short of a batch re-runs the group's
-            # first batch with weight 0, so no data is seen twice and the step equals a 1-process step.
-            first, end = k * group, min((k + 1) * group, len(cache))
-            mine = [first + i * d.world + d.rank for i in range(math.ceil((end - first) / d.world))]
-            weights = [1.0 if j < end else 0.0 for j in mine]
-            mine = [j if j < end else first for j in mine]
-            batches = [
-                D.make_batch(
-                    store, cache[j], model.tokens, max_tokens, settings.seed, epoch, j, settings.mask_prob
-                )
-                for j in mine
-            ]
-            real = [b for b, w in zip(batches, weights, strict=True) if w]
-            n_masked, n_tokens = _all_sum(
-                [sum(b.n_masked for b in real), sum(b.n_tokens for b in real)], d, device
-            )
-            lr = lr_at(step, total_steps, settings)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            loss_sum = 0.0
-            for i, (b, weight) in enumerate(zip(batches, weights, strict=True)):
-                sync = i == len(batches) - 1
-                ctx = ddp.no_sync() if (d.world > 1 and not sync) else contextlib.nullcontext()
-                with ctx:
-                    inputs = torch.from_numpy(b.inputs).to(device, non_blocking=True)
-                    labels = torch.from_numpy(b.labels).to(device, non_blocking=True)
-                    with autocast():
-                        loss = ddp(inputs, labels)
-                    # DDP averages gradients over processes; scale so the step's loss is a token mean
-                    (loss * (weight * d.world / n_masked)).backward()
-                    loss_sum += weight * float(loss.detach())
-            # the pre-clipping norm is logged; an infinite threshold measures without clipping
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, settings.grad_clip or math.inf))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            (total_loss,) = _all_sum([loss_sum], d, device)
-            last_train_loss = total_loss / n_masked
-            tokens_seen += int(n_tokens)
-            bar.update(1)
-            bar.set_postfix(loss=f"{last_train_loss:.3f}", lr=f"{lr:.2e}", refresh=False)
-            if d.main:
-                _write_log(
-                    logf,
-                    kind="train",
-                    step=step,
-                    epoch=epoch,
-                    lr=lr,
-                    loss=last_train_loss,
-                    masked=int(n_masked),
-                    tokens=int(n_tokens),
-                    grad_norm=grad_norm,
-                    elapsed_s=round(time.time() - started, 3),
-                )
-            if settings.eval_every and step % settings.eval_every == 0 and step < total_steps:
-                last_val = _evaluate(objective, store, val_batches, model, settings, d, device, autocast)
-                if d.main and last_val:
-                    _write_log(logf, kind="val", step=step, **last_val)
-                    log.info("step %d: validation loss %.4f (perplexity %.2f)", step, *last_val.values())
-            if settings.stop_after_steps and step >= settings.stop_after_steps and step < total_steps:
-                stopped_early = True
-                break
-            if step % settings.checkpoint_every == 0 and step < total_steps:
-                if d.main:
-                    logf.flush()
-                    _save_checkpoint(ckpt_path, model, optimizer, step, epoch, k, fingerprint)
-                _barrier(d)
-    bar.close()
-    if stopped_early:
+    step, run = t.loop(step, started)
+    if run["stopped_early"]:
         if d.main:
             log.warning("stopping after step %d as asked (--stop-after-steps); rerun to resume", step)
         _barrier(d)
         return {"stopped_at_step": step}
-
-    last_val = _evaluate(objective, store, val_batches, model, settings, d, device, autocast)
-    report = {
-        "model": spec_of(model).to_dict(),
-        "parameters": param_count(model),
-        "init": init or {},
-        "data": {
-            "file": str(fasta),
-            "digest": store.meta["digest"],
-            "sequences": store.n,
-            "empty_skipped": store.meta.get("empty", 0),
-            "residues": store.meta.get("residues"),
-            "train_sequences": len(train_idx),
-            "val_sequences": len(val_idx),
-            "cropped_to_max_tokens": n_cropped,
-        },
-        "settings": asdict(settings),
-        "world_size": d.world,
-        "device": str(device),
-        "bf16_autocast": use_bf16,
-        "steps": step,
-        "steps_per_epoch": steps_per_epoch,
-        "batches_per_epoch": n_batches,
-        "epochs_completed": round(step / steps_per_epoch, 4),
-        "tokens_seen_this_run": tokens_seen,
-        "resumed_from_step": resumed_from,
-        "final_train_loss": last_train_loss,
-        "val_loss": last_val["val_loss"] if last_val else None,
-        "val_perplexity": last_val["val_ppl"] if last_val else None,
-        "uniform_loss": math.log(len(model.tokenizer.vocab)),
-        "elapsed_s": round(time.time() - started, 2),
-        **(extra_report or {}),
-    }
+    last_val = t.validate()
+    report = _report(t, step, resumed_from, run, last_val, init or {}, started, extra_report or {})
     if d.main:
-        if last_val:
-            with output_errors(live_log), open(live_log, "a") as logf:
-                _write_log(logf, kind="val", step=step, **last_val)
-            log.info(
-                "final validation loss %.4f (perplexity %.2f)", last_val["val_loss"], last_val["val_ppl"]
-            )
-        model.to("cpu")
-        save_model(model, out / "model.pt")
-        with atomic_path(out / "train_log.jsonl") as tmp:
-            shutil.copyfile(live_log, tmp)
-        with atomic_path(out / "train_report.json") as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-        if not settings.keep_work:
-            shutil.rmtree(work, ignore_errors=True)
+        _write_outputs(t, out, step, last_val, report)
     _barrier(d)
     return report
 
 
-def _evaluate(objective, store, val_batches, model, settings, d: Dist, device, autocast) -> dict | None:
-    if not val_batches:
-        return None
-    total = count = 0.0
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for j in range(d.rank, len(val_batches), d.world):
-            b = D.make_batch(
-                store,
-                val_batches[j],
-                model.tokens,
-                model.max_tokens,
-                settings.seed,
-                D.VAL_EPOCH,
-                j,
-                settings.mask_prob,
-            )
-            with autocast():
-                total += float(
-                    objective(torch.from_numpy(b.inputs).to(device), torch.from_numpy(b.labels).to(device))
-                )
-            count += b.n_masked
-    model.train(was_training)
-    total, count = _all_sum([total, count], d, device)
-    loss = total / count
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+# -- report and outputs ------------------------------------------------------------------------------
+def _report(
+    t: _Trainer, step: int, resumed_from, run: dict, last_val, init: dict, started: float, extra: dict
+) -> dict:
+    model, data, store = t.model, t.data, t.data.store
+    return {
+        "model": spec_of(model).to_dict(),
+        "parameters": param_count(model),
+        "init": init,
+        "data": {
+            "file": str(data.fasta),
+            "digest": store.meta["digest"],
+            "sequences": store.n,
+            "empty_skipped": store.meta.get("empty", 0),
+            "residues": store.meta.get("residues"),
+            "train_sequences": len(data.train_idx),
+            "val_sequences": len(data.val_idx),
+            "cropped_to_max_tokens": data.n_cropped,
+        },
+        "settings": asdict(t.settings),
+        "world_size": t.d.world,
+        "device": str(t.device),
+        "bf16_autocast": t.use_bf16,
+        "steps": step,
+        "steps_per_epoch": t.steps_per_epoch,
+        "batches_per_epoch": t.n_batches,
+        "epochs_completed": round(step / t.steps_per_epoch, 4),
+        "tokens_seen_this_run": run["tokens_seen"],
+        "resumed_from_step": resumed_from,
+        "final_train_loss": run["last_train_loss"],
+        "val_loss": last_val["val_loss"] if last_val else None,
+        "val_perplexity": last_val["val_ppl"] if last_val else None,
+        "uniform_loss": math.log(len(model.tokenizer.vocab)),
+        "elapsed_s": round(time.time() - started, 2),
+        **extra,
+    }
+
+
+def _write_outputs(t: _Trainer, out: Path, step: int, last_val, report: dict) -> None:
+    """Rank 0: the final validation log line, ``model.pt``, the log, the report; then remove work/."""
+    if last_val:
+        with output_errors(t.live_log), open(t.live_log, "a") as logf:
+            _write_log(logf, kind="val", step=step, **last_val)
+        log.info("final validation loss %.4f (perplexity %.2f)", last_val["val_loss"], last_val["val_ppl"])
+    t.model.to("cpu")
+    save_model(t.model, out / "model.pt")
+    with atomic_path(out / "train_log.jsonl") as tmp:
+        shutil.copyfile(t.live_log, tmp)
+    with atomic_path(out / "train_report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if not t.settings.keep_work:
+        shutil.rmtree(t.live_log.parent, ignore_errors=True)
 
 
 def _save_checkpoint(path: Path, model, optimizer, step, epoch, batch_in_epoch, fingerprint) -> None:
