@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from bioprune.cli import main
-from bioprune.evaluate.pretrain import steps_per_epoch, tokens_seen
 from bioprune.models.registry import build_model, load_model
 from bioprune.models.train import TrainSettings, train
+from bioprune.pretrain import steps_per_epoch, tokens_seen
 
 ARCH = [
     "--backend",

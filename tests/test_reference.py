@@ -16,11 +16,11 @@ import pytest
 import torch
 import yaml
 
+from bioprune import reference as R
 from bioprune.cli import main
 from bioprune.config import validate_config
 from bioprune.errors import ConfigError
 from bioprune.fasta import read_fasta
-from bioprune.models import reference as R
 from bioprune.models.registry import build_model, load_model, save_model
 from bioprune.plan.models import pretrain_args, reference_args
 

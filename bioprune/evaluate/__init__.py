@@ -1,7 +1,6 @@
-"""Coreset pretraining and downstream evaluation (DESIGN.md §2 items 7-8).
+"""Downstream evaluation of the pretrained models (docs/evaluation.md); the pretraining stage itself is
+:mod:`bioprune.pretrain`.
 
-- :mod:`bioprune.evaluate.pretrain`: ``bioprune pretrain``, the same architecture trained from scratch on a
-  coreset through :func:`bioprune.models.train.train` (same epochs or same optimizer steps);
 - :mod:`bioprune.evaluate.tasks`: downstream tasks defined in config, and their data loaders;
 - :mod:`bioprune.evaluate.embed`: frozen embeddings (batched, no gradient);
 - :mod:`bioprune.evaluate.probes`: small seeded heads trained on frozen embeddings;

@@ -200,8 +200,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bioprune.evaluate.evaluate_cli import _task_spec
-    from bioprune.evaluate.pretrain import _model
     from bioprune.evaluate.runner import prepare_data
+    from bioprune.pretrain import _model
 
     args.config = None
     spec = _task_spec(args)

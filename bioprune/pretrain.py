@@ -1,4 +1,4 @@
-"""``bioprune pretrain``: train the architecture from scratch on one coreset (DESIGN.md §2.7).
+"""``bioprune pretrain``: train the architecture from scratch on one coreset (docs/evaluation.md).
 
 The training itself is :func:`bioprune.models.train.train` (``bioprune train``), so coreset models are
 trained exactly like every other model of the pipeline and resume the same way. This step adds the

@@ -1,4 +1,4 @@
-"""``bioprune reference``: draw D_sub from the pool and build the reference model θ̃ (DESIGN.md §2.1).
+"""``bioprune reference``: draw D_sub from the pool and build the reference model θ̃ (docs/influence.md).
 
 D_sub is a seeded uniform sample without replacement of the pool's records (``--dsub-size`` records or
 ``--dsub-fraction`` of them). Then, in the paper's order of preference:
