@@ -133,3 +133,18 @@ def test_training_settings_and_flags_take_the_schema_defaults():
     assert set(TRAIN_FLAGS) <= {f.name for f in dataclasses.fields(TrainSettings)}
     choices = {a.dest: a.choices for a in parser._actions if a.choices}
     assert choices["schedule"] == train["schedule"]["enum"]
+
+
+def test_influence_settings_take_the_schema_defaults():
+    """`bioprune fisher` / `score` run alone score as the workflow does by default."""
+    import dataclasses
+
+    from bioprune.config import load_schema
+    from bioprune.influence.settings import InfluenceSettings
+
+    influence = load_schema()["properties"]["influence"]["properties"]
+    settings = InfluenceSettings()
+    shared = [f.name for f in dataclasses.fields(InfluenceSettings) if f.name in influence]
+    assert len(shared) == 10
+    for name in shared:
+        assert getattr(settings, name) == influence[name]["default"], name

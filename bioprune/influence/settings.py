@@ -14,6 +14,7 @@ import torch
 
 from bioprune.cli import seed
 from bioprune.errors import ConfigError
+from bioprune.settings import default
 
 BLOCKS = ("head_dense", "last_block")
 LOSS_MODES = ("mlm", "compat")
@@ -27,19 +28,27 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass(frozen=True)
 class InfluenceSettings:
+    # defaults of the settings with a config key (influence:) come from the schema
     # --- define the loss (provenance) ---
-    block: str = "head_dense"  # parameter block W: head_dense (its weight) | last_block (all its params)
-    loss_mode: str = "mlm"  # mlm: masked tokens only | compat: the official code's unmasked reconstruction
-    loss_norm: str = "sqrt"  # mlm: weight of each masked token: mean | token_sum | sqrt | window
-    mask_seed: int = 0  # mlm: the mask of a sequence is drawn from (sequence id, mask_seed)
-    mask_prob: float = 0.15  # mlm: fraction of residues masked (at least one per sequence)
-    max_length: int = 1024  # tokens per model input incl. <cls>/<eos>; compat: the fixed window
-    long_sequences: str = "truncate"  # truncate | windows (split into equal windows, one loss)
+    # parameter block W: head_dense (its weight) | last_block (all its params)
+    block: str = default("influence", "block")
+    # mlm: masked tokens only | compat: the official code's unmasked reconstruction
+    loss_mode: str = default("influence", "loss_mode")
+    # mlm: weight of each masked token: mean | token_sum | sqrt | window
+    loss_norm: str = default("influence", "loss_norm")
+    # mlm: the mask of a sequence is drawn from (sequence id, mask_seed)
+    mask_seed: int = default("influence", "mask_seed")
+    # mlm: fraction of residues masked (at least one per sequence)
+    mask_prob: float = default("influence", "mask_prob")
+    # tokens per model input incl. <cls>/<eos>; compat: the fixed window
+    max_length: int = default("influence", "max_length")
+    # truncate | windows (split into equal windows, one loss)
+    long_sequences: str = default("influence", "long_sequences")
     # --- score only ---
-    eps: float = 1e-8  # s = sum_j g_j^2 / (F_j + eps)
+    eps: float = default("influence", "eps")  # s = sum_j g_j^2 / (F_j + eps)
     # --- speed and memory only ---
-    batch_tokens: int = 16384  # padded tokens per batch (rows x longest row)
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    batch_tokens: int = default("influence", "batch_tokens")  # padded tokens per batch (rows x longest row)
+    precision: str = default("influence", "precision")  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     grad_memory_mb: int = 256  # per-sample gradients are formed this many MiB at a time
 
