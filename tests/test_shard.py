@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import xxhash
 
-from bioprune.pool import shard as shard_mod
 from bioprune.cli import main
 from bioprune.errors import InputError
 from bioprune.fasta import FastaWriter, read_fasta
+from bioprune.pool import shard as shard_mod
 from bioprune.pool.io import TABLE_SCHEMA, iter_pool, write_pool
 from bioprune.pool.shard import assign_shards, shard_name
 
