@@ -9,7 +9,7 @@ Each dataset (../shared/data: Rfam 14.2 seeds, the UniProt proteins of the MMseq
 with ``bioprune cluster`` (coverage 0.8 of both; the last run with 1 thread, the others with 2). For each
 setting the table gives the cluster counts of the runs, the largest number of sequences whose cluster
 differs between the first run and any other, and the wall time of one run. Why linclust moves on RNA is
-explained in ``bioprune/cluster.py``. Results: benchmarks/results/cluster_repeatability.md.
+explained in ``bioprune/pool/cluster.py``. Results: benchmarks/results/cluster_repeatability.md.
 """
 
 from __future__ import annotations

@@ -291,7 +291,7 @@ def main() -> int:
         return 0
     if str(REPO) not in sys.path:  # run from a checkout without `pip install -e .`
         sys.path.insert(0, str(REPO))
-    from bioprune.mmseqs import MMseqs
+    from bioprune.pool.mmseqs import MMseqs
 
     meta = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",

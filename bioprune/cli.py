@@ -18,12 +18,12 @@ from bioprune.errors import BiopruneError
 # step name -> (module, one-line help). The order is the pipeline's order.
 STEPS: dict[str, tuple[str, str]] = {
     "download": ("bioprune.download", "fetch a real data set from its canonical URL, sha256-verified"),
-    "ingest": ("bioprune.ingest", "normalise, validate and filter FASTA inputs into one pool"),
-    "dedup": ("bioprune.dedup", "remove exact duplicate sequences (keeps the first)"),
-    "decontaminate": ("bioprune.decontaminate", "remove pool sequences found in evaluation sets"),
-    "cluster": ("bioprune.cluster", "cluster the pool with MMseqs2"),
-    "holdout": ("bioprune.holdout", "set aside a seeded fraction of whole families as a held-out set"),
-    "shard": ("bioprune.shard", "split the pool into residue-balanced shards"),
+    "ingest": ("bioprune.pool.ingest", "normalise, validate and filter FASTA inputs into one pool"),
+    "dedup": ("bioprune.pool.dedup", "remove exact duplicate sequences (keeps the first)"),
+    "decontaminate": ("bioprune.pool.decontaminate", "remove pool sequences found in evaluation sets"),
+    "cluster": ("bioprune.pool.cluster", "cluster the pool with MMseqs2"),
+    "holdout": ("bioprune.pool.holdout", "set aside a seeded fraction of whole families as a held-out set"),
+    "shard": ("bioprune.pool.shard", "split the pool into residue-balanced shards"),
     "train": ("bioprune.models.train_cli", "train or fine-tune a masked language model"),
     "reference": ("bioprune.reference", "draw D_sub and build the reference model"),
     "fisher": ("bioprune.influence.fisher_cli", "partial diagonal Fisher over D_sub (map step)"),

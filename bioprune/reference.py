@@ -31,8 +31,8 @@ import torch
 from bioprune import pool as pool_mod
 from bioprune.atomic import atomic_path, output_errors, staged_dir
 from bioprune.cli import seed
-from bioprune.errors import ConfigError, InputError
-from bioprune.fasta import FastaWriter, read_fasta
+from bioprune.errors import ConfigError
+from bioprune.fasta import read_fasta
 from bioprune.models.registry import save_model, spec_of
 from bioprune.models.train import TrainSettings, init_distributed_from_env, train
 from bioprune.models.train_cli import (
@@ -94,41 +94,13 @@ def dsub_count(n_pool: int, size: int | None, fraction: float | None) -> int:
 
 def draw_dsub(pool_dir: Path, k: int, seed: int, out: Path) -> dict:
     """Write ``dsub.fasta.gz`` and ``dsub_ids.txt`` for a seeded sample of ``k`` pool records."""
-    table = pool_mod.table_path(pool_dir)
-    fasta = pool_mod.fasta_path(pool_dir)
-    pf = pq.ParquetFile(table)
-    n = pf.metadata.num_rows
+    files = pool_mod.open_pool(pool_dir)
+    n = files.n_rows
     chosen = np.zeros(n, dtype=bool)
     chosen[np.random.default_rng(seed).choice(n, size=k, replace=False)] = True
-    # ids of the chosen rows, read column-wise in row groups so memory stays bounded
-    ids: list[str] = []
-    row = 0
-    for batch in pf.iter_batches(columns=["id"], batch_size=65536):
-        col = batch.column(0).to_pylist()
-        sel = np.flatnonzero(chosen[row : row + len(col)])
-        ids.extend(col[i] for i in sel)
-        row += len(col)
-    expected = iter(ids)
-    written = 0
+    ids = pool_mod.take_ids(pool_dir, np.flatnonzero(chosen))  # streamed, so memory stays bounded
     with staged_dir(out) as stage:
-        with FastaWriter(stage / "dsub.fasta.gz") as w:
-            for i, rec in enumerate(read_fasta(fasta)):
-                if i >= n:
-                    raise InputError(fasta, f"has more records than {table.name} ({n})", line=rec.line)
-                if chosen[i]:
-                    want = next(expected)
-                    if rec.id != want:
-                        raise InputError(
-                            fasta,
-                            f"record {i + 1} is {rec.id!r} but {table.name} row {i + 1} is {want!r}",
-                            line=rec.line,
-                        )
-                    w.write(rec.id, rec.seq, rec.description)
-                    written += 1
-        if written != k:
-            raise InputError(
-                fasta, f"has fewer records than {table.name} ({n}); is the pool folder complete?"
-            )
+        pool_mod.copy_records(files, chosen, stage / "dsub.fasta.gz")  # every id checked against the table
         (stage / "dsub_ids.txt").write_text("".join(f"{i}\n" for i in ids))
     return {"pool_records": n, "dsub_records": k, "dsub_seed": seed}
 

@@ -2,7 +2,7 @@
 # step's pool folder (sequences.fasta.gz + sequences.parquet) and writes its own.
 import shlex
 
-from bioprune.cluster import DEFAULT_METHOD as CLUSTER_DEFAULT_METHOD
+from bioprune.pool.cluster import DEFAULT_METHOD as CLUSTER_DEFAULT_METHOD
 
 
 rule ingest:

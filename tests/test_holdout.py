@@ -14,10 +14,10 @@ from bioprune.cli import main
 from bioprune.errors import BiopruneError, ConfigError
 from bioprune.evaluate.tasks import spec_from_config
 from bioprune.fasta import read_fasta
-from bioprune.holdout import choose_groups, holdout
-from bioprune.ingest import ingest
 from bioprune.plan.evaluate import evaluation_plan
-from bioprune.pool import read_column, write_pool
+from bioprune.pool.holdout import choose_groups, holdout
+from bioprune.pool.ingest import ingest
+from bioprune.pool.io import read_column, write_pool
 
 FAMILY = r"^(\S+)"
 

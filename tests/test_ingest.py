@@ -13,8 +13,8 @@ import xxhash
 
 from bioprune import cli
 from bioprune.fasta import read_fasta
-from bioprune.ingest import REASONS, ingest
-from bioprune.pool import TABLE_SCHEMA
+from bioprune.pool.ingest import REASONS, ingest
+from bioprune.pool.io import TABLE_SCHEMA
 
 
 def _run(argv, capsys):
@@ -235,7 +235,7 @@ def test_duplicate_id_across_files_even_when_dropped(tmp_path, write_fasta, caps
 
 def test_id_hash_collision_is_not_a_duplicate(tmp_path, write_fasta, monkeypatch):
     """Only 64-bit hashes of ids are kept; equal hashes of different ids must not raise."""
-    monkeypatch.setattr("bioprune.ingest.xxhash.xxh3_64_intdigest", lambda _b: 7)
+    monkeypatch.setattr("bioprune.pool.ingest.xxhash.xxh3_64_intdigest", lambda _b: 7)
     report = ingest([write_fasta("c.fa", ">a\nACGU\n>b\nACGU\n>c\nGG\n")], tmp_path / "out", "rna")
     assert report["kept"] == 3
 

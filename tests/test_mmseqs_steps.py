@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 import xxhash
 
-from bioprune import mmseqs
 from bioprune.alphabet import get_alphabet
 from bioprune.cli import main
-from bioprune.cluster import reverse_complement
 from bioprune.errors import ToolError
 from bioprune.fasta import FastaWriter, read_fasta
-from bioprune.ingest import normalise
-from bioprune.pool import TABLE_SCHEMA
+from bioprune.pool import mmseqs
+from bioprune.pool.cluster import reverse_complement
+from bioprune.pool.ingest import normalise
+from bioprune.pool.io import TABLE_SCHEMA
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RNA = "ACGU"

@@ -239,7 +239,11 @@ def test_report_refuses_a_foreign_json(tmp_path, capsys):
         # a string score column gave np.isfinite's TypeError (issue 12.9)
         ({"id": ["a", "b"], "self_influence": ["1.0", "x"]}, "self_influence", "holds string, not numbers"),
         # a missing column printed the whole pyarrow schema (issue 12.12)
-        ({"id": ["a"], "loss": [1.0]}, "self_influence", "no column 'self_influence'; its columns: id, loss"),
+        (
+            {"id": ["a"], "loss": [1.0]},
+            "self_influence",
+            "missing column(s) self_influence; its columns: id, loss",
+        ),
     ],
 )
 def test_report_bad_score_table_is_one_line(synthetic_run, tmp_path, capsys, table, column, fragment):

@@ -15,7 +15,7 @@ import pytest
 
 from bioprune import cli
 from bioprune.fasta import FastaWriter
-from bioprune.pool import TABLE_SCHEMA
+from bioprune.pool.io import TABLE_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import xxhash
 
-from bioprune import shard as shard_mod
 from bioprune.cli import main
 from bioprune.errors import InputError
 from bioprune.fasta import FastaWriter, read_fasta
-from bioprune.pool import TABLE_SCHEMA, iter_pool, write_pool
-from bioprune.shard import assign_shards, shard_name
+from bioprune.pool import shard as shard_mod
+from bioprune.pool.io import TABLE_SCHEMA, iter_pool, write_pool
+from bioprune.pool.shard import assign_shards, shard_name
 
 
 def make_pool(folder: Path, records: list[tuple[str, str]]) -> Path:

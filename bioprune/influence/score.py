@@ -9,7 +9,9 @@ it reads the same under every ``loss_norm``), ``n_tokens`` (int32, tokens in tha
 in mlm mode, window positions in compat mode), ``length`` (int32, residues of the input sequence). Rows
 follow the shard's order. The file's schema metadata key ``bioprune`` holds JSON with the provenance
 (model hash, loss definition), eps and the Fisher file's hash; :func:`merge_scores` requires it to
-agree across shards. Memory is bounded: results are written in row groups as they come.
+agree across shards. The schema, the metadata and the reader select and report use live in the
+torch-free :mod:`bioprune.influence.score_table`. Memory is bounded: results are written in row groups
+as they come.
 """
 
 from __future__ import annotations
@@ -34,23 +36,13 @@ from bioprune.influence.fisher import Fisher, provenance
 from bioprune.influence.grads import GradientEngine
 from bioprune.influence.length import length_diagnostics, subsample
 from bioprune.influence.passes import iter_gradients, shard_records
+from bioprune.influence.score_table import META_KEY, SCHEMA, SIGN_NOTE, read_score_meta
 from bioprune.influence.settings import InfluenceSettings
 from bioprune.models.base import MaskedLM
 
 log = logging.getLogger(__name__)
 
-SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("self_influence", pa.float64()),
-        ("loss", pa.float64()),
-        ("n_tokens", pa.int32()),
-        ("length", pa.int32()),
-    ]
-)
-META_KEY = b"bioprune"
 ROW_GROUP = 16384  # rows per Parquet row group; results are buffered as Python objects until then
-SIGN_NOTE = "positive: s = sum_j g_j^2 / (F_j + eps); the official code stores -s"
 
 
 def check_fisher(
@@ -177,22 +169,6 @@ def score_shard(
         **meta,
         "settings": settings.as_dict(),
     }
-
-
-def read_score_meta(path: os.PathLike | str) -> dict:
-    p = Path(path)
-    try:
-        schema = pq.read_schema(p)
-    except FileNotFoundError:
-        raise InputError(p, "no such score file") from None
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(p, f"not a readable Parquet file ({exc})") from exc
-    if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in SCHEMA]:
-        raise InputError(p, f"columns {schema.names} are not a bioprune score table {SCHEMA.names}")
-    raw = (schema.metadata or {}).get(META_KEY)
-    if raw is None:
-        raise InputError(p, "score table has no bioprune metadata (not written by `bioprune score`)")
-    return json.loads(raw)
 
 
 def merge_scores(paths: list[os.PathLike | str], out: os.PathLike | str) -> dict:

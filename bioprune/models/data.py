@@ -44,7 +44,7 @@ def sequences_file(path: os.PathLike | str) -> Path:
     """A FASTA file as given, or the ``sequences.fasta.gz`` of a pool folder."""
     p = Path(path)
     if p.is_dir():
-        from bioprune.pool import fasta_path
+        from bioprune.pool.io import fasta_path
 
         return fasta_path(p)
     if not p.exists():

@@ -23,13 +23,13 @@ import logging
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioprune.alphabet import BACKEND_ALPHABET, STANDARD_RESIDUES
 from bioprune.atomic import staged_dir
-from bioprune.errors import ConfigError, InputError
+from bioprune.errors import ConfigError
 from bioprune.influence.length import length_diagnostics
+from bioprune.influence.score_table import read_scores
 from bioprune.report import figures, numbers
 from bioprune.report.collect import (
     budget_key,
@@ -131,20 +131,9 @@ def _task_notes(docs: list[dict], order: list[str], uniform: dict[str, tuple[str
 
 
 def read_score_column(path, column: str) -> np.ndarray:
-    """The numeric ``column`` of a score table, or a one-line InputError naming what is wrong."""
-    try:
-        names = pq.read_schema(path).names
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read the score table ({str(exc).splitlines()[0]})") from None
-    if column not in names:
-        raise InputError(path, f"has no column {column!r}; its columns: {', '.join(names)}")
-    try:
-        values = pq.read_table(path, columns=[column]).column(0)
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"cannot read column {column!r} ({str(exc).splitlines()[0]})") from None
-    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
-        raise InputError(path, f"column {column!r} holds {values.type}, not numbers")
-    return values.to_numpy(zero_copy_only=False).astype(np.float64)
+    """The numeric ``column`` of a score table as float64, checked by the score table's one reader
+    (:func:`bioprune.influence.score_table.read_scores`): a one-line InputError naming what is wrong."""
+    return read_scores(path, [column], ids=False).columns[column]
 
 
 def _verdict_section(verdict: pd.DataFrame, alerts: list[str], floors: pd.DataFrame) -> list[str]:

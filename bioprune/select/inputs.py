@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from bioprune import pool
 from bioprune.errors import ConfigError, InputError
+from bioprune.influence.score_table import read_scores
 
 log = logging.getLogger(__name__)
 
@@ -59,37 +60,6 @@ def _read_parquet(path: Path, columns: list[str]) -> pa.Table:
     return pq.read_table(path, columns=columns)
 
 
-def read_scores(path: os.PathLike | str, columns: list[str]) -> tuple[pa.ChunkedArray, dict[str, np.ndarray]]:
-    """Ids and the named score columns as float64. Rejects nulls, NaN/inf and negative self-influence."""
-    path = Path(path)
-    table = _read_parquet(path, ["id", *columns])
-    ids = table.column("id")
-    if ids.null_count:
-        raise InputError(path, f"{ids.null_count} rows have no id")
-    scores = {}
-    for name in columns:
-        col = table.column(name)
-        values = col.to_numpy().astype(np.float64, copy=False)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            first = int(np.argmax(bad))
-            raise InputError(
-                path,
-                f"column {name}: {int(bad.sum())} missing or non-finite values",
-                record=ids[first].as_py(),
-            )
-        if name == "self_influence" and (values < 0).any():
-            first = int(np.argmax(values < 0))
-            raise InputError(
-                path,
-                f"column self_influence: {int((values < 0).sum())} negative values; self-influence is a sum "
-                "of squares (the official code stores -s: negate such scores before selection)",
-                record=ids[first].as_py(),
-            )
-        scores[name] = values
-    return ids, scores
-
-
 def load_candidates(
     scores_path: os.PathLike | str,
     pool_dir: os.PathLike | str,
@@ -99,7 +69,8 @@ def load_candidates(
     need_clusters: bool = False,
 ) -> Candidates:
     scores_path, pool_dir = Path(scores_path), Path(pool_dir)
-    ids, scores = read_scores(scores_path, score_columns)
+    scored = read_scores(scores_path, score_columns)
+    ids, scores = scored.ids, scored.columns
     table_file = pool.table_path(pool_dir)
     pool_cols = _columns(table_file)
     if family_regex is not None and "description" not in pool_cols:

@@ -25,7 +25,6 @@ from bioprune import __version__, pool
 from bioprune.atomic import staged_dir
 from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
-from bioprune.fasta import FastaWriter, read_fasta
 from bioprune.influence.length import length_diagnostics
 from bioprune.select import strategies as st
 from bioprune.select.budget import Budget, parse_budget
@@ -42,7 +41,6 @@ from bioprune.select.summary import (
 log = logging.getLogger("bioprune.select")
 
 DEFAULT_FAMILY_REGEX = r"^(\S+)"
-_PROGRESS_EVERY = 1_000_000
 REPORT_STRATA = 10  # summary.json compares every selection's lengths with the pool's over its deciles
 
 
@@ -257,9 +255,10 @@ def run(args: argparse.Namespace) -> int:
     with staged_dir(args.out) as stage:
         t0 = time.perf_counter()
         _write_ids(stage / "ids.txt", ids)
-        _write_coreset(
-            pool.fasta_path(args.pool), cand.pool_rows[in_pool_order], ids, stage / "coreset.fasta.gz"
-        )
+        # the pool's own records, each checked against the pool table (so against the ids above)
+        keep = np.zeros(cand.n_pool, dtype=bool)
+        keep[cand.pool_rows[rows]] = True
+        pool.copy_records(args.pool, keep, stage / "coreset.fasta.gz")
         out.summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
         from bioprune.select import plots  # matplotlib only when writing the figure
 
@@ -285,33 +284,6 @@ def _write_ids(path: Path, ids: pa.ChunkedArray | pa.Array, chunk: int = 1 << 20
     with open(path, "w") as fh:
         for start in range(0, len(ids), chunk):
             fh.write("\n".join(ids.slice(start, chunk).to_pylist()) + "\n")
-
-
-def _write_coreset(fasta: Path, rows: np.ndarray, ids, out: Path) -> None:
-    """Stream the pool FASTA, writing the records at ``rows`` (ascending); checks each id against the
-    table so a FASTA out of step with its table is an error, not a wrong coreset."""
-    if len(rows) == 0:
-        return
-    expected = ids.to_pylist() if len(ids) <= 4 * _PROGRESS_EVERY else None
-    j = 0
-    with FastaWriter(out) as writer:
-        for i, rec in enumerate(read_fasta(fasta)):
-            if i % _PROGRESS_EVERY == 0 and i:
-                log.info("coreset: %d records read, %d written", i, j)
-            if i != rows[j]:
-                continue
-            want = expected[j] if expected is not None else ids[j].as_py()
-            if rec.id != want:
-                raise InputError(
-                    fasta,
-                    f"record {i + 1} is {rec.id!r} but the pool table has {want!r} there",
-                    line=rec.line,
-                )
-            writer.write(rec.id, rec.seq, rec.description)
-            j += 1
-            if j == len(rows):
-                return
-    raise InputError(fasta, f"has fewer records than its table: row {int(rows[j]) + 1} is missing")
 
 
 # --- select-report -------------------------------------------------------------------------------

@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from bioprune import __version__
 from bioprune.alphabet import GAP_CHARS, WHITESPACE, Alphabet, get_alphabet
@@ -55,19 +54,22 @@ from bioprune.atomic import staged_dir
 from bioprune.dbn import is_dbn_path, read_dbn
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import read_fasta
-from bioprune.ingest import normalising_table, sequence_hash
-from bioprune.mmseqs import SEARCH_TYPE, MMseqs, thresholds, workdir, write_numbered_fasta
-from bioprune.pool import (
+from bioprune.pool.ingest import normalising_table
+from bioprune.pool.io import (
     BATCH_ROWS,
     FASTA_NAME,
     TABLE_NAME,
     fasta_path,
+    open_pool,
+    parquet_file,
     refuse_empty,
+    sequence_hash,
     table_path,
     take_ids,
     write_pool,
     write_report,
 )
+from bioprune.pool.mmseqs import SEARCH_TYPE, MMseqs, thresholds, workdir, write_numbered_fasta
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +196,7 @@ def exact_matches(src: Path, evals: Evals) -> dict[int, list[int]]:
     if not evals.by_hash:
         return found
     values = pa.array(list(evals.by_hash))
-    pf = pq.ParquetFile(table_path(src))
+    pf = parquet_file(table_path(src))
     if "hash" not in pf.schema_arrow.names:
         raise InputError(table_path(src), "has no 'hash' column; not a bioprune pool table?")
     start = 0
@@ -281,8 +283,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     alphabet = get_alphabet(args.alphabet)
     src: Path = args.input
-    fasta_path(src)  # fail early, naming the folder, when it is not a pool
-    n_rows = pq.ParquetFile(table_path(src)).metadata.num_rows
+    n_rows = open_pool(src).n_rows  # fails early, naming the folder, when it is not a pool
     refuse_empty(src, n_rows, "decontaminate")
     sets = parse_eval_args(args.evals)
     settings = {

@@ -33,7 +33,7 @@ from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter
-from bioprune.pool import (
+from bioprune.pool.io import (
     BATCH_ROWS,
     PROGRESS_EVERY,
     fasta_path,

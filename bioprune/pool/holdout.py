@@ -34,7 +34,7 @@ import numpy as np
 from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
-from bioprune.pool import parquet_file, read_column, table_path, take_ids, write_pool, write_report
+from bioprune.pool.io import parquet_file, read_column, table_path, take_ids, write_pool, write_report
 from bioprune.select.inputs import column_codes, family_of_texts
 
 log = logging.getLogger(__name__)

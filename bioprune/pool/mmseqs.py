@@ -29,7 +29,7 @@ import numpy as np
 
 from bioprune.atomic import owner_tag, remove_stale
 from bioprune.errors import InputError, ToolError
-from bioprune.pool import fasta_path, iter_pool, read_column
+from bioprune.pool.io import fasta_path, iter_pool, read_column
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,16 @@ from bioprune.alphabet import ALPHABETS, GAP_CHARS, WHITESPACE, Alphabet, get_al
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import FastaWriter, iter_blocks
-from bioprune.pool import FASTA_NAME, TABLE_NAME, TABLE_SCHEMA, write_report
+from bioprune.pool.io import (
+    FASTA_NAME,
+    TABLE_NAME,
+    TABLE_SCHEMA,
+    hash_array,
+    int_array,
+    repeated_string,
+    string_array,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,49 +82,6 @@ def normalising_table(alphabet: Alphabet) -> bytes:
 def normalise(seq: bytes, alphabet: Alphabet) -> bytes:
     """One sequence as ingest normalises it (for tests and other steps; ingest itself works per block)."""
     return seq.translate(normalising_table(alphabet), GAP_CHARS + WHITESPACE)
-
-
-def sequence_hash(seq: bytes) -> str:
-    """The content hash stored in the pool table: hex xxh3-128 of the normalised sequence."""
-    return xxhash.xxh3_128_hexdigest(seq)
-
-
-# Arrow arrays are built from buffers: pa.array() and pa.scalar() import pandas on first use, which
-# costs each step ~0.5 s of start-up for nothing.
-
-
-def string_array(values: list[bytes]) -> pa.Array:
-    """A UTF-8 string array from bytes (raises pa.ArrowInvalid on invalid UTF-8)."""
-    offsets = np.zeros(len(values) + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), out=offsets[1:])
-    arr = _from_buffers(pa.string(), len(values), offsets.astype(np.int32), b"".join(values))
-    arr.validate(full=True)
-    return arr
-
-
-def repeated_string(value: str, n: int) -> pa.Array:
-    data = value.encode()
-    return _from_buffers(pa.string(), n, np.arange(n + 1, dtype=np.int32) * len(data), data * n)
-
-
-def int_array(values, dtype=np.int32) -> pa.Array:
-    a = np.ascontiguousarray(values, dtype)
-    return pa.Array.from_buffers(pa.from_numpy_dtype(a.dtype), len(a), [None, pa.py_buffer(a)])
-
-
-def bool_array(mask: np.ndarray) -> pa.Array:
-    bits = np.packbits(np.asarray(mask, bool), bitorder="little")
-    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
-
-
-def _from_buffers(kind: pa.DataType, n: int, offsets: np.ndarray, data: bytes) -> pa.Array:
-    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-
-
-def hash_array(seqs: list[bytes]) -> pa.Array:
-    """The ``hash`` column: hex xxh3-128 of each sequence (same text as ``xxh3_128_hexdigest``)."""
-    hexes = b"".join(map(xxhash.xxh3_128_digest, seqs)).hex().encode()
-    return _from_buffers(pa.string(), len(seqs), np.arange(len(seqs) + 1, dtype=np.int32) * 32, hexes)
 
 
 def _show_char(byte: int) -> str:

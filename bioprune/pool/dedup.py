@@ -5,8 +5,8 @@ column written by ingest; a chance collision needs ~2^64 distinct sequences). Me
 by working from the hash column: each hash becomes two uint64s (16 bytes a record, ~40 at the peak
 of the sort), a stable sort groups equal hashes with the earliest row first, and the kept/duplicate
 decision is a boolean mask. Ids are read a row group at a time; only those of kept records that
-have duplicates are held. Sequences are never held: the FASTA is streamed block by block and only
-the kept records are written.
+have duplicates are held. Sequences are never held: the FASTA is streamed block by block, checked
+against the table, and only the kept records are written (:func:`bioprune.pool.io.copy_records`).
 
 Outputs (atomically): ``sequences.fasta.gz`` and ``sequences.parquet`` (kept rows, input order and
 columns kept), ``duplicates.tsv`` (``duplicate_id<TAB>kept_id``, one line per removed record, in
@@ -20,7 +20,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from itertools import compress
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +30,22 @@ import pyarrow.parquet as pq
 from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
-from bioprune.fasta import FastaWriter, iter_blocks
-from bioprune.ingest import bool_array, int_array, repeated_string
-from bioprune.pool import FASTA_NAME, TABLE_NAME, fasta_path, table_path, write_report
+from bioprune.pool.io import (
+    FASTA_NAME,
+    TABLE_NAME,
+    bool_array,
+    copy_records,
+    int_array,
+    open_pool,
+    repeated_string,
+    write_report,
+)
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "dedup_report.json"
 DUPLICATES_NAME = "duplicates.tsv"
 HASH_HEX_CHARS = 32  # xxh3-128
-PROGRESS_EVERY = 1_000_000
 
 
 def hashes_to_u64(column: pa.Array | pa.ChunkedArray, path: Path, first_row: int = 0) -> np.ndarray:
@@ -109,11 +114,8 @@ def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:
     src, out = Path(in_dir), Path(out_dir)
     if src.resolve() == out.resolve():
         raise ConfigError(f"--out {out} is the input folder; write the deduplicated pool elsewhere")
-    fasta_in, table_in = fasta_path(src), table_path(src)
-    try:
-        pf = pq.ParquetFile(table_in)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(table_in, f"not a readable Parquet table ({exc})") from exc
+    pool = open_pool(src)
+    table_in, pf = pool.table, pool.parquet
     missing = {"id", "hash"} - set(pf.schema_arrow.names)
     if missing:
         raise InputError(table_in, f"missing column(s) {sorted(missing)}; not written by bioprune ingest?")
@@ -144,7 +146,7 @@ def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:
     with staged_dir(out) as stage:
         _write_duplicates(ids, dup_rows, np.searchsorted(reps, kept_rows), rep_ids, stage / DUPLICATES_NAME)
         _write_table(pf, table_in, keep, stage / TABLE_NAME)
-        _write_fasta(fasta_in, keep, ids, stage / FASTA_NAME)
+        copy_records(pool, keep, stage / FASTA_NAME)
         report = _report(src, n, n_kept, dup_rows, kept_rows, reps, rep_ids)
         write_report(stage / REPORT_NAME, report)
     log.info("kept %d of %d records (%d duplicates)", n_kept, n, n - n_kept)
@@ -158,15 +160,11 @@ class _Ids:
         self.pf, self.path = pf, path
         sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
         self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-        self.first_ids: dict[int, str] = {}  # first row of each row group -> its id, for checks
 
     def group(self, i: int) -> pa.Array:
         with _readable(self.path):
             col = self.pf.read_row_group(i, columns=["id"], use_threads=False).column(0)
-        arr = col.combine_chunks()
-        if len(arr):
-            self.first_ids[int(self.starts[i])] = arr[0].as_py()
-        return arr
+        return col.combine_chunks()
 
     def spans(self, rows: np.ndarray) -> Iterator[tuple[pa.Array, np.ndarray]]:
         """For sorted ``rows``: (ids of a row group, positions in it of the rows that fall there)."""
@@ -220,54 +218,6 @@ def _write_table(pf: pq.ParquetFile, src: Path, keep: np.ndarray, path: Path) ->
             mask = keep[row : row + group.num_rows]
             row += group.num_rows
             writer.write_table(group.filter(bool_array(mask)))
-
-
-def _write_fasta(src: Path, keep: np.ndarray, ids: _Ids, path: Path) -> None:
-    """Stream the pool FASTA (one header line and one sequence line per record) and keep the kept records."""
-    n = len(keep)
-    row = 0
-    next_log = PROGRESS_EVERY
-    with FastaWriter(path) as writer:
-        for first_line, block in iter_blocks(src):
-            lines = block.split(b"\n")
-            if lines[-1] == b"":
-                lines.pop()
-            m = len(lines) // 2
-            # Pool FASTA is unwrapped: anything but header/sequence pairs means a foreign or damaged file.
-            # (Every even line a header, no '>' in odd lines; single-byte searches are the fast ones.)
-            heads, seqs = lines[0::2], lines[1::2]
-            if len(lines) % 2 or b"\n".join(heads).count(b"\n>") + 1 != m or b">" in b"".join(seqs):
-                raise InputError(
-                    src, "not an unwrapped pool FASTA (header/sequence line pairs)", line=first_line
-                )
-            if row + m > n:
-                raise InputError(
-                    src, f"more records than the table's {n} rows; rerun ingest", line=first_line
-                )
-            # Spot check that FASTA and table are in step: the first record of every row group.
-            for at in ids.starts[(ids.starts >= row) & (ids.starts < row + m)].tolist():
-                got = lines[2 * (at - row)][1:].split(None, 1)[0].decode("utf-8", "replace")
-                want = ids.first_ids.get(at)
-                if want is None:
-                    want = ids.group(int(np.searchsorted(ids.starts, at)))[0].as_py()
-                if got != want:
-                    msg = f"record {got!r} but the table's row {at} is {want!r}; rerun ingest"
-                    raise InputError(src, msg, line=first_line + 2 * (at - row))
-            mask = keep[row : row + m]
-            if mask.all():
-                writer.write_block(block if block.endswith(b"\n") else block + b"\n", m)
-            elif mask.any():
-                sel = mask.tolist()
-                kept_lines: list[bytes] = [b""] * (2 * int(mask.sum()))
-                kept_lines[0::2] = compress(heads, sel)
-                kept_lines[1::2] = compress(seqs, sel)
-                writer.write_block(b"\n".join(kept_lines) + b"\n", len(kept_lines) // 2)
-            row += m
-            if row >= next_log:
-                log.info("%s: %d of %d records streamed", src, row, n)
-                next_log += PROGRESS_EVERY
-    if row != n:
-        raise InputError(src, f"{row} records but the table has {n} rows; rerun ingest")
 
 
 def _report(src: Path, n: int, n_kept: int, dup_rows, kept_rows, reps, rep_ids: pa.Array) -> dict:

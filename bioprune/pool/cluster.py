@@ -56,13 +56,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, ToolError
-from bioprune.mmseqs import MMseqs, thresholds, workdir, write_numbered_fasta
-from bioprune.pool import fasta_path, read_column, refuse_empty, table_path, write_pool, write_report
+from bioprune.pool.io import open_pool, read_column, refuse_empty, write_pool, write_report
+from bioprune.pool.mmseqs import MMseqs, thresholds, workdir, write_numbered_fasta
 
 log = logging.getLogger(__name__)
 
@@ -359,8 +358,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     args.method = args.method or DEFAULT_METHOD[args.alphabet]
     src: Path = args.input
-    fasta_path(src)
-    n_rows = pq.ParquetFile(table_path(src)).metadata.num_rows
+    n_rows = open_pool(src).n_rows
     refuse_empty(src, n_rows, "cluster")
     start = time.perf_counter()
     mm = MMseqs(args.threads)

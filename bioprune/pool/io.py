@@ -1,0 +1,355 @@
+"""The pool folder every pool step reads and writes.
+
+A pool folder holds ``sequences.fasta.gz`` (normalised, unwrapped) and ``sequences.parquet``, one
+row per sequence in the same order, with at least the columns of :data:`TABLE_COLUMNS`. Later steps
+may add columns (``cluster``...). Each step also writes its own ``<step>_report.json``.
+
+:func:`iter_pool` streams a pool's records checked against its table; :func:`write_pool` copies a pool,
+filtered and with new columns, holding one batch of table rows at a time. Both stream the FASTA through
+one checked reader (:func:`_checked_blocks`): every record's id is compared with the table's ``id`` at
+its row, whichever step reads the pool, so a FASTA and table that do not belong together fail loudly
+(file and line named) instead of shifting every later row. :func:`copy_records` is the streaming filter
+("keep these rows") that the pool steps, select's coreset and the reference's D_sub share.
+
+The hash and Arrow helpers of the pool table (:func:`sequence_hash`, :func:`hash_array`, arrays built
+from buffers) live here too: ingest writes the table with them, dedup and decontaminate read it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from bioprune.errors import InputError
+from bioprune.fasta import FastaWriter, Record, iter_blocks
+
+log = logging.getLogger(__name__)
+
+FASTA_NAME = "sequences.fasta.gz"
+TABLE_NAME = "sequences.parquet"
+
+# id: first word of the header; description: the rest; source: input file the record came from;
+# length: residues after normalisation; hash: hex xxh3-128 of the normalised sequence.
+TABLE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("description", pa.string()),
+        ("source", pa.string()),
+        ("length", pa.int32()),
+        ("hash", pa.string()),
+    ]
+)
+TABLE_COLUMNS = TABLE_SCHEMA.names
+BATCH_ROWS = 1 << 16  # table rows streamed at a time
+PROGRESS_EVERY = 1_000_000
+
+
+def fasta_path(pool_dir: os.PathLike | str) -> Path:
+    return _existing(Path(pool_dir) / FASTA_NAME)
+
+
+def table_path(pool_dir: os.PathLike | str) -> Path:
+    return _existing(Path(pool_dir) / TABLE_NAME)
+
+
+def read_table(pool_dir: os.PathLike | str, columns: list[str] | None = None) -> pa.Table:
+    path = table_path(pool_dir)
+    try:
+        return pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(path, f"not a readable Parquet table ({exc})") from exc
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise InputError(path.parent, f"not a bioprune pool folder: {path.name} is missing")
+    return path
+
+
+def refuse_empty(pool_dir: os.PathLike | str, n_rows: int, step: str) -> None:
+    """A step never passes on an empty pool: the run would only fail later, far from the cause."""
+    if n_rows == 0:
+        raise InputError(
+            pool_dir,
+            f"the pool is empty (0 sequences), nothing to {step}; see the report of the step that wrote it",
+        )
+
+
+def write_report(path: os.PathLike | str, report: dict) -> None:
+    Path(path).write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+
+
+@dataclass(frozen=True)
+class PoolFiles:
+    """A pool folder opened for reading: its two files and its table opened for streaming."""
+
+    dir: Path
+    fasta: Path
+    table: Path
+    parquet: pq.ParquetFile
+
+    @property
+    def n_rows(self) -> int:
+        return self.parquet.metadata.num_rows
+
+
+def open_pool(pool_dir: os.PathLike | str | PoolFiles) -> PoolFiles:
+    """Open a pool folder; a missing file or an unreadable table is an InputError naming it."""
+    if isinstance(pool_dir, PoolFiles):
+        return pool_dir
+    fasta, table = fasta_path(pool_dir), table_path(pool_dir)
+    return PoolFiles(Path(pool_dir), fasta, table, parquet_file(table))
+
+
+def parquet_file(path: Path) -> pq.ParquetFile:
+    """A Parquet table opened for streaming; an unreadable file is an InputError naming it."""
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(path, f"not a readable Parquet table ({exc})") from exc
+
+
+def read_column(pool_dir: Path, name: str) -> pa.ChunkedArray:
+    """One column of the pool table (e.g. ``length``), without reading the others."""
+    path = table_path(pool_dir)
+    pf = parquet_file(path)
+    if name not in pf.schema_arrow.names:
+        raise InputError(path, f"has no {name!r} column; not a bioprune pool table?")
+    return pf.read(columns=[name]).column(0)
+
+
+def take_ids(pool_dir: Path, rows: np.ndarray) -> list[str]:
+    """Ids of the given rows (sorted ascending), streaming the id column instead of holding it."""
+    out: list[str] = []
+    if len(rows) == 0:
+        return out
+    pf = parquet_file(table_path(pool_dir))
+    start = 0
+    for batch in pf.iter_batches(columns=["id"], batch_size=BATCH_ROWS):
+        stop = start + batch.num_rows
+        lo, hi = np.searchsorted(rows, [start, stop])
+        if hi > lo:
+            out += batch.column(0).take(pa.array(rows[lo:hi] - start)).to_pylist()
+        start = stop
+    return out
+
+
+# -- the pool table's hash and Arrow helpers --------------------------------------------------------
+
+
+def sequence_hash(seq: bytes) -> str:
+    """The content hash stored in the pool table: hex xxh3-128 of the normalised sequence."""
+    return xxhash.xxh3_128_hexdigest(seq)
+
+
+# Arrow arrays are built from buffers: pa.array() and pa.scalar() import pandas on first use, which
+# costs each step ~0.5 s of start-up for nothing.
+
+
+def string_array(values: list[bytes]) -> pa.Array:
+    """A UTF-8 string array from bytes (raises pa.ArrowInvalid on invalid UTF-8)."""
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, values), np.int64, len(values)), out=offsets[1:])
+    arr = _from_buffers(pa.string(), len(values), offsets.astype(np.int32), b"".join(values))
+    arr.validate(full=True)
+    return arr
+
+
+def repeated_string(value: str, n: int) -> pa.Array:
+    data = value.encode()
+    return _from_buffers(pa.string(), n, np.arange(n + 1, dtype=np.int32) * len(data), data * n)
+
+
+def int_array(values, dtype=np.int32) -> pa.Array:
+    a = np.ascontiguousarray(values, dtype)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(a.dtype), len(a), [None, pa.py_buffer(a)])
+
+
+def bool_array(mask: np.ndarray) -> pa.Array:
+    bits = np.packbits(np.asarray(mask, bool), bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+
+
+def _from_buffers(kind: pa.DataType, n: int, offsets: np.ndarray, data: bytes) -> pa.Array:
+    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def hash_array(seqs: list[bytes]) -> pa.Array:
+    """The ``hash`` column: hex xxh3-128 of each sequence (same text as ``xxh3_128_hexdigest``)."""
+    hexes = b"".join(map(xxhash.xxh3_128_digest, seqs)).hex().encode()
+    return _from_buffers(pa.string(), len(seqs), np.arange(len(seqs) + 1, dtype=np.int32) * 32, hexes)
+
+
+# -- streaming a pool folder, checked against its table ---------------------------------------------
+
+
+@dataclass(slots=True)
+class _Block:
+    """Records ``row .. row + len(heads) - 1`` of a pool FASTA, as lines without their newlines."""
+
+    row: int
+    first_line: int  # 1-based line of the first header
+    heads: list[bytes]  # ">id description"
+    seqs: list[bytes]
+
+
+class _TableIds:
+    """The table's ``id`` column, handed out in runs of consecutive rows (one batch held at a time)."""
+
+    def __init__(self, pool: PoolFiles):
+        self._batches = pool.parquet.iter_batches(columns=["id"], batch_size=BATCH_ROWS)
+        self._held: list[pa.Array] = []
+        self._n_held = 0
+
+    def next(self, n: int) -> pa.Array:
+        """The ids of the next ``n`` rows (fewer at the end of the table)."""
+        while self._n_held < n:
+            batch = next(self._batches, None)
+            if batch is None:
+                break
+            col = batch.column(0)
+            if col.type != pa.string():
+                col = col.cast(pa.string())
+            self._held.append(col)
+            self._n_held += len(col)
+        if not self._held:
+            return string_array([])
+        held = self._held[0] if len(self._held) == 1 else pa.concat_arrays(self._held)
+        out, rest = held.slice(0, n), held.slice(n)
+        self._held, self._n_held = ([rest] if len(rest) else []), len(rest)
+        return out
+
+
+def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
+    """The records of a pool's FASTA in blocks, in table order, each id checked against the table.
+
+    This is the pool's one integrity check, shared by every reader of a pool: the FASTA must be unwrapped
+    (one header and one sequence line per record, as :class:`~bioprune.fasta.FastaWriter` writes it), hold
+    exactly the table's rows, and every record's id must be the table's ``id`` at its row. Ids are
+    compared a block at a time in Arrow, so checking all of them costs about as much as checking none.
+    """
+    fasta, n = pool.fasta, pool.n_rows
+    if n == 0:
+        return
+    table_ids = _TableIds(pool)
+    row = 0
+    for first_line, block in iter_blocks(fasta):
+        lines = block.rstrip(b"\n").split(b"\n")
+        m = len(lines) // 2
+        heads, seqs = lines[0::2], lines[1::2]
+        # Every even line a header, no '>' in odd lines (single-byte searches are the fast ones).
+        if len(lines) % 2 or b"\n".join(heads).count(b"\n>") + 1 != m or b">" in b"".join(seqs):
+            raise InputError(
+                fasta, "not an unwrapped pool FASTA (header/sequence line pairs)", line=first_line
+            )
+        ids = [h.split(None, 1)[0][1:] for h in heads]
+        try:
+            got = string_array(ids)
+        except pa.ArrowInvalid:
+            for k, h in enumerate(heads):
+                try:
+                    h.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    msg = f"header is not valid UTF-8 ({exc.reason})"
+                    raise InputError(fasta, msg, line=first_line + 2 * k) from exc
+            raise
+        want = table_ids.next(m)
+        if not got.slice(0, len(want)).equals(want):
+            for k, (g, w) in enumerate(zip(got.to_pylist(), want.to_pylist(), strict=False)):
+                if g != w:
+                    msg = f"record {g!r} is row {row + k} but the pool table has {w!r} there"
+                    raise InputError(fasta, msg, line=first_line + 2 * k)
+        if len(want) < m:
+            line = first_line + 2 * len(want)
+            raise InputError(fasta, f"has more records than the {n} rows of the table", line=line)
+        yield _Block(row, first_line, heads, seqs)
+        row += m
+    if row != n:
+        raise InputError(fasta, f"has {row} records but the table has {n} rows")
+
+
+def iter_pool(pool_dir: os.PathLike | str | PoolFiles) -> Iterator[tuple[int, Record]]:
+    """Yield ``(row, record)`` for every sequence of a pool folder, in table order, each record's id
+    checked against the table (see :func:`_checked_blocks`)."""
+    for block in _checked_blocks(open_pool(pool_dir)):
+        for k, (head, seq) in enumerate(zip(block.heads, block.seqs, strict=True)):
+            parts = head[1:].split(None, 1)  # the id ends at the first whitespace, as ingest cut it
+            desc = parts[1].strip().decode("utf-8") if len(parts) > 1 else ""
+            yield block.row + k, Record(parts[0].decode("utf-8"), desc, seq, block.first_line + 2 * k)
+
+
+def copy_records(pool_dir: os.PathLike | str | PoolFiles, keep: np.ndarray | None, out: Path) -> int:
+    """Stream the pool's FASTA into ``out``, only the records whose row is true in ``keep`` (a boolean mask
+    over the table's rows; None keeps all), checked against the table as :func:`iter_pool` does. Writes
+    the same bytes as :meth:`FastaWriter.write` record by record. Returns the records written."""
+    pool = open_pool(pool_dir)
+    n = pool.n_rows
+    if keep is not None and len(keep) != n:
+        raise ValueError(f"keep has {len(keep)} entries for {n} rows")
+    next_log = PROGRESS_EVERY
+    start_time = time.perf_counter()
+    with FastaWriter(out) as writer:
+        for block in _checked_blocks(pool):
+            heads, seqs = block.heads, block.seqs
+            stop = block.row + len(heads)
+            mask = None if keep is None else keep[block.row : stop]
+            if mask is not None and not mask.all():
+                sel = np.flatnonzero(mask).tolist()
+                heads, seqs = [heads[i] for i in sel], [seqs[i] for i in sel]
+            writer.write_pairs(heads, seqs)
+            if stop >= next_log:
+                rate = stop / max(time.perf_counter() - start_time, 1e-9)
+                log.info("%s: %d of %d records streamed (%.0f/s)", pool.fasta, stop, n, rate)
+                next_log += PROGRESS_EVERY
+        return writer.n
+
+
+def write_pool(
+    src: os.PathLike | str | PoolFiles,
+    stage: Path,
+    keep: np.ndarray | None = None,
+    new_columns: list[pa.Field] | None = None,
+    columns_for: Callable[[int, int], list[pa.Array]] | None = None,
+) -> int:
+    """Copy the pool in ``src`` to ``stage`` (FASTA + table), only rows where ``keep`` is true.
+
+    ``columns_for(start, stop)`` gives the values of ``new_columns`` for table rows ``start:stop`` (before
+    filtering); a column of the same name already in the table is replaced. Returns the rows written.
+    """
+    pool = open_pool(src)
+    new_columns = new_columns or []
+    pf = pool.parquet
+    n_rows = pool.n_rows
+    if keep is not None and len(keep) != n_rows:
+        raise ValueError(f"keep has {len(keep)} entries for {n_rows} rows")
+    written_fasta = copy_records(pool, keep, stage / FASTA_NAME)
+    replaced = {f.name for f in new_columns}
+    base = [f for f in pf.schema_arrow if f.name not in replaced]
+    schema = pa.schema(base + new_columns)
+    written = 0
+    with pq.ParquetWriter(stage / TABLE_NAME, schema, compression="zstd") as writer:
+        start = 0
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS):
+            stop = start + batch.num_rows
+            arrays = [batch.column(f.name) for f in base]
+            if new_columns:
+                arrays += columns_for(start, stop)
+            out = pa.RecordBatch.from_arrays(arrays, schema=schema)
+            if keep is not None:
+                out = out.filter(bool_array(keep[start:stop]))
+            writer.write_batch(out)
+            written += out.num_rows
+            start = stop
+    if written != written_fasta:  # cannot happen: both follow the same mask over the same rows
+        raise RuntimeError(f"{written_fasta} records but {written} table rows written")
+    return written
