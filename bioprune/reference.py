@@ -28,7 +28,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from bioprune import pool as pool_mod
 from bioprune.atomic import atomic_path, output_errors, staged_dir
 from bioprune.cli import seed
 from bioprune.errors import ConfigError
@@ -41,6 +40,7 @@ from bioprune.models.train_cli import (
     model_from_args,
     settings_from_args,
 )
+from bioprune.pool import io as pool_mod
 
 log = logging.getLogger(__name__)
 

@@ -226,5 +226,5 @@ def test_the_checker_hides_what_an_env_lacks(tmp_path):
     lines = [json.loads(x) for x in (tmp_path / "envcheck.jsonl").read_text().splitlines()]
     assert [(x["step"], x["env"], ours(x)) for x in lines] == [
         ("ingest", "envs/pool.yaml", []),
-        ("ingest", "envs/pool.yaml", [["pyarrow", "bioprune.pool.io"]]),
+        ("ingest", "envs/pool.yaml", [["pyarrow", "bioprune.pool.ingest"]]),
     ]

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bioprune import pool
 from bioprune.errors import ConfigError, InputError
 from bioprune.influence.score_table import read_scores
+from bioprune.pool import io as pool
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bioprune import __version__, pool
+from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.influence.length import length_diagnostics
+from bioprune.pool import io as pool
 from bioprune.select import strategies as st
 from bioprune.select.budget import Budget, parse_budget
 from bioprune.select.inputs import SCORE_COLUMNS, Candidates, load_candidates, parse_family_regex
