@@ -15,15 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-# The example trimmed so that one run of the whole workflow takes a few minutes on CI's 2 cores: every
-# stage runs, with fewer strategies, one budget, 1-epoch models and the cheaper downstream tasks.
-# The full default config runs the same rules with more of each.
-LIGHT = {
-    "reference": {"scratch_epochs": 1},
-    "select": {"strategies": ["topi", "cci", "random"], "rates": [0.9], "random_multipliers": [1]},
-    "pretrain": {"epochs": 1, "strategies": ["topi", "cci", "random1x"], "untrained_baseline": False},
-    "evaluate": {"tasks": {"trna_ss": {"enabled": False}}},
-}
+# The example trimmed so that one run of the whole workflow takes a few minutes (.test/light.yaml, shared
+# with CI and other tests): every stage runs, with fewer strategies, one budget and 1-epoch models.
+LIGHT = yaml.safe_load((ROOT / ".test" / "light.yaml").read_text())
 
 
 def light_config(**overrides) -> dict:
