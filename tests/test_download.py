@@ -226,6 +226,7 @@ def test_dry_run_plans_the_downloads_of_a_real_data_config(tmp_path):
     assert not data.exists()  # a dry run fetches nothing
 
 
+@pytest.mark.workflow
 def test_the_rule_downloads_then_reuses_then_refuses_a_bad_copy(tmp_path, source):
     """Run the rule for real on a file:// registry (config data_registry), then plan again."""
     registry = write_registry(tmp_path, {"toy.fasta": {"url": source.as_uri(), "sha256": sha(FASTA)}})

@@ -230,6 +230,7 @@ def test_training_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     assert [x["step"] for x in lines if x["kind"] == "train"] == list(range(1, 61))  # each step once
 
 
+@pytest.mark.workflow
 def test_two_identical_runs_select_byte_identical_ids(example_run, tmp_path):
     """A second run of the shared example from scratch, up to the selections: every ids.txt, and the RNA
     clusters, are byte-equal to the first run's (pool, reference training, scoring and sampling are all

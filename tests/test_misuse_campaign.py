@@ -747,6 +747,7 @@ def test_two_writers_of_one_file_at_once(tmp_path):
 # -- paths with spaces through the workflow ----------------------------------------------------------------
 
 
+@pytest.mark.workflow
 def test_paths_with_spaces_through_the_workflow(tmp_path):
     """The rules did not quote {input} / {params.out}: a results folder or an input with a space broke
     the run, and messages named files that do not exist (issue 12.6). Every job's command line must keep

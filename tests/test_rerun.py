@@ -28,6 +28,9 @@ UPSTREAM = {
     "merge_scores",
 }
 
+# every test here plans against the shared example run (conftest.example_run)
+pytestmark = pytest.mark.workflow
+
 
 @pytest.fixture
 def finished_run(example_run):

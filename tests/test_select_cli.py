@@ -312,6 +312,7 @@ def planned_jobs(workdir: Path) -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_changing_cci_beta_reruns_only_cci_selections_and_what_follows(tmp_path):
     pool, scores = write_pool(tmp_path / "data", n=200)
     results = tmp_path / "results"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 import yaml
 from snakemake.utils import update_config
 from snakemake_plan import plan
@@ -49,6 +50,7 @@ def run_snakemake(
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env)
 
 
+@pytest.mark.workflow
 def test_pool_stage_counts_add_up(example_run):
     tmp_path, _ = example_run
     pool = tmp_path / "results" / "pool"
@@ -73,6 +75,7 @@ def test_pool_stage_counts_add_up(example_run):
     assert (tmp_path / "logs" / "ingest.log").exists()
 
 
+@pytest.mark.workflow
 def test_every_stage_reaches_the_report(example_run):
     tmp_path, _ = example_run
     results = tmp_path / "results"
@@ -89,6 +92,7 @@ def test_every_stage_reaches_the_report(example_run):
     assert "| rate0.9 | topi | trna_isotype accuracy | 1 |" in verdict and "n < 2: no test" in verdict
 
 
+@pytest.mark.workflow
 def test_rerun_is_a_no_op(example_run):
     tmp_path, config = example_run
     assert plan(tmp_path, "--configfile", str(config), snakefile=ROOT / "Snakefile").jobs == []
@@ -102,6 +106,7 @@ def test_bad_config_stops_at_start_with_the_key(tmp_path):
     assert "shard.n_shards: 0 is less than the minimum of 1" in proc.stdout + proc.stderr
 
 
+@pytest.mark.workflow
 def test_html_report_holds_the_selection_figures(example_run):
     """snakemake --report: every selection's diagnostics and the coverage figure are in it, with their
     captions, beside the comparison report's figures."""
