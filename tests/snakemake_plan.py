@@ -1,9 +1,10 @@
 """What Snakemake would run, and why, read from its logger plugin interface instead of its text output.
 
 ``plan(workdir, *args)`` runs ``snakemake -n`` with the test logger plugin of
-tests/snakemake_plugins (``--logger bioprune-plan``), which records each planned job (rule, wildcards,
-reason) and the job stats as JSON lines. The text Snakemake prints for people (job blocks, the "Job
-stats" table) changes between versions; the fields of its log records are a plugin interface."""
+tests/snakemake_plugins (``--logger bioprune-plan``), which records each planned job (rule,
+wildcards, output files, reason) and the job stats as JSON lines. The text Snakemake prints for people
+(job blocks, the "Job stats" table) changes between versions; its log records' fields are a plugin
+interface."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ PLUGINS = Path(__file__).resolve().parent / "snakemake_plugins"
 class Job:
     rule: str
     wildcards: dict[str, str]
+    output: list[str]
     reason: str
 
     @property
@@ -43,6 +45,10 @@ class Plan:
     def wildcards(self, rule: str) -> list[dict[str, str]]:
         """The wildcards of every planned job of ``rule``."""
         return [job.wildcards for job in self.jobs if job.rule == rule]
+
+    def outputs(self, rule: str) -> list[str]:
+        """The output files of every planned job of ``rule``."""
+        return [f for job in self.jobs if job.rule == rule for f in job.output]
 
     def pairs(self) -> list[tuple[str, str]]:
         """(rule, wildcards text) of every planned job."""
@@ -70,7 +76,8 @@ def plan(
         lines = [json.loads(line) for line in Path(log).read_text().splitlines()]
     finally:
         os.unlink(log)
-    result = Plan([Job(x["rule"], x["wildcards"], x["reason"]) for x in lines if x["event"] == "job"])
+    jobs = [x for x in lines if x["event"] == "job"]
+    result = Plan([Job(x["rule"], x["wildcards"], x["output"], x["reason"]) for x in jobs])
     stats = [x["stats"] for x in lines if x["event"] == "stats"]
     # Snakemake's own job stats (logged before and after the job list) agree with the jobs recorded
     for table in stats:

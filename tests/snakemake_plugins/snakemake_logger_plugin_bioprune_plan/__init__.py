@@ -1,5 +1,5 @@
 """A Snakemake logger plugin (``--logger bioprune-plan``) for the tests: it writes every job of a run
-or dry run as one JSON line (job id, rule, wildcards, reason) to the file named by
+or dry run as one JSON line (job id, rule, wildcards, output files, reason) to the file named by
 ``BIOPRUNE_PLAN_LOG``, so tests ask Snakemake what it would run through the logger plugin interface
 (snakemake-interface-logger-plugins) instead of reading its text output. See tests/snakemake_plan.py."""
 
@@ -26,6 +26,7 @@ class LogHandler(LogHandlerBase):
                 "jobid": record.jobid,
                 "rule": record.rule_name,
                 "wildcards": {k: str(v) for k, v in (record.wildcards or {}).items()},
+                "output": [str(f) for f in record.output or ()],
                 "reason": record.reason,
             }
         elif event == LogEvent.RUN_INFO:
