@@ -1,10 +1,9 @@
 """What Snakemake would run, and why, read from its logger plugin interface instead of its text output.
 
-``plan(workdir, *args)`` runs ``snakemake -n`` with the test logger plugin of
-tests/snakemake_plugins (``--logger bioprune-plan``), which records each planned job (rule,
-wildcards, output files, reason) and the job stats as JSON lines. The text Snakemake prints for people
-(job blocks, the "Job stats" table) changes between versions; its log records' fields are a plugin
-interface."""
+``plan(workdir, *args)`` runs ``snakemake -n`` with the test logger plugin of tests/snakemake_plugins
+(``--logger bioprune-plan``), which records each planned job (rule, wildcards, output files, shell
+command, reason) and the job stats as JSON lines. The text Snakemake prints for people (job blocks, the
+"Job stats" table) changes between versions; its log records' fields are a plugin interface."""
 
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ class Job:
     rule: str
     wildcards: dict[str, str]
     output: list[str]
+    shellcmd: str | None
     reason: str
 
     @property
@@ -77,7 +77,7 @@ def plan(
     finally:
         os.unlink(log)
     jobs = [x for x in lines if x["event"] == "job"]
-    result = Plan([Job(x["rule"], x["wildcards"], x["output"], x["reason"]) for x in jobs])
+    result = Plan([Job(x["rule"], x["wildcards"], x["output"], x["shellcmd"], x["reason"]) for x in jobs])
     stats = [x["stats"] for x in lines if x["event"] == "stats"]
     # Snakemake's own job stats (logged before and after the job list) agree with the jobs recorded
     for table in stats:

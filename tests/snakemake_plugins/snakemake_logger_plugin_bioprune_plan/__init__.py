@@ -1,7 +1,8 @@
 """A Snakemake logger plugin (``--logger bioprune-plan``) for the tests: it writes every job of a run
-or dry run as one JSON line (job id, rule, wildcards, output files, reason) to the file named by
-``BIOPRUNE_PLAN_LOG``, so tests ask Snakemake what it would run through the logger plugin interface
-(snakemake-interface-logger-plugins) instead of reading its text output. See tests/snakemake_plan.py."""
+or dry run as one JSON line (job id, rule, wildcards, output files, shell command, reason) to the file
+named by ``BIOPRUNE_PLAN_LOG``, so tests ask Snakemake what it would run through the logger plugin
+interface (snakemake-interface-logger-plugins) instead of reading its text output. See
+tests/snakemake_plan.py."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class LogHandler(LogHandlerBase):
                 "rule": record.rule_name,
                 "wildcards": {k: str(v) for k, v in (record.wildcards or {}).items()},
                 "output": [str(f) for f in record.output or ()],
+                "shellcmd": record.shellcmd,
                 "reason": record.reason,
             }
         elif event == LogEvent.RUN_INFO:
