@@ -695,6 +695,7 @@ def test_killed_mmseqs_scratch_is_removed_by_the_next_run(shared, tmp_path, monk
 # -- concurrency -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_selections_into_one_folder_at_once(shared, tmp_path):
     """Two processes writing the same selection folder: both succeed, one complete set remains, no
     staging folder is left."""

@@ -261,6 +261,7 @@ def test_fasta_out_of_step_with_its_table_is_an_error(data, tmp_path, capsys):
     assert not (tmp_path / "o" / "ids.txt").exists()
 
 
+@pytest.mark.slow
 def test_select_report_compares_selections(data, tmp_path):
     pool, scores = data
     dirs = []
