@@ -1,4 +1,6 @@
-"""Shared fixtures: the real-data folder (skipped when absent) and small FASTA files written by tests."""
+"""Shared fixtures: the real-data folder (skipped when absent), small FASTA files written by tests, and
+the shared example run (whose tests carry the ``workflow`` marker: ``pytest -m "not workflow and not
+slow"`` is the fast lane, see pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,15 @@ import pytest
 
 # ../shared/data beside the checkout (read-only real data; never copied into the repo).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items):
+    """A test of the shared example run is a workflow test even if its marker was forgotten: the fast lane
+    (-m "not workflow and not slow") must never start the run."""
+    for item in items:
+        if "example_run" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("workflow"):
+            item.add_marker(pytest.mark.workflow)
 
 
 @pytest.fixture

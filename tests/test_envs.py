@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -182,6 +183,7 @@ def ours(line: dict) -> list:
     return [a for a in line["blocked_imports"] if a[1].startswith("bioprune") and a not in FALLBACKS]
 
 
+@pytest.mark.workflow
 def test_example_run_ran_every_job_inside_its_env(example_run):
     """Each job of the shared example run saw only its environment's packages, and bioprune never tried an
     import its environment lacks (a caught one would mean a silent fallback, say to a slower gzip)."""

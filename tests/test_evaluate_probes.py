@@ -82,6 +82,7 @@ def test_dense_regression_probe():
     assert abs(pred.mean() - y[250:].mean()) < 1.0  # targets are de-standardised
 
 
+@pytest.mark.slow
 def test_pair_probe_learns_planted_pairs():
     # partners share a random vector; unpaired residues get their own: the outer product finds them
     rng = np.random.default_rng(2)
@@ -182,6 +183,7 @@ def test_evaluate_cli_on_carried_example(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "o" / "metrics.json").read_text())["metrics"] == first
 
 
+@pytest.mark.slow
 def test_evaluate_rna_ss_on_carried_example(monkeypatch):
     monkeypatch.chdir(ROOT)
     caps = {"train": 40, "valid": 20, "test": 20}

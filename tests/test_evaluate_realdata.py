@@ -83,6 +83,7 @@ def test_nrc_classification(shared_data):
     assert 0 <= out["metrics"]["accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_nrc_kmer_floor_beats_chance(shared_data):
     """The k-mer + length floor on a slice of nRC: far above the 1/13 of guessing, on the evaluate splits."""
     from bioprune.evaluate.floors import compute_floor

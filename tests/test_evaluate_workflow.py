@@ -146,6 +146,7 @@ def test_every_selection_label_is_a_strategy_wildcard_of_every_stage():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_the_rfam_study_plans_every_arm_with_three_seeds(tmp_path):
     """config/rfam_study.yaml (on rfam_full.yaml) plans every arm x 3 seeds through pretraining and

@@ -176,6 +176,7 @@ def test_unwritable_output_is_a_one_line_error(steps, unwritable, capsys, step):
     assert_one_line_error(capsys, step, rc, "permission denied", "read-only file system")
 
 
+@pytest.mark.slow
 def test_scoring_killed_mid_shard_then_rerun_gives_identical_scores(tmp_path):
     save_model(build_model("rnafm", "tiny", layers=1, hidden=32, heads=2, ffn=64, seed=1), tmp_path / "m.pt")
     seqs = random_seqs(1500, 30, 120, seed=5)
@@ -211,6 +212,7 @@ def test_scoring_killed_mid_shard_then_rerun_gives_identical_scores(tmp_path):
         assert np.array_equal(whole.column(name).to_numpy(), rerun.column(name).to_numpy()), name
 
 
+@pytest.mark.slow
 def test_training_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     data = toy_fasta(tmp_path / "toy.fa", n=200)
     common = [*TINY, "--threads", "1", "--max-steps", "60", "--checkpoint-every", "5", "--lr", "2e-3"]
@@ -230,6 +232,7 @@ def test_training_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     assert [x["step"] for x in lines if x["kind"] == "train"] == list(range(1, 61))  # each step once
 
 
+@pytest.mark.workflow
 def test_two_identical_runs_select_byte_identical_ids(example_run, tmp_path):
     """A second run of the shared example from scratch, up to the selections: every ids.txt, and the RNA
     clusters, are byte-equal to the first run's (pool, reference training, scoring and sampling are all

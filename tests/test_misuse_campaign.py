@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from snakemake_plan import plan
 
 from bioprune import atomic, cli
 from bioprune.config import validate_config
@@ -694,6 +695,7 @@ def test_killed_mmseqs_scratch_is_removed_by_the_next_run(shared, tmp_path, monk
 # -- concurrency -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_selections_into_one_folder_at_once(shared, tmp_path):
     """Two processes writing the same selection folder: both succeed, one complete set remains, no
     staging folder is left."""
@@ -747,6 +749,7 @@ def test_two_writers_of_one_file_at_once(tmp_path):
 # -- paths with spaces through the workflow ----------------------------------------------------------------
 
 
+@pytest.mark.workflow
 def test_paths_with_spaces_through_the_workflow(tmp_path):
     """The rules did not quote {input} / {params.out}: a results folder or an input with a space broke
     the run, and messages named files that do not exist (issue 12.6). Every job's command line must keep
@@ -768,13 +771,10 @@ def test_paths_with_spaces_through_the_workflow(tmp_path):
     (run_dir / "c.yaml").write_text(yaml.safe_dump(config))
     base = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(run_dir)]
     base += ["--configfile", str(run_dir / "c.yaml"), "--cores", "2"]
-    dry = subprocess.run([*base, "-n", "-p", "--forceall"], capture_output=True, text=True)
-    assert dry.returncode == 0, dry.stderr[-2000:]
-    commands = [
-        line.split("Shell command: ", 1)[1] for line in dry.stdout.splitlines() if "Shell command: " in line
-    ]
-    if not commands:  # older Snakemake prints the bare command lines
-        commands = [line for line in dry.stdout.splitlines() if "-m bioprune " in line]
+    planned = plan(
+        run_dir, "--configfile", str(run_dir / "c.yaml"), "--forceall", snakefile=ROOT / "Snakefile"
+    )
+    commands = [job.shellcmd for job in planned.jobs if job.shellcmd]
     assert len(commands) > 40
     split_paths = [
         (word, cmd[:120])

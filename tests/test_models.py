@@ -102,15 +102,43 @@ def test_mask_pads_controls_attention_to_pads():
         assert not torch.allclose(a, c, atol=1e-3), type(m).__name__
 
 
-def test_head_decomposition_matches_forward():
-    for m in (rna().eval(), esmc().eval()):
-        toks = m.batch(["ACGUAC", "GG"])
-        with torch.no_grad():
-            h = m.embed(toks)
-            y = m.head_dense(h)
-            assert y.shape[-1] == m.head_dense.out_features
-            assert torch.equal(m.head_after_dense(y), m(toks))
-        assert m.last_block is not None
+def test_esmc_logits_match_transformers_masked_lm():
+    """ESM-C's forward pass, which influence scoring splits at ``head_dense`` (embed -> head_dense ->
+    head_after_dense), gives the logits of transformers' own EsmcForMaskedLM on the same weights: the
+    hand-written rest of the head (GELU, LayerNorm, decoder) is the reference head, pads masked alike."""
+    m = esmc(seed=4).eval()
+    toks = m.batch(["MKLVAGC", "WY", "ACDEFGHIKLMNPQ"])
+    with torch.no_grad():
+        # trained-looking head weights: LayerNorm affine and biases away from their init of 1 and 0
+        for param in m.hf.lm_head.parameters():
+            param.add_(0.5 * torch.randn_like(param))
+        reference = m.hf(input_ids=toks, attention_mask=toks.ne(m.tokens.pad_idx).long()).logits
+        ours = m(toks)
+        assert ours.shape == (3, toks.shape[1], m.tokens.vocab_size)
+        assert torch.allclose(ours, reference, atol=1e-5)
+        # the split really goes through head_dense: the block influence scoring takes its gradient in
+        assert m.head_dense is m.hf.lm_head.dense
+        y = m.head_dense(m.embed(toks))
+        assert y.shape[-1] == m.head_dense.out_features
+        assert torch.allclose(m.head_after_dense(y), reference, atol=1e-5)
+        # and the comparison can fail: a head without its GELU or its LayerNorm gives other logits
+        head = m.hf.lm_head
+        assert not torch.allclose(head.decoder(head.layer_norm(y)), reference, atol=1e-3)
+        assert not torch.allclose(head.decoder(torch.nn.functional.gelu(y)), reference, atol=1e-3)
+    assert m.last_block is m.hf.esmc.layers[-1]
+
+
+def test_rnafm_head_split_goes_through_head_dense():
+    """RNA-FM's forward pass (checked against fair-esm above) runs through ``head_dense``: changing
+    its weights changes the logits."""
+    m = rna().eval()
+    toks = m.batch(["ACGUAC", "GG"])
+    with torch.no_grad():
+        before = m(toks)
+        assert m.head_dense.out_features == m.head_dense(m.embed(toks)).shape[-1]
+        m.head_dense.weight.add_(0.1 * torch.randn_like(m.head_dense.weight))
+        assert not torch.allclose(m(toks), before, atol=1e-4)
+    assert m.last_block is not None
 
 
 # -- registry ---------------------------------------------------------------------------------------------

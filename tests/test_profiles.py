@@ -58,6 +58,7 @@ def test_install_profile_copies_and_never_overwrites_silently(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slurm"]  # no staging folder left
 
 
+@pytest.mark.slow
 def test_a_bare_profile_name_finds_the_installed_profile_and_the_workflow_profile(tmp_path):
     """`snakemake --profile slurm` with a fresh HOME: nothing found before the install, the SLURM plan
     with the workflow profile's GPU requests after it."""
@@ -102,6 +103,7 @@ def test_no_slurm_account_is_a_clear_stop_unless_said_on_purpose(defaults, per_r
         assert "slurm_account" in problem and "--slurm-no-account" in problem
 
 
+@pytest.mark.slow
 def test_the_template_for_your_own_data_plans_a_run_on_it(tmp_path):
     """config/template.yaml with its placeholder files filled by real sequences (the example pool, whose
     headers carry the family): it validates, plans its own task and none of the example's."""

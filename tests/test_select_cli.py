@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from snakemake_plan import plan
 
 from bioprune import cli
 from bioprune.fasta import FastaWriter
@@ -260,6 +261,7 @@ def test_fasta_out_of_step_with_its_table_is_an_error(data, tmp_path, capsys):
     assert not (tmp_path / "o" / "ids.txt").exists()
 
 
+@pytest.mark.slow
 def test_select_report_compares_selections(data, tmp_path):
     pool, scores = data
     dirs = []
@@ -305,28 +307,13 @@ rule train:  # stands in for coreset pretraining
 
 
 def planned_jobs(workdir: Path) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job ``snakemake -n`` would run."""
+    """(rule, wildcards) of every job ``snakemake -n`` would run (tests/snakemake_plan.py)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs, rule = [], None
-    for line in proc.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("rule ") and line.endswith(":"):
-            rule = line[5:-1]
-            jobs.append((rule, ""))
-        elif line.startswith("wildcards:") and rule:
-            jobs[-1] = (rule, line.split(":", 1)[1].strip())
-    return jobs
+    return plan(workdir, env=env).pairs()
 
 
 @pytest.mark.slow
+@pytest.mark.workflow
 def test_changing_cci_beta_reruns_only_cci_selections_and_what_follows(tmp_path):
     pool, scores = write_pool(tmp_path / "data", n=200)
     results = tmp_path / "results"

@@ -205,6 +205,7 @@ def test_attention_head_learns_pairs_planted_in_attention(toy_task):
     assert floor.metrics["f1"] < res.metrics["f1"] - 0.3
 
 
+@pytest.mark.slow
 def test_cnn_head_with_a_model_learns_and_is_seeded(toy_task):
     seqs, pairs = toy_splits(toy_task)
     s = spec(toy_task, structure_head="cnn")

@@ -86,6 +86,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     assert same_weights(tmp_path / "a" / "model.pt", tmp_path / "b" / "model.pt")
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_take_the_steps_of_one_process_accumulating_two(tmp_path):
     """torchrun with 2 CPU processes (gloo, DDP): each step's two batches are split across processes;
     the result must equal one process accumulating the same two batches per step."""

@@ -3,8 +3,8 @@
 # `bioprune install-profile slurm` into a fresh HOME) on a real one-node SLURM
 # (.ci/slurm/start.sh), then stop it. The profile is used as written: its GPU steps ask for GPUs
 # (sbatch --gpus=1), which the node grants from device-less GPU entries, so the jobs run on CPU.
-# The example is trimmed (one rate, three strategies, two models, two tasks; threads=1 so two jobs share
-# the 2 CPUs) to keep the step at a few minutes; every rule of the workflow still runs as a SLURM job.
+# The example is trimmed (.test/ci_slurm.yaml: one rate, three strategies, two models, two tasks; threads=1
+# so two jobs share the 2 CPUs) to keep the step at a few minutes; every rule still runs as a SLURM job.
 # Status checks use squeue (no accounting daemon here). Needs root. Usage: .ci/slurm/run.sh [snakemake args]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,21 +32,8 @@ trap cleanup EXIT
 
 # The example's files are given relative to the run folder.
 ln -s "$REPO/example" "$WORK/example"
-"$BIN/python" - "$REPO/config/config.yaml" "$WORK/config.yaml" <<'PY'
-import sys
-
-import yaml
-
-config = yaml.safe_load(open(sys.argv[1]))
-config["threads"] = 1
-config["reference"]["scratch_epochs"] = 1
-config["select"].update(strategies=["topi", "cci", "random"], rates=[0.9], random_multipliers=[1])
-config["pretrain"].update(epochs=1, strategies=["topi", "random1x"], untrained_baseline=False)
-# Snakemake merges this file into config/config.yaml, so tasks are switched off rather than left out.
-for name, task in config["evaluate"]["tasks"].items():
-    task["enabled"] = name in ("trna_isotype", "seen_family_perplexity")
-yaml.safe_dump(config, open(sys.argv[2], "w"))
-PY
+# The trimmed example config (on top of the defaults), shared with the tests: .test/ci_slurm.yaml.
+cp "$REPO/.test/ci_slurm.yaml" "$WORK/config.yaml"
 
 # The profile as a lab installs it: copied into a fresh HOME's ~/.config/snakemake and named bare.
 export HOME="$WORK/home" && unset XDG_CONFIG_HOME && mkdir -p "$HOME"
