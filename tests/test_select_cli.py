@@ -292,7 +292,7 @@ include: "{root}/rules/select.smk"
 
 rule all:
     input:
-        expand("train/{{d}}/done", d=SELECTION_PLAN.dirs),
+        expand("train/{{d}}/done", d=PLAN.selection.dirs),
         rules.select_report.output,
 
 

@@ -13,6 +13,8 @@ import yaml
 from snakemake.utils import update_config
 from snakemake_plan import plan
 
+from bioprune.config import validate_config
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -23,11 +25,12 @@ LIGHT = yaml.safe_load((ROOT / ".test" / "light.yaml").read_text())
 
 
 def light_config(**overrides) -> dict:
-    """The default config as a test run sees it: defaults, then LIGHT, then ``overrides`` (deep merges)."""
+    """The config as a test run sees it: config.yaml, then LIGHT, then ``overrides`` (deep merges), with
+    the schema's defaults filled in (as the workflow does)."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     update_config(config, copy.deepcopy(LIGHT))
     update_config(config, copy.deepcopy(overrides))
-    return config
+    return validate_config(config)
 
 
 def example_config(tmp_path: Path, name: str = "config", **overrides) -> Path:
