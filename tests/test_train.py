@@ -76,6 +76,21 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     assert strip(tmp_path / "full" / "train_log.jsonl") == strip(tmp_path / "cut" / "train_log.jsonl")
 
 
+def test_bf16_on_cpu_only_when_asked_and_close_to_fp32(tmp_path):
+    """precision auto trains in fp32 on CPU (the same weights on every node); bf16 autocasts on CPU too
+    (AMX / AVX-512 BF16), and its losses stay close to fp32's from the same start."""
+    data = toy_fasta(tmp_path / "toy.fa")
+    common = ["--max-steps", "6", "--max-tokens-per-batch", "512", "--lr", "2e-3"]
+    reports = {}
+    for precision in ("auto", "fp32", "bf16"):
+        assert run_train(data, tmp_path / precision, *common, "--precision", precision) == 0
+        reports[precision] = json.loads((tmp_path / precision / "train_report.json").read_text())
+    assert [reports[p]["bf16_autocast"] for p in ("auto", "fp32", "bf16")] == [False, False, True]
+    assert same_weights(tmp_path / "auto" / "model.pt", tmp_path / "fp32" / "model.pt")
+    assert not same_weights(tmp_path / "bf16" / "model.pt", tmp_path / "fp32" / "model.pt")
+    assert reports["bf16"]["val_loss"] == pytest.approx(reports["fp32"]["val_loss"], rel=0.02)
+
+
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     data = toy_fasta(tmp_path / "toy.fa")
     common = ["--max-steps", "8", "--checkpoint-every", "2", "--max-tokens-per-batch", "512"]

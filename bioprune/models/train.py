@@ -250,11 +250,17 @@ class _Trainer:
         self.fingerprint = _fingerprint(model, settings, data.store.meta["digest"], init, d)
         self.ckpt_path = work / "checkpoint.pt"
         self.live_log = work / "train_log.jsonl"
-        self.use_bf16 = self.device.type == "cuda" and settings.precision != "fp32"
+        # auto: bf16 on CUDA only, so a config trains the same weights on every CPU node of a cluster;
+        # bf16 asks for it on CPU too (AMX / AVX-512 BF16: benchmarks/results/bf16_cpu.md)
+        self.use_bf16 = settings.precision == "bf16" or (
+            self.device.type == "cuda" and settings.precision == "auto"
+        )
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_bf16 else contextlib.nullcontext()
+        if not self.use_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     # -- checkpoint / resume ---------------------------------------------------------------------------
     def resume(self) -> int | None:
@@ -436,8 +442,6 @@ def train(
     t = _Trainer(model, data_, settings, d, init or {}, work)
     resumed_from = t.resume()
     step = resumed_from or 0
-    if settings.precision == "bf16" and t.device.type != "cuda" and d.main:
-        log.warning("precision bf16 applies on CUDA only; training in fp32 on CPU")
     if d.main:
         log.info(
             "training %s (%s parameters) on %d sequences (%d held out), %d batches/epoch, %d steps, "
