@@ -251,7 +251,7 @@ class _Trainer:
         self.ckpt_path = work / "checkpoint.pt"
         self.live_log = work / "train_log.jsonl"
         # auto: bf16 on CUDA only, so a config trains the same weights on every CPU node of a cluster;
-        # bf16 asks for it on CPU too (AMX / AVX-512 BF16: benchmarks/results/bf16_cpu.md)
+        # bf16 asks for it on CPU too (AMX / AVX-512 BF16: benchmarks/results/scoring_rnafm_size.md)
         self.use_bf16 = settings.precision == "bf16" or (
             self.device.type == "cuda" and settings.precision == "auto"
         )
