@@ -273,6 +273,22 @@ class FastaWriter:
             if self._buffered >= RECORDS_PER_WRITE:
                 self.flush()
 
+    def write_records(self, data: bytes, ends) -> None:
+        """Write records already formatted as unwrapped FASTA: ``data`` holds them end to end and ``ends``
+        (ascending, numpy or list) where each ends. Same bytes, compressed in the same pieces, as
+        :meth:`write_pairs` (and :meth:`write`) would give the file, without one object per record."""
+        done, n, pos = 0, len(ends), 0
+        while done < n:
+            take = min(RECORDS_PER_WRITE - self._buffered, n - done)
+            stop = int(ends[done + take - 1])
+            self._buf.append(data[pos:stop] if pos or stop < len(data) else data)
+            pos = stop
+            done += take
+            self.n += take
+            self._buffered += take
+            if self._buffered >= RECORDS_PER_WRITE:
+                self.flush()
+
     def write_block(self, data: bytes, n_records: int) -> None:
         """Write ``n_records`` records already formatted as unwrapped FASTA, every line newline-ended."""
         self.flush()

@@ -165,6 +165,13 @@ def string_array(values: list[bytes]) -> pa.Array:
     return arr
 
 
+def _strings(data: bytes, lengths: np.ndarray) -> pa.Array:
+    """A string array of values of ``lengths`` laid end to end in ``data``, not UTF-8 validated."""
+    offsets = np.zeros(len(lengths) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return _from_buffers(pa.string(), len(lengths), offsets, data)
+
+
 def repeated_string(value: str, n: int) -> pa.Array:
     data = value.encode()
     return _from_buffers(pa.string(), n, np.arange(n + 1, dtype=np.int32) * len(data), data * n)
@@ -195,12 +202,50 @@ def hash_array(seqs: list[bytes]) -> pa.Array:
 
 @dataclass(slots=True)
 class _Block:
-    """Records ``row .. row + len(heads) - 1`` of a pool FASTA, as lines without their newlines."""
+    """Records ``row .. row + n - 1`` of a pool FASTA: ``body`` is their lines (the last without its
+    newline), ``starts`` the offset of every line in it (header, sequence, header, ...)."""
 
     row: int
     first_line: int  # 1-based line of the first header
-    heads: list[bytes]  # ">id description"
-    seqs: list[bytes]
+    body: bytes
+    starts: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.starts) // 2
+
+    def lines(self) -> tuple[list[bytes], list[bytes]]:
+        """(header lines ``>id description``, sequence lines), without their newlines."""
+        lines = self.body.split(b"\n")
+        return lines[0::2], lines[1::2]
+
+
+# Bytes that end an id (``bytes.split()``'s whitespace, less the newline that ends every line).
+_ID_ENDS = b" \t\r\x0b\x0c"
+_MIDDLE = np.array([False, True, False])
+
+
+def _cut_ids(body: bytes, a: np.ndarray, starts: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """The ids of a block of header and sequence lines (``body``, as uint8 ``a``; ``starts``: where each
+    line starts): their bytes end to end and their lengths. An id runs from after the ``>`` to the first
+    whitespace or the line end, as ``head.split(None, 1)[0][1:]`` cuts it."""
+    size = len(a)
+    heads = starts[0::2]
+    head_ends = starts[1::2] - 1
+    blank = a == _ID_ENDS[0]
+    for c in _ID_ENDS[1:]:
+        if c in body:  # rare: only then a pass over the block
+            blank |= a == c
+    where = np.flatnonzero(blank)
+    cut = np.append(where, size)[np.searchsorted(where, heads)]
+    np.minimum(cut, head_ends, out=cut)
+    id_len = cut - heads - 1
+    pieces = np.empty((len(heads), 3), np.int64)
+    pieces[:, 0] = 1
+    pieces[:, 1] = id_len
+    pieces[:, 2] = np.append(heads[1:], size) - cut  # the rest of the header, and the sequence line
+    data = a[np.repeat(np.tile(_MIDDLE, len(heads)), pieces.ravel())].tobytes()
+    return data, id_len
 
 
 class _TableIds:
@@ -235,8 +280,9 @@ def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
 
     This is the pool's one integrity check, shared by every reader of a pool: the FASTA must be unwrapped
     (one header and one sequence line per record, as :class:`~bioprune.fasta.FastaWriter` writes it), hold
-    exactly the table's rows, and every record's id must be the table's ``id`` at its row. Ids are
-    compared a block at a time in Arrow, so checking all of them costs about as much as checking none.
+    exactly the table's rows, and every record's id must be the table's ``id`` at its row. Lines and ids
+    are found by numpy and compared a block at a time in Arrow, so checking all of them costs about as
+    much as checking none; only a block that fails is looked at again line by line, for the message.
     """
     fasta, n = pool.fasta, pool.n_rows
     if n == 0:
@@ -244,45 +290,64 @@ def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
     table_ids = _TableIds(pool)
     row = 0
     for first_line, block in iter_blocks(fasta):
-        lines = block.rstrip(b"\n").split(b"\n")
-        m = len(lines) // 2
-        heads, seqs = lines[0::2], lines[1::2]
-        # Every even line a header, no '>' in odd lines (single-byte searches are the fast ones).
-        if len(lines) % 2 or b"\n".join(heads).count(b"\n>") + 1 != m or b">" in b"".join(seqs):
+        body = block.rstrip(b"\n")
+        a = np.frombuffer(body, np.uint8)
+        newlines = np.flatnonzero(a == 10)
+        starts = np.empty(len(newlines) + 1, np.int64)
+        starts[0] = 0
+        starts[1:] = newlines + 1
+        m = len(starts) // 2
+        # Every even line a header, no '>' in odd lines: each '>' must be on a header line.
+        if (
+            len(starts) % 2
+            or (a[starts[0::2]] != 62).any()
+            or (np.searchsorted(newlines, np.flatnonzero(a == 62)) % 2).any()
+        ):
             raise InputError(
                 fasta, "not an unwrapped pool FASTA (header/sequence line pairs)", line=first_line
             )
-        ids = [h.split(None, 1)[0][1:] for h in heads]
-        try:
-            got = string_array(ids)
-        except pa.ArrowInvalid:
-            for k, h in enumerate(heads):
-                try:
-                    h.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    msg = f"header is not valid UTF-8 ({exc.reason})"
-                    raise InputError(fasta, msg, line=first_line + 2 * k) from exc
-            raise
         want = table_ids.next(m)
-        if not got.slice(0, len(want)).equals(want):
-            for k, (g, w) in enumerate(zip(got.to_pylist(), want.to_pylist(), strict=False)):
-                if g != w:
-                    msg = f"record {g!r} is row {row + k} but the pool table has {w!r} there"
-                    raise InputError(fasta, msg, line=first_line + 2 * k)
-        if len(want) < m:
-            line = first_line + 2 * len(want)
-            raise InputError(fasta, f"has more records than the {n} rows of the table", line=line)
-        yield _Block(row, first_line, heads, seqs)
+        data, id_len = _cut_ids(body, a, starts)
+        got = _strings(data, id_len)
+        if len(want) < m or id_len.min() <= 0 or not got.slice(0, len(want)).equals(want):
+            _explain_block(fasta, body, first_line, row, want, n)
+        yield _Block(row, first_line, body, starts)
         row += m
     if row != n:
         raise InputError(fasta, f"has {row} records but the table has {n} rows")
+
+
+def _explain_block(fasta: Path, body: bytes, first_line: int, row: int, want: pa.Array, n: int) -> None:
+    """Raise the error of a block whose ids do not match the table (a Python pass, on this path only)."""
+    heads = body.split(b"\n")[0::2]
+    m = len(heads)
+    ids = [h.split(None, 1)[0][1:] for h in heads]
+    try:
+        got = string_array(ids)
+    except pa.ArrowInvalid:
+        for k, h in enumerate(heads):
+            try:
+                h.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                msg = f"header is not valid UTF-8 ({exc.reason})"
+                raise InputError(fasta, msg, line=first_line + 2 * k) from exc
+        raise
+    if not got.slice(0, len(want)).equals(want):
+        for k, (g, w) in enumerate(zip(got.to_pylist(), want.to_pylist(), strict=False)):
+            if g != w:
+                msg = f"record {g!r} is row {row + k} but the pool table has {w!r} there"
+                raise InputError(fasta, msg, line=first_line + 2 * k)
+    if len(want) < m:
+        line = first_line + 2 * len(want)
+        raise InputError(fasta, f"has more records than the {n} rows of the table", line=line)
 
 
 def iter_pool(pool_dir: os.PathLike | str | PoolFiles) -> Iterator[tuple[int, Record]]:
     """Yield ``(row, record)`` for every sequence of a pool folder, in table order, each record's id
     checked against the table (see :func:`_checked_blocks`)."""
     for block in _checked_blocks(open_pool(pool_dir)):
-        for k, (head, seq) in enumerate(zip(block.heads, block.seqs, strict=True)):
+        heads, seqs = block.lines()
+        for k, (head, seq) in enumerate(zip(heads, seqs, strict=True)):
             parts = head[1:].split(None, 1)  # the id ends at the first whitespace, as ingest cut it
             desc = parts[1].strip().decode("utf-8") if len(parts) > 1 else ""
             yield block.row + k, Record(parts[0].decode("utf-8"), desc, seq, block.first_line + 2 * k)
@@ -300,13 +365,16 @@ def copy_records(pool_dir: os.PathLike | str | PoolFiles, keep: np.ndarray | Non
     start_time = time.perf_counter()
     with FastaWriter(out) as writer:
         for block in _checked_blocks(pool):
-            heads, seqs = block.heads, block.seqs
-            stop = block.row + len(heads)
+            stop = block.row + block.n
+            # Each record as bytes of the block: its header line and sequence line, newlines included.
+            data = block.body + b"\n"
+            ends = np.append(block.starts[2::2], len(data))
             mask = None if keep is None else keep[block.row : stop]
             if mask is not None and not mask.all():
-                sel = np.flatnonzero(mask).tolist()
-                heads, seqs = [heads[i] for i in sel], [seqs[i] for i in sel]
-            writer.write_pairs(heads, seqs)
+                sizes = np.diff(ends, prepend=0)
+                data = np.frombuffer(data, np.uint8)[np.repeat(mask, sizes)].tobytes()
+                ends = np.cumsum(sizes[mask])
+            writer.write_records(data, ends)
             if stop >= next_log:
                 rate = stop / max(time.perf_counter() - start_time, 1e-9)
                 log.info("%s: %d of %d records streamed (%.0f/s)", pool.fasta, stop, n, rate)
