@@ -162,6 +162,7 @@ class _Parsed:
     desc_col: pa.Array | None = None
     out_block: bytes | None = None  # the block as the pool FASTA gets it, when the input already is
     descs: list[bytes] | None = None  # the general path's descriptions (when desc_col is None)
+    joined_seqs: bytes | None = None  # the fast path's normalised sequences, joined by newlines
 
 
 def _header_fields(joined: bytes, n: int) -> tuple[list[bytes], pa.Array, pa.Array] | None:
@@ -224,6 +225,7 @@ class _Ingester:
         self.delete_in_line = self.delete.replace(b"\n", b"")  # the fast path keeps the line breaks
         self._source: tuple[str, pa.Array] | None = None
         self.valid = alphabet.residue_bytes
+        self.invalid_nucleotides = bytes(c for c in NUCLEOTIDE_LETTERS if c not in self.valid)  # rna: T
         # Any length below this is dropped (as empty or too_short): lets a block skip the per-record check.
         self.shortest_ok = max(1, min_length)
         self.id_hashes: list[np.ndarray] = []
@@ -337,8 +339,10 @@ class _Ingester:
             seqs = [x.translate(table, delete) for x in seq_lines]
             return _Parsed(heads, ids, seqs, line_of, id_col, desc_col)
         if normalised == raw:  # already normalised: the output block is the input block
-            return _Parsed(heads, ids, seq_lines, line_of, id_col, desc_col, out_block=body + b"\n")
-        return _Parsed(heads, ids, normalised.split(b"\n"), line_of, id_col, desc_col)
+            out = body + b"\n"
+            return _Parsed(heads, ids, seq_lines, line_of, id_col, desc_col, out, joined_seqs=raw)
+        seqs = normalised.split(b"\n")
+        return _Parsed(heads, ids, seqs, line_of, id_col, desc_col, joined_seqs=normalised)
 
     def _count_gaps(self, raw_seqs: list[bytes]) -> None:
         """Count the gap characters normalisation removes (one C pass a block; per record only if any)."""
@@ -360,11 +364,16 @@ class _Ingester:
         desc_col = self._utf8(parsed.desc_col, parsed.descs, heads, path, line_of)
         lengths = np.fromiter(map(len, seqs), np.int64, n)
 
-        # One C-level pass over the whole block decides whether any record needs a closer look.
-        residues = b"".join(seqs)
-        has_invalid = bool(residues.translate(None, self.valid))
-        self.file_residues += len(residues)
-        self.file_nucleotides += len(residues) - len(residues.translate(None, NUCLEOTIDE_LETTERS))
+        # One C-level pass over the whole block decides whether any record needs a closer look: it
+        # keeps the residues other than A/C/G/T/U/N (few), which are then checked against the alphabet.
+        joined = b"\n".join(seqs) if parsed.joined_seqs is None else parsed.joined_seqs
+        others = joined.translate(None, NUCLEOTIDE_LETTERS + b"\n")
+        residues = len(joined) - (n - 1)
+        self.file_residues += residues
+        self.file_nucleotides += residues - len(others)
+        has_invalid = bool(others.translate(None, self.valid)) or any(
+            c in joined for c in self.invalid_nucleotides
+        )
         out_block = parsed.out_block
         out_of_range = int(lengths.min()) < self.shortest_ok or (0 < self.max_length < int(lengths.max()))
         if has_invalid or out_of_range:

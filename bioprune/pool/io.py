@@ -165,13 +165,6 @@ def string_array(values: list[bytes]) -> pa.Array:
     return arr
 
 
-def _strings(data: bytes, lengths: np.ndarray) -> pa.Array:
-    """A string array of values of ``lengths`` laid end to end in ``data``, not UTF-8 validated."""
-    offsets = np.zeros(len(lengths) + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    return _from_buffers(pa.string(), len(lengths), offsets, data)
-
-
 def repeated_string(value: str, n: int) -> pa.Array:
     data = value.encode()
     return _from_buffers(pa.string(), n, np.arange(n + 1, dtype=np.int32) * len(data), data * n)
@@ -202,12 +195,12 @@ def hash_array(seqs: list[bytes]) -> pa.Array:
 
 @dataclass(slots=True)
 class _Block:
-    """Records ``row .. row + n - 1`` of a pool FASTA: ``body`` is their lines (the last without its
-    newline), ``starts`` the offset of every line in it (header, sequence, header, ...)."""
+    """Records ``row .. row + n - 1`` of a pool FASTA: ``data`` is their lines, each newline-ended, and
+    ``starts`` the offset of every line in it (header, sequence, header, ...)."""
 
     row: int
     first_line: int  # 1-based line of the first header
-    body: bytes
+    data: bytes
     starts: np.ndarray
 
     @property
@@ -216,36 +209,38 @@ class _Block:
 
     def lines(self) -> tuple[list[bytes], list[bytes]]:
         """(header lines ``>id description``, sequence lines), without their newlines."""
-        lines = self.body.split(b"\n")
+        lines = self.data[:-1].split(b"\n")
         return lines[0::2], lines[1::2]
 
 
-# Bytes that end an id (``bytes.split()``'s whitespace, less the newline that ends every line).
-_ID_ENDS = b" \t\r\x0b\x0c"
-_MIDDLE = np.array([False, True, False])
+# What may follow an id in its header line: ``bytes.split()``'s whitespace (the newline included).
+_ID_END = np.zeros(256, bool)
+_ID_END[list(b" \t\n\r\x0b\x0c")] = True
 
 
-def _cut_ids(body: bytes, a: np.ndarray, starts: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """The ids of a block of header and sequence lines (``body``, as uint8 ``a``; ``starts``: where each
-    line starts): their bytes end to end and their lengths. An id runs from after the ``>`` to the first
-    whitespace or the line end, as ``head.split(None, 1)[0][1:]`` cuts it."""
-    size = len(a)
-    heads = starts[0::2]
-    head_ends = starts[1::2] - 1
-    blank = a == _ID_ENDS[0]
-    for c in _ID_ENDS[1:]:
-        if c in body:  # rare: only then a pass over the block
-            blank |= a == c
-    where = np.flatnonzero(blank)
-    cut = np.append(where, size)[np.searchsorted(where, heads)]
-    np.minimum(cut, head_ends, out=cut)
-    id_len = cut - heads - 1
-    pieces = np.empty((len(heads), 3), np.int64)
-    pieces[:, 0] = 1
-    pieces[:, 1] = id_len
-    pieces[:, 2] = np.append(heads[1:], size) - cut  # the rest of the header, and the sequence line
-    data = a[np.repeat(np.tile(_MIDDLE, len(heads)), pieces.ravel())].tobytes()
-    return data, id_len
+def _ids_match(a: np.ndarray, heads: np.ndarray, want: pa.Array) -> bool:
+    """Whether header line k of a block (``a``: its bytes, every line newline-ended; ``heads``: where the
+    header lines start) is ``>`` + ``want[k]`` followed by whitespace or its end, i.e. whether
+    ``head.split(None, 1)[0][1:]`` is ``want[k]``, for every k. Only the id bytes are compared (gathered by
+    numpy), never the whole block; False is always safe (the caller then checks line by line)."""
+    if len(want) != len(heads):
+        return False
+    try:
+        want.validate(full=True)  # the table's ids are UTF-8, as the check line by line requires
+    except pa.ArrowInvalid:
+        return False
+    offsets = np.frombuffer(want.buffers()[1], np.int32, len(want) + 1, want.offset * 4).astype(np.int64)
+    text = want.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+    if any(c in text for c in b" \t\n\r\x0b\x0c"):
+        return False
+    lens = np.diff(offsets)
+    if lens.min() <= 0:
+        return False
+    ends = heads + 1 + lens  # where each id must end
+    if ends.max() >= len(a) or not _ID_END[a[ends]].all():
+        return False
+    where = np.repeat(heads + 1 - (offsets[:-1] - offsets[0]), lens) + np.arange(len(text))
+    return bool(np.array_equal(a[where], np.frombuffer(text, np.uint8)))
 
 
 class _TableIds:
@@ -280,9 +275,9 @@ def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
 
     This is the pool's one integrity check, shared by every reader of a pool: the FASTA must be unwrapped
     (one header and one sequence line per record, as :class:`~bioprune.fasta.FastaWriter` writes it), hold
-    exactly the table's rows, and every record's id must be the table's ``id`` at its row. Lines and ids
-    are found by numpy and compared a block at a time in Arrow, so checking all of them costs about as
-    much as checking none; only a block that fails is looked at again line by line, for the message.
+    exactly the table's rows, and every record's id must be the table's ``id`` at its row. Lines are found
+    and ids compared by numpy a block at a time (:func:`_ids_match`), so checking all of them costs about
+    as much as checking none; only a block that fails is looked at again line by line, for the message.
     """
     fasta, n = pool.fasta, pool.n_rows
     if n == 0:
@@ -291,27 +286,31 @@ def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
     row = 0
     for first_line, block in iter_blocks(fasta):
         body = block.rstrip(b"\n")
-        a = np.frombuffer(body, np.uint8)
+        data = body + b"\n"
+        a = np.frombuffer(data, np.uint8)
         newlines = np.flatnonzero(a == 10)
-        starts = np.empty(len(newlines) + 1, np.int64)
+        starts = np.empty(len(newlines), np.int64)  # where each line starts
         starts[0] = 0
-        starts[1:] = newlines + 1
+        starts[1:] = newlines[:-1] + 1
         m = len(starts) // 2
-        # Every even line a header, no '>' in odd lines: each '>' must be on a header line.
+        heads = starts[0::2]
+        # Every even line a header, no '>' in odd lines: as many '>' as headers (the usual case), else
+        # each '>' on a header line.
         if (
             len(starts) % 2
-            or (a[starts[0::2]] != 62).any()
-            or (np.searchsorted(newlines, np.flatnonzero(a == 62)) % 2).any()
+            or (a[heads] != 62).any()
+            or (
+                np.count_nonzero(a == 62) != m
+                and (np.searchsorted(newlines, np.flatnonzero(a == 62)) % 2).any()
+            )
         ):
             raise InputError(
                 fasta, "not an unwrapped pool FASTA (header/sequence line pairs)", line=first_line
             )
         want = table_ids.next(m)
-        data, id_len = _cut_ids(body, a, starts)
-        got = _strings(data, id_len)
-        if len(want) < m or id_len.min() <= 0 or not got.slice(0, len(want)).equals(want):
+        if not _ids_match(a, heads, want):
             _explain_block(fasta, body, first_line, row, want, n)
-        yield _Block(row, first_line, body, starts)
+        yield _Block(row, first_line, data, starts)
         row += m
     if row != n:
         raise InputError(fasta, f"has {row} records but the table has {n} rows")
@@ -367,7 +366,7 @@ def copy_records(pool_dir: os.PathLike | str | PoolFiles, keep: np.ndarray | Non
         for block in _checked_blocks(pool):
             stop = block.row + block.n
             # Each record as bytes of the block: its header line and sequence line, newlines included.
-            data = block.body + b"\n"
+            data = block.data
             ends = np.append(block.starts[2::2], len(data))
             mask = None if keep is None else keep[block.row : stop]
             if mask is not None and not mask.all():
