@@ -70,9 +70,9 @@ ROW_GROUP_ROWS = 1 << 16
 EXAMPLES_PER_REASON = 5
 PROGRESS_EVERY = 1_000_000
 # Header bytes that send a block to the general parser, because the fast path splits the id off at the
-# first single space: other whitespace, two spaces in a row, a header ending in a space. (An empty id,
-# from ">" or "> id", shows as b"" among the ids.)
-_ODD_HEADER = (b"\t", b"\v", b"\f", b"  ", b" \n")
+# first single space: other whitespace. (Two spaces in a row, a header ending in a space and an empty
+# id, from ">" or "> id", are found by _header_fields.)
+_ODD_HEADER = (b"\t", b"\v", b"\f")
 
 
 def normalising_table(alphabet: Alphabet) -> bytes:
@@ -170,11 +170,12 @@ def _header_fields(joined: bytes, n: int) -> tuple[list[bytes], pa.Array, pa.Arr
 
     The id runs from after ``>`` to the first space (or the line end), the description from after that
     space to the line end, as ``partition(b" ")`` would cut them. Returns (ids, id column, description
-    column; the columns not UTF-8 validated yet), or None when an id is empty.
+    column; the columns not UTF-8 validated yet), or None for the general parser: a line that does not
+    start with ``>``, an empty id, two spaces in a row or a space at the end of a line.
     """
     a = np.frombuffer(joined, np.uint8)
     size = len(a)
-    if n == 0:
+    if n == 0 or size == 0:
         return None
     starts = np.empty(n, np.int64)
     starts[0] = 0
@@ -182,7 +183,11 @@ def _header_fields(joined: bytes, n: int) -> tuple[list[bytes], pa.Array, pa.Arr
     ends = np.empty(n, np.int64)
     ends[:-1] = starts[1:] - 1
     ends[-1] = size
+    if starts[-1] >= size or (a[starts] != 62).any():  # (an empty last line has no byte at its start)
+        return None
     spaces = np.flatnonzero(a == 32)
+    if (np.diff(spaces) == 1).any() or (a[ends - 1] == 32).any():
+        return None
     cut = np.append(spaces, size)[np.searchsorted(spaces, starts)]
     np.minimum(cut, ends, out=cut)  # the first space of each line, or its end
     id_len = cut - starts - 1
@@ -321,11 +326,12 @@ class _Ingester:
         heads = lines[0::2]
         seq_lines = lines[1::2]
         joined = b"\n".join(heads)
-        # Every even line is a header and no odd line holds a '>' (single-byte searches are fast).
-        if joined.count(b"\n>") + 1 != n or any(x in joined for x in _ODD_HEADER) or joined.endswith(b" "):
+        # Other blanks than single spaces: the general path (every line starting with '>', no double or
+        # trailing space are checked with the ids, below).
+        if any(x in joined for x in _ODD_HEADER):
             return None
         raw = b"\n".join(seq_lines)
-        if b">" in raw:
+        if b">" in raw:  # a header among the sequence lines
             return None
         fields = _header_fields(joined, n)
         if fields is None:  # an empty id (">" or "> id"): the general path reports it
@@ -362,7 +368,7 @@ class _Ingester:
         # a broken file, not a filtered record.
         id_col = self._utf8(parsed.id_col, ids, heads, path, line_of)
         desc_col = self._utf8(parsed.desc_col, parsed.descs, heads, path, line_of)
-        lengths = np.fromiter(map(len, seqs), np.int64, n)
+        lengths = np.fromiter(map(len, seqs), np.int32, n)
 
         # One C-level pass over the whole block decides whether any record needs a closer look: it
         # keeps the residues other than A/C/G/T/U/N (few), which are then checked against the alphabet.
@@ -409,7 +415,7 @@ class _Ingester:
         )
         table.add(batch)
         self.kept += k
-        self.residues += int(lengths.sum())
+        self.residues += int(lengths.sum(dtype=np.int64))
         lo, hi = int(lengths.min()), int(lengths.max())
         self.min_len = lo if self.min_len is None else min(self.min_len, lo)
         self.max_len = max(self.max_len, hi)
