@@ -1,9 +1,10 @@
 """``bioprune ingest``: normalise, validate and filter FASTA inputs into one pool folder.
 
-Normalisation (in this order, one ``bytes.translate`` per record): remove whitespace (CR of CRLF files,
-line breaks of multi-line records, stray spaces) and alignment gaps (:data:`bioprune.alphabet.GAP_CHARS`),
-upper-case, and for RNA turn T into U. The result is checked against the alphabet's residues (IUPAC
-codes included, as the model vocabulary allows).
+Normalisation (in this order, one ``bytes.translate`` per block of records, or per record where gaps or
+blanks are removed): remove whitespace (CR of CRLF files, line breaks of multi-line records, stray
+spaces) and alignment gaps (:data:`bioprune.alphabet.GAP_CHARS`), upper-case, and for RNA turn T into U.
+The result is checked against the alphabet's residues (IUPAC codes included, as the model vocabulary
+allows).
 
 Every input record ends up either kept or dropped for exactly one reason, checked in this order:
 
@@ -202,6 +203,8 @@ def _header_fields(joined: bytes, n: int) -> tuple[list[bytes], pa.Array, pa.Arr
     pieces[:, 2] = ends - cut
     with_sep = a[np.repeat(np.tile(_MIDDLE, n), pieces.ravel())[:size]].tobytes()
     ids = with_sep.split()
+    if len(ids) != n:  # cannot happen (ids hold no whitespace here); the general path would tell
+        return None
     # Descriptions: [cut + 1, end) where there is one.
     pieces[:, 0] = np.where(has_desc, cut + 1 - starts, ends - starts)
     pieces[:, 1] = desc_len
@@ -276,8 +279,7 @@ class _Ingester:
 
         The fast path covers the usual layout, one sequence line per record and plain ``>id desc``
         headers, with whole-block C and numpy calls; anything else (multi-line records, tabs, odd
-        spacing, blank lines) takes the general path, which gives
-        the same result.
+        spacing, blank lines) takes the general path, which gives the same result.
         """
         if b"\r" in block:  # CRLF: a CR is never data
             if b"\n" not in block and b"\r" in block.rstrip(b"\r"):
