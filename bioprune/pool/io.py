@@ -230,8 +230,9 @@ def _ids_match(a: np.ndarray, heads: np.ndarray, want: pa.Array) -> bool:
     except pa.ArrowInvalid:
         return False
     offsets = np.frombuffer(want.buffers()[1], np.int32, len(want) + 1, want.offset * 4).astype(np.int64)
-    text = want.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
-    if any(c in text for c in b" \t\n\r\x0b\x0c"):
+    # want is a slice of a whole batch: view only its own bytes (no copy of the batch's buffer).
+    text = np.frombuffer(want.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    if _ID_END[text].any():
         return False
     lens = np.diff(offsets)
     if lens.min() <= 0:
@@ -240,7 +241,7 @@ def _ids_match(a: np.ndarray, heads: np.ndarray, want: pa.Array) -> bool:
     if ends.max() >= len(a) or not _ID_END[a[ends]].all():
         return False
     where = np.repeat(heads + 1 - (offsets[:-1] - offsets[0]), lens) + np.arange(len(text))
-    return bool(np.array_equal(a[where], np.frombuffer(text, np.uint8)))
+    return bool(np.array_equal(a[where], text))
 
 
 class _TableIds:
