@@ -56,6 +56,7 @@ from bioprune.pool.io import (
     TABLE_SCHEMA,
     hash_array,
     int_array,
+    raise_bad_header,
     repeated_string,
     string_array,
     write_report,
@@ -440,12 +441,7 @@ class _Ingester:
             built.validate(full=True)
             return built
         except pa.ArrowInvalid:
-            for k, h in enumerate(heads):
-                try:
-                    h.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    msg = f"header is not valid UTF-8 ({exc.reason})"
-                    raise InputError(path, msg, line=line_of(k)) from exc
+            raise_bad_header(path, heads, line_of)
             raise
 
     def _filter(self, path, line_of, ids, seqs, lengths, file_dropped) -> list[int]:

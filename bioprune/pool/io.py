@@ -317,6 +317,16 @@ def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
         raise InputError(fasta, f"has {row} records but the table has {n} rows")
 
 
+def raise_bad_header(path: Path, heads: list[bytes], line_of: Callable[[int], int]) -> None:
+    """After Arrow refused a column of header fields as UTF-8: raise the error naming the first header
+    line that is not UTF-8 (``line_of(k)``: the line of header ``k``)."""
+    for k, h in enumerate(heads):
+        try:
+            h.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(path, f"header is not valid UTF-8 ({exc.reason})", line=line_of(k)) from exc
+
+
 def _explain_block(fasta: Path, body: bytes, first_line: int, row: int, want: pa.Array, n: int) -> None:
     """Raise the error of a block whose ids do not match the table (a Python pass, on this path only)."""
     heads = body.split(b"\n")[0::2]
@@ -325,12 +335,7 @@ def _explain_block(fasta: Path, body: bytes, first_line: int, row: int, want: pa
     try:
         got = string_array(ids)
     except pa.ArrowInvalid:
-        for k, h in enumerate(heads):
-            try:
-                h.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                msg = f"header is not valid UTF-8 ({exc.reason})"
-                raise InputError(fasta, msg, line=first_line + 2 * k) from exc
+        raise_bad_header(fasta, heads, lambda k: first_line + 2 * k)
         raise
     if not got.slice(0, len(want)).equals(want):
         for k, (g, w) in enumerate(zip(got.to_pylist(), want.to_pylist(), strict=False)):
