@@ -14,6 +14,10 @@ Each command runs in its own process; wall time and peak RSS come from ``os.wait
 maxrss of that process). The median of ``--repeats`` runs is reported. seqkit writes gzip like we
 do (``-o out.fasta.gz``); when seqkit is not installed the comparison is skipped with a message
 (``apt-get install -y seqkit``) and the script still exits 0.
+
+The Markdown file is rewritten with the new run on top; a section headed ``## Earlier results`` in the
+existing file is kept below it, so earlier runs stay next to the new one (move the previous top section
+there by hand, with its commit, before rerunning when it should be kept).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ DATA = REPO.parent / "shared" / "data" / "rfam14.2_seed" / "rfam14.2_seed.fasta.
 WORK = REPO / "benchmarks" / "work"
 RESULTS = REPO / "benchmarks" / "results"
 COMMAND = "nice -n 10 python benchmarks/bench_ingest_dedup.py"
+EARLIER = "## Earlier results"
 BASES = np.frombuffer(b"ACGU", np.uint8)
 BASE_INDEX = np.zeros(256, np.int64)  # A C G U -> 0..3; IUPAC codes (N, R, ...) count as A, so still change
 BASE_INDEX[BASES] = np.arange(4)
@@ -146,6 +151,7 @@ def main() -> int:
     results: dict = {
         "command": COMMAND,
         "machine": {
+            "commit": _commit(),
             "cpus": os.cpu_count(),
             "cpu": _cpu_model(),
             "python": platform.python_version(),
@@ -194,7 +200,9 @@ def main() -> int:
         )
 
     (RESULTS / "ingest_dedup.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "ingest_dedup.md").write_text(_markdown(results))
+    md = RESULTS / "ingest_dedup.md"
+    earlier = md.read_text().partition(EARLIER)[2] if md.exists() else ""
+    md.write_text(_markdown(results) + (f"\n{EARLIER}{earlier}" if earlier else ""))
     print(f"wrote {RESULTS / 'ingest_dedup.md'} and .json")
     return 0
 
@@ -225,6 +233,7 @@ def _markdown(r: dict) -> str:
         "",
         f"Reproduce from the repository root: `{r['command']}` (the script's docstring gives the set-up).",
         "",
+        f"- Code: commit {m.get('commit') or 'unknown'}.",
         f"- Machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, seqkit {m['seqkit'] or 'absent'}, "
         f"gzip via {m['gzip']}; load average {m['load_average_before']} before, {m['load_average_after']} "
         "after (the machine is shared: CPU seconds are steadier than wall time under load).",
@@ -268,6 +277,20 @@ def _markdown(r: dict) -> str:
         )
     lines.append("")
     return "\n".join(lines)
+
+
+def _commit() -> str | None:
+    """The measured code's commit (``+`` when the work tree has changes), or None outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "bioprune"], cwd=REPO, capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "") if head.returncode == 0 else None
 
 
 def _gzip_backend() -> str:

@@ -18,6 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from bioprune.errors import InputError
 
 try:  # ISA-L: the same gzip format, ~4x faster to write and ~2x faster to read than zlib.
@@ -166,7 +168,7 @@ def iter_blocks(path: os.PathLike | str, block_size: int | None = None) -> Itera
                     continue
                 block = buf[:cut]
                 yield line, block
-                line += block.count(b"\n") + 1
+                line += _newlines(block) + 1
                 carry = buf[cut + 1 :]
     except _GZIP_ERRORS as exc:
         raise InputError(p, f"truncated or corrupt gzip stream after line {line} ({exc})") from exc
@@ -176,6 +178,11 @@ def iter_blocks(path: os.PathLike | str, block_size: int | None = None) -> Itera
         raise InputError(p, "no FASTA records found (empty file or no '>' header)")
     if carry:
         yield line, carry
+
+
+def _newlines(data: bytes) -> int:
+    """``data.count(b"\\n")``, several times faster (numpy compares 16 or 32 bytes at a time)."""
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
 
 
 def _read_ahead(fh: io.BufferedIOBase, size: int, depth: int = 2) -> Iterator[bytes]:
@@ -267,6 +274,22 @@ class FastaWriter:
             lines[0:-1:2] = heads[done : done + take]
             lines[1:-1:2] = seqs[done : done + take]
             self._buf.append(b"\n".join(lines))
+            done += take
+            self.n += take
+            self._buffered += take
+            if self._buffered >= RECORDS_PER_WRITE:
+                self.flush()
+
+    def write_records(self, data: bytes, ends) -> None:
+        """Write records already formatted as unwrapped FASTA: ``data`` holds them end to end and ``ends``
+        (ascending, numpy or list) where each ends. Same bytes, compressed in the same pieces, as
+        :meth:`write_pairs` (and :meth:`write`) would give the file, without one object per record."""
+        done, n, pos = 0, len(ends), 0
+        while done < n:
+            take = min(RECORDS_PER_WRITE - self._buffered, n - done)
+            stop = int(ends[done + take - 1])
+            self._buf.append(data[pos:stop] if pos or stop < len(data) else data)
+            pos = stop
             done += take
             self.n += take
             self._buffered += take

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 import subprocess
 import sys
 
@@ -174,6 +175,31 @@ def test_damaged_pool_is_an_error_and_leaves_nothing(tmp_path, write_fasta, how,
     assert message in str(err.value)
     assert isinstance(err.value, InputError)
     assert not (tmp_path / "d").exists() or list((tmp_path / "d").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("fasta", "message"),
+    [
+        # Accepted, as the line-by-line check accepts them: other blanks after the id, a '>' in a
+        # description (more '>' than headers), an id that ends its line.
+        (b">a\tx\nACGU\n>b x > y\nACGU\n>c\nGG\n", None),
+        # Refused: an id that only starts like the table's, or is shorter; a '>' in a sequence line.
+        (b">a\nACGU\n>bb x\nACGU\n>c\nGG\n", "record 'bb' is row 1 but the pool table has 'b' there"),
+        (b">a\nACGU\n>b\nACGU\n>\nGG\n", "record '' is row 2 but the pool table has 'c' there"),
+        (b">a\nACGU\n>b\nAC>GU\n>c\nGG\n", "not an unwrapped pool FASTA"),
+    ],
+)
+def test_pool_check_by_block_agrees_with_the_line_by_line_one(tmp_path, write_fasta, fasta, message):
+    """Lines and ids of a pool FASTA are checked by numpy a block at a time; the edge cases still give
+    the answer (and message) of checking header by header."""
+    pool = _pool(tmp_path, write_fasta, ">a\nACGU\n>b\nACGU\n>c\nGG\n")
+    (pool / "sequences.fasta.gz").write_bytes(gzip.compress(fasta))
+    if message is None:
+        assert dedup(pool, tmp_path / "d")["kept"] == 2
+        assert [r.id for r in read_fasta(tmp_path / "d" / "sequences.fasta.gz")] == ["a", "c"]
+    else:
+        with pytest.raises(InputError, match=re.escape(message)):
+            dedup(pool, tmp_path / "d")
 
 
 @pytest.mark.realdata

@@ -195,3 +195,21 @@ def test_many_writers_share_one_helper_thread(tmp_path):
     for i in range(50):
         expected = [(f"r{k}", b"ACGU" * (k % 9 + 1)) for k in range(i, 400, 50)]
         assert [(r.id, r.seq) for r in read_fasta(tmp_path / f"s{i}.fa.gz")] == expected
+
+
+def test_write_records_gives_the_bytes_of_write_pairs(tmp_path, monkeypatch):
+    """Record runs written as one buffer are cut into the same compressed pieces as header/sequence lists."""
+    monkeypatch.setattr("bioprune.fasta.RECORDS_PER_WRITE", 3)
+    heads = [b">r%d d" % i for i in range(10)]
+    seqs = [b"ACGU" * (i % 4) for i in range(10)]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with FastaWriter(tmp_path / "a" / "x.fa.gz") as w:  # same name: gzip headers hold it
+        w.write_pairs(heads[:4], seqs[:4])
+        w.write_pairs(heads[4:], seqs[4:])
+    with FastaWriter(tmp_path / "b" / "x.fa.gz") as w:
+        for part in (slice(0, 4), slice(4, 10)):
+            recs = [h + b"\n" + s + b"\n" for h, s in zip(heads[part], seqs[part], strict=True)]
+            ends = [sum(map(len, recs[: k + 1])) for k in range(len(recs))]
+            w.write_records(b"".join(recs), ends)
+    assert (tmp_path / "a" / "x.fa.gz").read_bytes() == (tmp_path / "b" / "x.fa.gz").read_bytes()

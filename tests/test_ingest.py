@@ -126,6 +126,25 @@ def test_fast_and_general_parsers_agree(tmp_path, write_fasta, small_blocks):
     assert a[1].drop(["source"]).equals(b[1].drop(["source"]))
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (">a  two  spaces\nACGU\n>b\nGG\n", [("a", "two  spaces"), ("b", "")]),
+        (">a trailing \nACGU\n>b x \nGG\n", [("a", "trailing"), ("b", "x")]),
+        (">a\nACGU\n>b x>y > z\nGG\n", [("a", ""), ("b", "x>y > z")]),
+        (">a\nAC GU\n>b x\nG-G\n", [("a", ""), ("b", "x")]),
+    ],
+)
+def test_header_layouts_the_fast_path_hands_on(tmp_path, write_fasta, text, expected):
+    """Headers the block parser (numpy) must not cut itself give what the general parser gives."""
+    ingest([write_fasta("h.fa", text)], tmp_path / "out", "rna")
+    recs, table, report = _outputs(tmp_path / "out")
+    assert [(r[0], r[1]) for r in recs] == expected
+    assert table.column("description").to_pylist() == [d for _, d in expected]
+    assert [r[2] for r in recs] == [b"ACGU", b"GG"]
+    assert report["alignment_gaps_removed"]["characters"] == text.count("-")
+
+
 def test_table_matches_fasta(tmp_path, write_fasta):
     paths = [write_fasta("one.fa", ">a x y\nACGU\n>b\nGGG\n"), write_fasta("two.fa.gz", ">c z\nUUUU\n")]
     ingest(paths, tmp_path / "out", "rna")

@@ -1,9 +1,10 @@
 """``bioprune ingest``: normalise, validate and filter FASTA inputs into one pool folder.
 
-Normalisation (in this order, one ``bytes.translate`` per record): remove whitespace (CR of CRLF files,
-line breaks of multi-line records, stray spaces) and alignment gaps (:data:`bioprune.alphabet.GAP_CHARS`),
-upper-case, and for RNA turn T into U. The result is checked against the alphabet's residues (IUPAC
-codes included, as the model vocabulary allows).
+Normalisation (in this order, one ``bytes.translate`` per block of records, or per record where gaps or
+blanks are removed): remove whitespace (CR of CRLF files, line breaks of multi-line records, stray
+spaces) and alignment gaps (:data:`bioprune.alphabet.GAP_CHARS`), upper-case, and for RNA turn T into U.
+The result is checked against the alphabet's residues (IUPAC codes included, as the model vocabulary
+allows).
 
 Every input record ends up either kept or dropped for exactly one reason, checked in this order:
 
@@ -34,7 +35,9 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,7 @@ from bioprune.pool.io import (
     TABLE_SCHEMA,
     hash_array,
     int_array,
+    raise_bad_header,
     repeated_string,
     string_array,
     write_report,
@@ -68,9 +72,9 @@ ROW_GROUP_ROWS = 1 << 16
 EXAMPLES_PER_REASON = 5
 PROGRESS_EVERY = 1_000_000
 # Header bytes that send a block to the general parser, because the fast path splits the id off at the
-# first single space: other whitespace, two spaces in a row, a header ending in a space. (An empty id,
-# from ">" or "> id", shows as b"" among the ids.)
-_ODD_HEADER = (b"\t", b"\v", b"\f", b"  ", b" \n")
+# first single space: other whitespace. (Two spaces in a row, a header ending in a space and an empty
+# id, from ">" or "> id", are found by _header_fields.)
+_ODD_HEADER = (b"\t", b"\v", b"\f")
 
 
 def normalising_table(alphabet: Alphabet) -> bytes:
@@ -148,6 +152,77 @@ def check_alphabet_fits(path: Path, alphabet: str, nucleotide_fraction: float) -
         raise InputError(path, f"only {share}: these do not look like RNA/DNA; set alphabet: protein?")
 
 
+@dataclass(slots=True)
+class _Parsed:
+    """The records of one block, as :meth:`_Ingester._parse` cut them."""
+
+    heads: list[bytes]  # output header lines, ">id desc"
+    ids: list[bytes]
+    seqs: list[bytes]  # normalised
+    line_of: Callable[[int], int]  # 1-based line of record k (error paths only)
+    id_col: pa.Array | None = None  # the fast path's id and description columns, not validated yet
+    desc_col: pa.Array | None = None
+    out_block: bytes | None = None  # the block as the pool FASTA gets it, when the input already is
+    descs: list[bytes] | None = None  # the general path's descriptions (when desc_col is None)
+    joined_seqs: bytes | None = None  # the fast path's normalised sequences, joined by newlines
+
+
+def _header_fields(joined: bytes, n: int) -> tuple[list[bytes], pa.Array, pa.Array] | None:
+    """Ids and descriptions of ``n`` header lines ``>id desc`` joined by newlines, cut by numpy.
+
+    The id runs from after ``>`` to the first space (or the line end), the description from after that
+    space to the line end, as ``partition(b" ")`` would cut them. Returns (ids, id column, description
+    column; the columns not UTF-8 validated yet), or None for the general parser: a line that does not
+    start with ``>``, an empty id, two spaces in a row or a space at the end of a line.
+    """
+    a = np.frombuffer(joined, np.uint8)
+    size = len(a)
+    if n == 0 or size == 0:
+        return None
+    starts = np.empty(n, np.int64)
+    starts[0] = 0
+    starts[1:] = np.flatnonzero(a == 10) + 1
+    ends = np.empty(n, np.int64)
+    ends[:-1] = starts[1:] - 1
+    ends[-1] = size
+    if starts[-1] >= size or (a[starts] != 62).any():  # (an empty last line has no byte at its start)
+        return None
+    spaces = np.flatnonzero(a == 32)
+    if (np.diff(spaces) == 1).any() or (a[ends - 1] == 32).any():
+        return None
+    cut = np.append(spaces, size)[np.searchsorted(spaces, starts)]
+    np.minimum(cut, ends, out=cut)  # the first space of each line, or its end
+    id_len = cut - starts - 1
+    if id_len.min() <= 0:
+        return None
+    has_desc = cut < ends
+    desc_len = np.where(has_desc, ends - cut - 1, 0)
+    pieces = np.empty((n, 3), np.int64)
+    # Ids with their terminator (space or newline): [start + 1, cut + 1); split() on it gives the ids.
+    pieces[:, 0] = 1
+    pieces[:, 1] = id_len + 1
+    pieces[:, 2] = ends - cut
+    with_sep = a[np.repeat(np.tile(_MIDDLE, n), pieces.ravel())[:size]].tobytes()
+    ids = with_sep.split()
+    if len(ids) != n:  # cannot happen (ids hold no whitespace here); the general path would tell
+        return None
+    # Descriptions: [cut + 1, end) where there is one.
+    pieces[:, 0] = np.where(has_desc, cut + 1 - starts, ends - starts)
+    pieces[:, 1] = desc_len
+    pieces[:, 2] = 1
+    desc_data = a[np.repeat(np.tile(_MIDDLE, n), pieces.ravel())[:size]].tobytes()
+    return ids, _strings(b"".join(ids), id_len), _strings(desc_data, desc_len)
+
+
+_MIDDLE = np.array([False, True, False])
+
+
+def _strings(data: bytes, lengths: np.ndarray) -> pa.Array:
+    offsets = np.zeros(len(lengths) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
 class _Ingester:
     def __init__(self, alphabet: Alphabet, min_length: int, max_length: int, strict: bool):
         self.alphabet = alphabet
@@ -156,7 +231,10 @@ class _Ingester:
         self.strict = strict
         self.table = normalising_table(alphabet)
         self.delete = GAP_CHARS + WHITESPACE
+        self.delete_in_line = self.delete.replace(b"\n", b"")  # the fast path keeps the line breaks
+        self._source: tuple[str, pa.Array] | None = None
         self.valid = alphabet.residue_bytes
+        self.invalid_nucleotides = bytes(c for c in NUCLEOTIDE_LETTERS if c not in self.valid)  # rna: T
         # Any length below this is dropped (as empty or too_short): lets a block skip the per-record check.
         self.shortest_ok = max(1, min_length)
         self.id_hashes: list[np.ndarray] = []
@@ -197,38 +275,21 @@ class _Ingester:
             check_alphabet_fits(path, self.alphabet.name, stats["nucleotide_fraction"])
         self.per_file.append(stats)
 
-    def _parse(self, path: Path, first_line: int, block: bytes):
-        """Cut a block into records: (output header lines, ids, descriptions, normalised sequences, line_of).
+    def _parse(self, path: Path, first_line: int, block: bytes) -> _Parsed:
+        """Cut a block into records (:class:`_Parsed`): header lines, ids, normalised sequences...
 
         The fast path covers the usual layout, one sequence line per record and plain ``>id desc``
-        headers, with whole-block C calls; anything else (multi-line records, tabs, odd spacing, blank
-        lines) takes the general path, which gives the same result.
+        headers, with whole-block C and numpy calls; anything else (multi-line records, tabs, odd
+        spacing, blank lines) takes the general path, which gives the same result.
         """
         if b"\r" in block:  # CRLF: a CR is never data
             if b"\n" not in block and b"\r" in block.rstrip(b"\r"):
                 msg = "lines end in CR alone (classic Mac text); convert the file to LF or CRLF line ends"
                 raise InputError(path, msg, line=first_line)
             block = block.replace(b"\r", b"")
-        body = block.rstrip(b"\n")
-        lines = body.split(b"\n")
-        n = len(lines) // 2
-        if len(lines) == 2 * n:
-            heads = lines[0::2]
-            seq_lines = lines[1::2]
-            joined = b"\n".join(heads)
-            # Every even line is a header and no odd line holds a '>' (single-byte searches are fast).
-            if (
-                joined.count(b"\n>") + 1 == n
-                and b">" not in b"".join(seq_lines)
-                and not any(x in joined for x in _ODD_HEADER)
-            ):
-                parts = [h.partition(b" ") for h in heads]
-                ids = [x[0][1:] for x in parts]
-                if b"" not in ids and not joined.endswith(b" "):
-                    self._count_gaps(seq_lines)
-                    table, delete = self.table, self.delete
-                    seqs = [x.translate(table, delete) for x in seq_lines]
-                    return heads, ids, [x[2] for x in parts], seqs, lambda k: first_line + 2 * k
+        fast = self._parse_fast(first_line, block)
+        if fast is not None:
+            return fast
 
         recs = block.split(b"\n>")
         recs[0] = recs[0][1:]  # the block's own leading '>'
@@ -247,10 +308,50 @@ class _Ingester:
                     log.warning("%s: header starts with a blank; %r is taken as the id", where, ids[k])
         descs = [f[1].strip() if len(f) > 1 else b"" for f in fields]
         heads = [b">" + i + b" " + d if d else b">" + i for i, d in zip(ids, descs, strict=True)]
-        self._count_gaps([x[2] for x in parts])
+        raw = [x[2] for x in parts]
+        self._count_gaps(raw)
         table, delete = self.table, self.delete
-        seqs = [x[2].translate(table, delete) for x in parts]
-        return heads, ids, descs, seqs, lambda k: _line_of(recs, first_line, k)
+        seqs = [x.translate(table, delete) for x in raw]
+        return _Parsed(heads, ids, seqs, lambda k: _line_of(recs, first_line, k), descs=descs)
+
+    def _parse_fast(self, first_line: int, block: bytes) -> _Parsed | None:
+        """The fast path of :meth:`_parse`, or None when the block needs the general one.
+
+        It takes blocks of ``>id desc`` / one-sequence-line pairs. Ids and descriptions are cut out by
+        numpy; one ``translate`` normalises all sequence lines at once and, when it removed nothing (no
+        gap, no blank: the usual case), is the result, else each line is normalised on its own.
+        """
+        body = block.rstrip(b"\n")
+        lines = body.split(b"\n")
+        n = len(lines) // 2
+        if len(lines) != 2 * n:
+            return None
+        heads = lines[0::2]
+        seq_lines = lines[1::2]
+        joined = b"\n".join(heads)
+        # Other blanks than single spaces: the general path (every line starting with '>', no double or
+        # trailing space are checked with the ids, below).
+        if any(x in joined for x in _ODD_HEADER):
+            return None
+        raw = b"\n".join(seq_lines)
+        if b">" in raw:  # a header among the sequence lines
+            return None
+        fields = _header_fields(joined, n)
+        if fields is None:  # an empty id (">" or "> id"): the general path reports it
+            return None
+        ids, id_col, desc_col = fields
+        line_of = lambda k: first_line + 2 * k  # noqa: E731
+        normalised = raw.translate(self.table, self.delete_in_line)
+        if len(normalised) != len(raw):  # gaps or whitespace removed: count the gaps, record by record
+            self._count_gaps(seq_lines)
+            table, delete = self.table, self.delete
+            seqs = [x.translate(table, delete) for x in seq_lines]
+            return _Parsed(heads, ids, seqs, line_of, id_col, desc_col)
+        if normalised == raw:  # already normalised: the output block is the input block
+            out = body + b"\n"
+            return _Parsed(heads, ids, seq_lines, line_of, id_col, desc_col, out, joined_seqs=raw)
+        seqs = normalised.split(b"\n")
+        return _Parsed(heads, ids, seqs, line_of, id_col, desc_col, joined_seqs=normalised)
 
     def _count_gaps(self, raw_seqs: list[bytes]) -> None:
         """Count the gap characters normalisation removes (one C pass a block; per record only if any)."""
@@ -261,44 +362,55 @@ class _Ingester:
             self.gapped_records += sum(len(x.translate(None, GAP_CHARS)) != len(x) for x in raw_seqs)
 
     def _add_block(self, path, source, first_line, block, fasta, table, file_dropped) -> tuple[int, int]:
-        heads, ids, descs, seqs, line_of = self._parse(path, first_line, block)
+        parsed = self._parse(path, first_line, block)
+        heads, ids, seqs, line_of = parsed.heads, parsed.ids, parsed.seqs, parsed.line_of
         n = len(seqs)
         self.input_records += n
         self.id_hashes.append(np.fromiter(map(xxhash.xxh3_64_intdigest, ids), np.uint64, n))
         # Headers are decoded for every record, dropped ones included: a header that is not text is
         # a broken file, not a filtered record.
-        id_col = self._utf8(ids, heads, path, line_of)
-        desc_col = self._utf8(descs, heads, path, line_of)
-        lengths = list(map(len, seqs))
+        id_col = self._utf8(parsed.id_col, ids, heads, path, line_of)
+        desc_col = self._utf8(parsed.desc_col, parsed.descs, heads, path, line_of)
+        lengths = np.fromiter(map(len, seqs), np.int32, n)
 
-        # One C-level pass over the whole block decides whether any record needs a closer look.
-        residues = b"".join(seqs)
-        has_invalid = bool(residues.translate(None, self.valid))
-        self.file_residues += len(residues)
-        self.file_nucleotides += len(residues) - len(residues.translate(None, NUCLEOTIDE_LETTERS))
-        out_of_range = min(lengths) < self.shortest_ok or (0 < self.max_length < max(lengths))
+        # One C-level pass over the whole block decides whether any record needs a closer look: it
+        # keeps the residues other than A/C/G/T/U/N (few), which are then checked against the alphabet.
+        joined = b"\n".join(seqs) if parsed.joined_seqs is None else parsed.joined_seqs
+        others = joined.translate(None, NUCLEOTIDE_LETTERS + b"\n")
+        residues = len(joined) - (n - 1)
+        self.file_residues += residues
+        self.file_nucleotides += residues - len(others)
+        has_invalid = bool(others.translate(None, self.valid)) or any(
+            c in joined for c in self.invalid_nucleotides
+        )
+        out_block = parsed.out_block
+        out_of_range = int(lengths.min()) < self.shortest_ok or (0 < self.max_length < int(lengths.max()))
         if has_invalid or out_of_range:
-            keep = self._filter(path, line_of, ids, seqs, lengths, file_dropped)
+            keep = self._filter(path, line_of, ids, seqs, lengths.tolist(), file_dropped)
             if not keep:
                 return n, 0
-            heads = [heads[i] for i in keep]
-            seqs = [seqs[i] for i in keep]
-            lengths = [lengths[i] for i in keep]
-            keep_idx = int_array(keep, np.int64)
-            id_col, desc_col = id_col.take(keep_idx), desc_col.take(keep_idx)
+            if len(keep) < n:
+                heads = [heads[i] for i in keep]
+                seqs = [seqs[i] for i in keep]
+                keep_idx = int_array(keep, np.int64)
+                lengths = lengths[keep]
+                id_col, desc_col = id_col.take(keep_idx), desc_col.take(keep_idx)
+                out_block = None
         k = len(seqs)
 
-        out: list[bytes] = [b""] * (2 * k)
-        out[0::2] = heads
-        out[1::2] = seqs
-        out.append(b"")  # the final newline
-        fasta.write_block(b"\n".join(out), k)
+        if out_block is None:
+            out: list[bytes] = [b""] * (2 * k)
+            out[0::2] = heads
+            out[1::2] = seqs
+            out.append(b"")  # the final newline
+            out_block = b"\n".join(out)
+        fasta.write_block(out_block, k)
 
         batch = pa.RecordBatch.from_arrays(
             [
                 id_col,
                 desc_col,
-                repeated_string(source, k),
+                self._source_column(source, k),
                 int_array(lengths),
                 hash_array(seqs),
             ],
@@ -306,24 +418,30 @@ class _Ingester:
         )
         table.add(batch)
         self.kept += k
-        self.residues += sum(lengths)
-        lo, hi = min(lengths), max(lengths)
+        self.residues += int(lengths.sum(dtype=np.int64))
+        lo, hi = int(lengths.min()), int(lengths.max())
         self.min_len = lo if self.min_len is None else min(self.min_len, lo)
         self.max_len = max(self.max_len, hi)
         return n, k
 
+    def _source_column(self, source: str, k: int) -> pa.Array:
+        """``source`` repeated ``k`` times: a zero-copy slice of one array built per file (and regrown)."""
+        cached = self._source
+        if cached is None or cached[0] != source or len(cached[1]) < k:
+            cached = self._source = (source, repeated_string(source, max(k, 1 << 16)))
+        return cached[1].slice(0, k)
+
     @staticmethod
-    def _utf8(values: list[bytes], heads: list[bytes], path: Path, line_of) -> pa.Array:
-        """Decode header fields in C (Arrow validates UTF-8); find the culprit only when it fails."""
+    def _utf8(built: pa.Array | None, values: list[bytes] | None, heads, path: Path, line_of) -> pa.Array:
+        """Header fields as a string array, decoded in C (Arrow validates UTF-8); find the culprit only
+        when that fails. ``built`` is the array the fast path cut out (not validated yet)."""
         try:
-            return string_array(values)
+            if built is None:
+                return string_array(values)
+            built.validate(full=True)
+            return built
         except pa.ArrowInvalid:
-            for k, h in enumerate(heads):
-                try:
-                    h.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    msg = f"header is not valid UTF-8 ({exc.reason})"
-                    raise InputError(path, msg, line=line_of(k)) from exc
+            raise_bad_header(path, heads, line_of)
             raise
 
     def _filter(self, path, line_of, ids, seqs, lengths, file_dropped) -> list[int]:

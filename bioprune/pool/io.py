@@ -195,12 +195,53 @@ def hash_array(seqs: list[bytes]) -> pa.Array:
 
 @dataclass(slots=True)
 class _Block:
-    """Records ``row .. row + len(heads) - 1`` of a pool FASTA, as lines without their newlines."""
+    """Records ``row .. row + n - 1`` of a pool FASTA: ``data`` is their lines, each newline-ended, and
+    ``starts`` the offset of every line in it (header, sequence, header, ...)."""
 
     row: int
     first_line: int  # 1-based line of the first header
-    heads: list[bytes]  # ">id description"
-    seqs: list[bytes]
+    data: bytes
+    starts: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.starts) // 2
+
+    def lines(self) -> tuple[list[bytes], list[bytes]]:
+        """(header lines ``>id description``, sequence lines), without their newlines."""
+        lines = self.data[:-1].split(b"\n")
+        return lines[0::2], lines[1::2]
+
+
+# What may follow an id in its header line: ``bytes.split()``'s whitespace (the newline included).
+_ID_END = np.zeros(256, bool)
+_ID_END[list(b" \t\n\r\x0b\x0c")] = True
+
+
+def _ids_match(a: np.ndarray, heads: np.ndarray, want: pa.Array) -> bool:
+    """Whether header line k of a block (``a``: its bytes, every line newline-ended; ``heads``: where the
+    header lines start) is ``>`` + ``want[k]`` followed by whitespace or its end, i.e. whether
+    ``head.split(None, 1)[0][1:]`` is ``want[k]``, for every k. Only the id bytes are compared (gathered by
+    numpy), never the whole block; False is always safe (the caller then checks line by line)."""
+    if len(want) != len(heads):
+        return False
+    try:
+        want.validate(full=True)  # the table's ids are UTF-8, as the check line by line requires
+    except pa.ArrowInvalid:
+        return False
+    offsets = np.frombuffer(want.buffers()[1], np.int32, len(want) + 1, want.offset * 4).astype(np.int64)
+    # want is a slice of a whole batch: view only its own bytes (no copy of the batch's buffer).
+    text = np.frombuffer(want.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    if _ID_END[text].any():
+        return False
+    lens = np.diff(offsets)
+    if lens.min() <= 0:
+        return False
+    ends = heads + 1 + lens  # where each id must end
+    if ends.max() >= len(a) or not _ID_END[a[ends]].all():
+        return False
+    where = np.repeat(heads + 1 - (offsets[:-1] - offsets[0]), lens) + np.arange(len(text))
+    return bool(np.array_equal(a[where], text))
 
 
 class _TableIds:
@@ -235,8 +276,9 @@ def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
 
     This is the pool's one integrity check, shared by every reader of a pool: the FASTA must be unwrapped
     (one header and one sequence line per record, as :class:`~bioprune.fasta.FastaWriter` writes it), hold
-    exactly the table's rows, and every record's id must be the table's ``id`` at its row. Ids are
-    compared a block at a time in Arrow, so checking all of them costs about as much as checking none.
+    exactly the table's rows, and every record's id must be the table's ``id`` at its row. Lines are found
+    and ids compared by numpy a block at a time (:func:`_ids_match`), so checking all of them costs about
+    as much as checking none; only a block that fails is looked at again line by line, for the message.
     """
     fasta, n = pool.fasta, pool.n_rows
     if n == 0:
@@ -244,45 +286,73 @@ def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
     table_ids = _TableIds(pool)
     row = 0
     for first_line, block in iter_blocks(fasta):
-        lines = block.rstrip(b"\n").split(b"\n")
-        m = len(lines) // 2
-        heads, seqs = lines[0::2], lines[1::2]
-        # Every even line a header, no '>' in odd lines (single-byte searches are the fast ones).
-        if len(lines) % 2 or b"\n".join(heads).count(b"\n>") + 1 != m or b">" in b"".join(seqs):
+        body = block.rstrip(b"\n")
+        data = body + b"\n"
+        a = np.frombuffer(data, np.uint8)
+        newlines = np.flatnonzero(a == 10)
+        starts = np.empty(len(newlines), np.int64)  # where each line starts
+        starts[0] = 0
+        starts[1:] = newlines[:-1] + 1
+        m = len(starts) // 2
+        heads = starts[0::2]
+        # Every even line a header, no '>' in odd lines: as many '>' as headers (the usual case), else
+        # each '>' on a header line.
+        if (
+            len(starts) % 2
+            or (a[heads] != 62).any()
+            or (
+                np.count_nonzero(a == 62) != m
+                and (np.searchsorted(newlines, np.flatnonzero(a == 62)) % 2).any()
+            )
+        ):
             raise InputError(
                 fasta, "not an unwrapped pool FASTA (header/sequence line pairs)", line=first_line
             )
-        ids = [h.split(None, 1)[0][1:] for h in heads]
-        try:
-            got = string_array(ids)
-        except pa.ArrowInvalid:
-            for k, h in enumerate(heads):
-                try:
-                    h.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    msg = f"header is not valid UTF-8 ({exc.reason})"
-                    raise InputError(fasta, msg, line=first_line + 2 * k) from exc
-            raise
         want = table_ids.next(m)
-        if not got.slice(0, len(want)).equals(want):
-            for k, (g, w) in enumerate(zip(got.to_pylist(), want.to_pylist(), strict=False)):
-                if g != w:
-                    msg = f"record {g!r} is row {row + k} but the pool table has {w!r} there"
-                    raise InputError(fasta, msg, line=first_line + 2 * k)
-        if len(want) < m:
-            line = first_line + 2 * len(want)
-            raise InputError(fasta, f"has more records than the {n} rows of the table", line=line)
-        yield _Block(row, first_line, heads, seqs)
+        if not _ids_match(a, heads, want):
+            _explain_block(fasta, body, first_line, row, want, n)
+        yield _Block(row, first_line, data, starts)
         row += m
     if row != n:
         raise InputError(fasta, f"has {row} records but the table has {n} rows")
+
+
+def raise_bad_header(path: Path, heads: list[bytes], line_of: Callable[[int], int]) -> None:
+    """After Arrow refused a column of header fields as UTF-8: raise the error naming the first header
+    line that is not UTF-8 (``line_of(k)``: the line of header ``k``)."""
+    for k, h in enumerate(heads):
+        try:
+            h.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(path, f"header is not valid UTF-8 ({exc.reason})", line=line_of(k)) from exc
+
+
+def _explain_block(fasta: Path, body: bytes, first_line: int, row: int, want: pa.Array, n: int) -> None:
+    """Raise the error of a block whose ids do not match the table (a Python pass, on this path only)."""
+    heads = body.split(b"\n")[0::2]
+    m = len(heads)
+    ids = [h.split(None, 1)[0][1:] for h in heads]
+    try:
+        got = string_array(ids)
+    except pa.ArrowInvalid:
+        raise_bad_header(fasta, heads, lambda k: first_line + 2 * k)
+        raise
+    if not got.slice(0, len(want)).equals(want):
+        for k, (g, w) in enumerate(zip(got.to_pylist(), want.to_pylist(), strict=False)):
+            if g != w:
+                msg = f"record {g!r} is row {row + k} but the pool table has {w!r} there"
+                raise InputError(fasta, msg, line=first_line + 2 * k)
+    if len(want) < m:
+        line = first_line + 2 * len(want)
+        raise InputError(fasta, f"has more records than the {n} rows of the table", line=line)
 
 
 def iter_pool(pool_dir: os.PathLike | str | PoolFiles) -> Iterator[tuple[int, Record]]:
     """Yield ``(row, record)`` for every sequence of a pool folder, in table order, each record's id
     checked against the table (see :func:`_checked_blocks`)."""
     for block in _checked_blocks(open_pool(pool_dir)):
-        for k, (head, seq) in enumerate(zip(block.heads, block.seqs, strict=True)):
+        heads, seqs = block.lines()
+        for k, (head, seq) in enumerate(zip(heads, seqs, strict=True)):
             parts = head[1:].split(None, 1)  # the id ends at the first whitespace, as ingest cut it
             desc = parts[1].strip().decode("utf-8") if len(parts) > 1 else ""
             yield block.row + k, Record(parts[0].decode("utf-8"), desc, seq, block.first_line + 2 * k)
@@ -300,13 +370,16 @@ def copy_records(pool_dir: os.PathLike | str | PoolFiles, keep: np.ndarray | Non
     start_time = time.perf_counter()
     with FastaWriter(out) as writer:
         for block in _checked_blocks(pool):
-            heads, seqs = block.heads, block.seqs
-            stop = block.row + len(heads)
+            stop = block.row + block.n
+            # Each record as bytes of the block: its header line and sequence line, newlines included.
+            data = block.data
+            ends = np.append(block.starts[2::2], len(data))
             mask = None if keep is None else keep[block.row : stop]
             if mask is not None and not mask.all():
-                sel = np.flatnonzero(mask).tolist()
-                heads, seqs = [heads[i] for i in sel], [seqs[i] for i in sel]
-            writer.write_pairs(heads, seqs)
+                sizes = np.diff(ends, prepend=0)
+                data = np.frombuffer(data, np.uint8)[np.repeat(mask, sizes)].tobytes()
+                ends = np.cumsum(sizes[mask])
+            writer.write_records(data, ends)
             if stop >= next_log:
                 rate = stop / max(time.perf_counter() - start_time, 1e-9)
                 log.info("%s: %d of %d records streamed (%.0f/s)", pool.fasta, stop, n, rate)
