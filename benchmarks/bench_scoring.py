@@ -59,6 +59,10 @@ from bioprune.models.registry import build_model, param_count, save_model  # noq
 
 RFAM = ROOT.parent / "shared" / "data" / "rfam14.2_seed" / "rfam14.2_seed.fasta.gz"
 WORK = ROOT / "benchmarks" / "work" / "scoring"
+POINTER = (
+    "At RNA-FM size (12 x 640) against the official-style code, with bf16 on CPU and its agreement with "
+    "fp32: [scoring_rnafm_size.md](scoring_rnafm_size.md) (`benchmarks/bench_rnafm_size.py`)."
+)
 CPU = torch.device("cpu")
 
 
@@ -309,6 +313,7 @@ def main() -> int:
     if not args.skip_memory:
         lines += memory(args) + [""]
     lines.append(f"Total {time.time() - t0:.0f} s; load average at end {os.getloadavg()[0]:.1f}.")
+    lines += ["", POINTER]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
