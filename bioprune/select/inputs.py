@@ -31,9 +31,9 @@ SCORE_COLUMNS = ("self_influence", "loss")
 
 @dataclass
 class Candidates:
-    """The scored sequences, in score-table order."""
+    """The scored sequences, in score-table order. Their ids are not held (250 MB at 20M): each is the
+    pool table's id at its row, checked when loading; :func:`ids_of` reads those of some rows."""
 
-    ids: pa.ChunkedArray
     pool_rows: np.ndarray  # row of each candidate in the pool table / FASTA
     scores: dict[str, np.ndarray]  # score column -> float64 values
     lengths: np.ndarray  # residues, from the pool table
@@ -116,7 +116,7 @@ def load_candidates(
     _release()
 
     # the codes before the scores: less is held while the Parquet reader decodes their dictionaries
-    cand = Candidates(ids, pool_rows, {}, np.empty(0, np.int32), n_pool)
+    cand = Candidates(pool_rows, {}, np.empty(0, np.int32), n_pool)
     # One column at a time, read dictionary-encoded: distinct strings are held once, rows as codes.
     if family_regex is not None:
         codes, texts = column_codes(table_file, "description")
@@ -133,8 +133,34 @@ def load_candidates(
         _release()
     cand.scores = read_scores(scores_path, score_columns, ids=False, record_ids=ids).columns
     cand.lengths = _read_parquet(table_file, ["length"]).column("length").to_numpy()[pool_rows]
+    del ids
     _release()
     return cand
+
+
+def ids_of(pool_dir: os.PathLike | str, cand: Candidates, rows: np.ndarray) -> list[str]:
+    """Ids of the candidates ``rows``, in pool order (the pool table's, streamed: the same strings as
+    the score table's, which loading compared id by id)."""
+    return pool.take_ids(Path(pool_dir), np.sort(cand.pool_rows[rows]))
+
+
+def candidate_rows(pool_dir: os.PathLike | str, cand: Candidates, ids: list[str]) -> np.ndarray:
+    """Candidate row of each of ``ids`` (-1: not scored), streaming the pool table's ids once."""
+    want = pa.array(ids, pa.string())
+    found: dict[str, int] = {}
+    start = 0
+    for batch in pool.parquet_file(pool.table_path(pool_dir)).iter_batches(
+        columns=["id"], batch_size=pool.BATCH_ROWS
+    ):
+        hit = pc.is_valid(pc.index_in(batch.column(0), value_set=want))
+        if pc.any(hit).as_py():
+            rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False)) + start
+            found.update(zip(batch.column(0).filter(hit).to_pylist(), rows.tolist(), strict=True))
+        start += batch.num_rows
+    of_pool = np.full(cand.n_pool, -1, np.int64)
+    of_pool[cand.pool_rows] = np.arange(len(cand.pool_rows))
+    pool_rows = np.array([found.get(i, -1) for i in ids], np.int64)
+    return np.where(pool_rows >= 0, of_pool[pool_rows], -1)
 
 
 def _release() -> None:
