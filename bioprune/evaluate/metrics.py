@@ -100,10 +100,11 @@ def average_ranks(x: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(x), dtype=np.float64)
     sorted_x = x[order]
     # boundaries of runs of equal values
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    new_run = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    starts = np.flatnonzero(new_run)
     ends = np.r_[starts[1:], len(x)]
-    for s, e in zip(starts, ends, strict=True):
-        ranks[order[s:e]] = (s + 1 + e) / 2.0
+    # one vectorised scatter, not a Python loop per run (a million distinct scores took 5 s)
+    ranks[order] = ((starts + 1 + ends) / 2.0)[np.cumsum(new_run) - 1]
     return ranks
 
 

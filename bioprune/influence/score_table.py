@@ -61,14 +61,64 @@ class ScoreTable:
     meta: dict | None  # the provenance metadata; None for a table made by hand (no metadata)
 
 
-def read_scores(path: os.PathLike | str, columns: list[str], *, ids: bool = True) -> ScoreTable:
+def read_scores(
+    path: os.PathLike | str,
+    columns: list[str],
+    *,
+    ids: bool = True,
+    record_ids: pa.ChunkedArray | None = None,
+) -> ScoreTable:
     """Read ``columns`` (and ``id`` unless ``ids`` is false) of a score table as float64 arrays.
 
     Checks: the file is a readable Parquet table with those columns; each is numbers (``id``: text); a
     table that carries bioprune metadata must have it readable, with the provenance and sign convention
     of ``bioprune score``, and the schema's types for its columns; no id is missing; no value is missing
     or non-finite; no self-influence is negative (a sum of squares). One-line InputErrors name the file
-    (and the record, where there is one)."""
+    (and the record, where there is one). ``record_ids``: the table's ids, read before with ``ids=True``
+    and no columns, to name the record of a bad value when ``ids`` is false."""
+    path = Path(path)
+    meta = check_score_columns(path, columns, ids=ids)
+    id_col = _read_column(path, "id") if ids else record_ids
+    if ids and id_col.null_count:
+        raise InputError(path, f"{id_col.null_count} rows have no id")
+    out = {}
+    for name in columns:  # one at a time, each straight into float64: at 20M rows that is 160 MB a column
+        col = _read_column(path, name)
+        values = np.empty(len(col), np.float64)
+        at = 0
+        for chunk in col.chunks:
+            values[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+            at += len(chunk)
+        del col
+        pa.default_memory_pool().release_unused()  # the reader's buffers, before the next column
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise InputError(
+                path,
+                f"column {name}: {int(bad.sum())} missing or non-finite values",
+                record=_record(id_col, int(np.argmax(bad))),
+            )
+        if name == "self_influence" and (values < 0).any():
+            raise InputError(
+                path,
+                f"column self_influence: {int((values < 0).sum())} negative values; self-influence is a sum "
+                "of squares (the official code stores -s: negate such scores before selection)",
+                record=_record(id_col, int(np.argmax(values < 0))),
+            )
+        out[name] = values
+    return ScoreTable(path, id_col, out, meta)
+
+
+def _read_column(path: Path, name: str) -> pa.ChunkedArray:
+    try:
+        return pq.read_table(path, columns=[name]).column(name)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise InputError(path, f"cannot read column {name} ({str(exc).splitlines()[0]})") from None
+
+
+def check_score_columns(path: os.PathLike | str, columns: list[str], *, ids: bool = True) -> dict | None:
+    """The checks of :func:`read_scores` that need only the schema (file, columns, types, metadata),
+    before anything is read; returns the metadata (None for a table made by hand)."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
@@ -86,35 +136,7 @@ def read_scores(path: os.PathLike | str, columns: list[str], *, ids: bool = True
         kind = schema.field(name).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             raise InputError(path, f"column {name!r} holds {kind}, not numbers")
-    meta = _meta(path, schema, wanted)
-    try:
-        table = pq.read_table(path, columns=wanted)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise InputError(
-            path, f"cannot read column(s) {', '.join(wanted)} ({str(exc).splitlines()[0]})"
-        ) from None
-    id_col = table.column("id") if ids else None
-    if id_col is not None and id_col.null_count:
-        raise InputError(path, f"{id_col.null_count} rows have no id")
-    out = {}
-    for name in columns:
-        values = table.column(name).to_numpy().astype(np.float64, copy=False)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise InputError(
-                path,
-                f"column {name}: {int(bad.sum())} missing or non-finite values",
-                record=_record(id_col, int(np.argmax(bad))),
-            )
-        if name == "self_influence" and (values < 0).any():
-            raise InputError(
-                path,
-                f"column self_influence: {int((values < 0).sum())} negative values; self-influence is a sum "
-                "of squares (the official code stores -s: negate such scores before selection)",
-                record=_record(id_col, int(np.argmax(values < 0))),
-            )
-        out[name] = values
-    return ScoreTable(path, id_col, out, meta)
+    return _meta(path, schema, wanted)
 
 
 def _meta(path: Path, schema: pa.Schema, wanted: list[str]) -> dict | None:

@@ -1,7 +1,9 @@
 """Load a merged score table and line it up with the pool it was computed on.
 
 The candidates of a selection are the scored sequences. Each score row is mapped to its row in the pool
-table (and so in the pool FASTA, which has the same order) with one hash join over the ids.
+table (and so in the pool FASTA, which has the same order) by a join over the ids: none when the table
+is in pool order, else the sort join of :mod:`bioprune.select.join`, checked id by id; the exact Arrow
+hash join only runs to name an id that is not in the pool.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioprune.errors import ConfigError, InputError
-from bioprune.influence.score_table import read_scores
+from bioprune.influence.score_table import check_score_columns, read_scores
 from bioprune.pool import io as pool
+from bioprune.select.join import match_rows
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +31,9 @@ SCORE_COLUMNS = ("self_influence", "loss")
 
 @dataclass
 class Candidates:
-    """The scored sequences, in score-table order."""
+    """The scored sequences, in score-table order. Their ids are not held (250 MB at 20M): each is the
+    pool table's id at its row, checked when loading; :func:`ids_of` reads those of some rows."""
 
-    ids: pa.ChunkedArray
     pool_rows: np.ndarray  # row of each candidate in the pool table / FASTA
     scores: dict[str, np.ndarray]  # score column -> float64 values
     lengths: np.ndarray  # residues, from the pool table
@@ -69,8 +72,9 @@ def load_candidates(
     need_clusters: bool = False,
 ) -> Candidates:
     scores_path, pool_dir = Path(scores_path), Path(pool_dir)
-    scored = read_scores(scores_path, score_columns)
-    ids, scores = scored.ids, scored.columns
+    check_score_columns(scores_path, score_columns)  # a missing column fails before any reading
+    ids = read_scores(scores_path, []).ids  # the values are read after the join: less held at its peak
+    _release()
     table_file = pool.table_path(pool_dir)
     pool_cols = _columns(table_file)
     if family_regex is not None and "description" not in pool_cols:
@@ -83,45 +87,90 @@ def load_candidates(
             table_file,
             "no 'cluster' column: cluster-balanced selection needs a clustered pool (cluster step)",
         )
-    table = _read_parquet(table_file, ["id", "length"])
-    n_pool = table.num_rows
+    pool_ids = _read_parquet(table_file, ["id"]).column("id").combine_chunks()
+    n_pool = len(pool_ids)
+    _release()
 
     log.info("joining %d scores to a pool of %d sequences", len(ids), n_pool)
-    pool_ids = table.column("id").combine_chunks()
-    if len(ids) == n_pool and pc.all(pc.equal(ids, pool_ids)).as_py():
-        # scores in pool order (one shard, or merged in pool order): no hash join needed
-        rows = pa.array(np.arange(n_pool, dtype=np.int64))
+    if len(ids) == n_pool and _same(ids.slice(0, 1024), pool_ids[:1024]) and _same(ids, pool_ids):
+        # scores in pool order (one shard, or merged in pool order): no join needed
+        pool_rows = np.arange(n_pool, dtype=np.int64)
     else:
+        pool_rows = match_rows(ids, pool_ids)  # None: some id has no match; the exact join names it
+    if pool_rows is None:
         rows = pc.index_in(ids, value_set=pool_ids)
-    if rows.null_count:
-        first = pc.filter(ids, pc.is_null(rows))[0].as_py()
-        raise InputError(
-            scores_path,
-            f"{rows.null_count} scored ids are not in the pool {pool_dir} (e.g. {first!r}); "
-            "were the scores computed on another pool?",
-        )
-    pool_rows = rows.to_numpy().astype(np.int64)
-    del rows
+        if rows.null_count:
+            first = pc.filter(ids, pc.is_null(rows))[0].as_py()
+            raise InputError(
+                scores_path,
+                f"{rows.null_count} scored ids are not in the pool {pool_dir} (e.g. {first!r}); "
+                "were the scores computed on another pool?",
+            )
+        pool_rows = rows.to_numpy().astype(np.int64)
+        del rows
     seen = np.bincount(pool_rows, minlength=n_pool)
     if (seen > 1).any():
         dup = pool_ids[int(np.flatnonzero(seen > 1)[0])].as_py()
         raise InputError(scores_path, f"{int((seen > 1).sum())} ids are scored more than once (e.g. {dup!r})")
     del seen, pool_ids
+    _release()
 
-    lengths = table.column("length").to_numpy()[pool_rows]
-    del table
-    cand = Candidates(ids, pool_rows, scores, lengths, n_pool)
+    # the codes before the scores: less is held while the Parquet reader decodes their dictionaries
+    cand = Candidates(pool_rows, {}, np.empty(0, np.int32), n_pool)
     # One column at a time, read dictionary-encoded: distinct strings are held once, rows as codes.
     if family_regex is not None:
         codes, texts = column_codes(table_file, "description")
         text_family, cand.family_names = family_of_texts(texts, family_regex)
         cand.families = text_family[codes[pool_rows]]  # code -1 (no description) maps to the -1 appended
+        del codes
+        _release()
     if has_clusters:
         codes, _ = column_codes(table_file, "cluster", values=False)
         if (codes < 0).any():
             raise InputError(table_file, f"{int((codes < 0).sum())} rows have no cluster")
         cand.clusters = codes[pool_rows]
+        del codes
+        _release()
+    cand.scores = read_scores(scores_path, score_columns, ids=False, record_ids=ids).columns
+    cand.lengths = _read_parquet(table_file, ["length"]).column("length").to_numpy()[pool_rows]
+    del ids
+    _release()
     return cand
+
+
+def ids_of(pool_dir: os.PathLike | str, cand: Candidates, rows: np.ndarray) -> list[str]:
+    """Ids of the candidates ``rows``, in pool order (the pool table's, streamed: the same strings as
+    the score table's, which loading compared id by id)."""
+    return pool.take_ids(Path(pool_dir), np.sort(cand.pool_rows[rows]))
+
+
+def candidate_rows(pool_dir: os.PathLike | str, cand: Candidates, ids: list[str]) -> np.ndarray:
+    """Candidate row of each of ``ids`` (-1: not scored), streaming the pool table's ids once."""
+    want = pa.array(ids, pa.string())
+    found: dict[str, int] = {}
+    start = 0
+    for batch in pool.parquet_file(pool.table_path(pool_dir)).iter_batches(
+        columns=["id"], batch_size=pool.BATCH_ROWS
+    ):
+        hit = pc.is_valid(pc.index_in(batch.column(0), value_set=want))
+        if pc.any(hit).as_py():
+            rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False)) + start
+            found.update(zip(batch.column(0).filter(hit).to_pylist(), rows.tolist(), strict=True))
+        start += batch.num_rows
+    of_pool = np.full(cand.n_pool, -1, np.int64)
+    of_pool[cand.pool_rows] = np.arange(len(cand.pool_rows))
+    pool_rows = np.array([found.get(i, -1) for i in ids], np.int64)
+    return np.where(pool_rows >= 0, of_pool[pool_rows], -1)
+
+
+def _release() -> None:
+    """Hand the memory Arrow freed (Parquet read buffers, columns dropped) back to the system: its
+    allocator keeps it otherwise, and numpy's arrays come on top (~0.5 GB of peak at 20M ids)."""
+    pa.default_memory_pool().release_unused()
+
+
+def _same(a, b) -> bool:
+    return bool(pc.all(pc.equal(a, b)).as_py())
 
 
 def column_codes(path: Path, name: str, values: bool = True) -> tuple[np.ndarray, list[str] | None]:
@@ -130,10 +179,16 @@ def column_codes(path: Path, name: str, values: bool = True) -> tuple[np.ndarray
     col = pq.read_table(path, columns=[name], read_dictionary=[name]).unify_dictionaries().column(name)
     if col.num_chunks == 0:
         return np.empty(0, dtype=np.int32), []
-    codes = np.concatenate(
-        [c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32) for c in col.chunks]
-    )
-    return codes, col.chunk(0).dictionary.to_pylist() if values else None
+    codes = np.empty(len(col), np.int32)  # filled chunk by chunk: no list of copies to concatenate
+    at = 0
+    for c in col.chunks:
+        indices = c.indices.fill_null(-1) if c.null_count else c.indices
+        codes[at : at + len(c)] = indices.to_numpy(zero_copy_only=False)
+        at += len(c)
+    names = col.chunk(0).dictionary.to_pylist() if values else None
+    del col
+    _release()
+    return codes, names
 
 
 def parse_family_regex(text: str | None, setting: str = "--family-regex") -> str | None:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioprune import __version__
@@ -29,7 +28,14 @@ from bioprune.influence.length import length_diagnostics
 from bioprune.pool import io as pool
 from bioprune.select import strategies as st
 from bioprune.select.budget import Budget, parse_budget
-from bioprune.select.inputs import SCORE_COLUMNS, Candidates, load_candidates, parse_family_regex
+from bioprune.select.inputs import (
+    SCORE_COLUMNS,
+    Candidates,
+    candidate_rows,
+    ids_of,
+    load_candidates,
+    parse_family_regex,
+)
 from bioprune.select.summary import (
     COMPARISON_COLUMNS,
     comparison_rows,
@@ -155,7 +161,7 @@ def compute(args: argparse.Namespace) -> Outcome:
     elif strategy == "topi_resid":
         sel = st.select_topi_resid(cand.scores[needed], cand.lengths, k)
     elif strategy == "lenmatch":
-        reference = _match_rows(args.match_ids, cand, k)
+        reference = _match_rows(args.match_ids, args.pool, cand, k)
         sel = st.select_length_matched(cand.lengths, reference, args.strata, rng)
     else:
         sel = st.select_cluster_balanced(cand.clusters, k, rng)
@@ -228,7 +234,7 @@ def compute(args: argparse.Namespace) -> Outcome:
     return Outcome(cand, sel, mask, summary, plot_column, topi_threshold, title)
 
 
-def _match_rows(path: Path, cand: Candidates, k: int) -> np.ndarray:
+def _match_rows(path: Path, pool_dir: Path, cand: Candidates, k: int) -> np.ndarray:
     """Candidate rows of the ids in a selection's ids.txt; it must hold exactly the budget's k."""
     try:
         ids = [line for line in path.read_text().splitlines() if line]
@@ -236,23 +242,22 @@ def _match_rows(path: Path, cand: Candidates, k: int) -> np.ndarray:
         raise InputError(path, "no such ids file (the selection to match has not run)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(path, f"cannot read ids ({exc})") from None
-    rows = pc.index_in(pa.array(ids, pa.string()), value_set=cand.ids.combine_chunks())
-    if rows.null_count:
-        missing = ids[pc.index(pc.is_null(rows), True).as_py()]
+    rows = candidate_rows(pool_dir, cand, ids)
+    if (rows < 0).any():
+        missing = ids[int(np.argmax(rows < 0))]
         raise InputError(path, f"id {missing!r} is not in the score table")
     if len(ids) != k:
         raise InputError(
             path, f"holds {len(ids)} ids but this budget keeps {k}: match a selection of the same budget"
         )
-    return rows.to_numpy().astype(np.int64)
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
     out = compute(args)
     cand, rows = out.cand, out.selection.rows
     # pool order: the order of the pool FASTA, so ids.txt and coreset.fasta.gz agree line by line
-    in_pool_order = rows[np.argsort(cand.pool_rows[rows], kind="stable")]
-    ids = cand.ids.take(pa.array(in_pool_order))
+    ids = ids_of(args.pool, cand, rows)
     with staged_dir(args.out) as stage:
         t0 = time.perf_counter()
         _write_ids(stage / "ids.txt", ids)
@@ -281,10 +286,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_ids(path: Path, ids: pa.ChunkedArray | pa.Array, chunk: int = 1 << 20) -> None:
+def _write_ids(path: Path, ids: list[str], chunk: int = 1 << 20) -> None:
     with open(path, "w") as fh:
         for start in range(0, len(ids), chunk):
-            fh.write("\n".join(ids.slice(start, chunk).to_pylist()) + "\n")
+            fh.write("\n".join(ids[start : start + chunk]) + "\n")
 
 
 # --- select-report -------------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def length_strata(lengths: np.ndarray, n_strata: int) -> tuple[np.ndarray, np.nd
     if n_strata < 1:
         raise ConfigError(f"length strata must be at least 1, got {n_strata}")
     edges = np.unique(np.quantile(lengths, np.linspace(0, 1, n_strata + 1), method="lower"))
-    strata = np.searchsorted(edges[1:-1], lengths, side="right").astype(np.int64)
+    strata = np.searchsorted(edges[1:-1], lengths, side="right").astype(np.int64, copy=False)
     return strata, edges
 
 
