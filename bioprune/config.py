@@ -10,7 +10,8 @@ import yaml
 
 from bioprune.errors import ConfigError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+# config/schema.yaml, through the package's link to it (a copy in an installed wheel)
+SCHEMA_PATH = Path(__file__).resolve().parent / "schema.yaml"
 
 
 def load_schema(path: os.PathLike | str = SCHEMA_PATH) -> dict:

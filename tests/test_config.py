@@ -148,3 +148,12 @@ def test_influence_settings_take_the_schema_defaults():
     assert len(shared) == 10
     for name in shared:
         assert getattr(settings, name) == influence[name]["default"], name
+
+
+def test_the_package_reads_the_schema_through_its_link_to_config():
+    """bioprune/schema.yaml links to config/schema.yaml (one file; a wheel gets a copy), so every step's
+    defaults are the workflow's, whether the package runs from a checkout or is installed."""
+    from bioprune.config import SCHEMA_PATH
+
+    assert SCHEMA_PATH.parent.name == "bioprune"
+    assert SCHEMA_PATH.resolve() == (ROOT / "config" / "schema.yaml").resolve()
