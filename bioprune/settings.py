@@ -36,10 +36,10 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_option(group, cls, name: str, help: str, section: str, *, key: str | None = None) -> None:
+def add_option(group, cls, name: str, help: str, section: str) -> None:
     """Add ``--name`` to ``group``: default from ``cls`` (a dataclass whose default is the schema's),
-    type and choices from the schema entry ``section.key``."""
-    prop = schema_property(section, key or name)
+    type and choices from the schema entry ``section.name``."""
+    prop = schema_property(section, name)
     types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
     kind = _TYPES[next(t for t in types if t != "null")]
     d = next(f.default for f in dataclasses.fields(cls) if f.name == name)
@@ -53,10 +53,9 @@ def add_option(group, cls, name: str, help: str, section: str, *, key: str | Non
     group.add_argument(flag(name), **kwargs)
 
 
-def from_args(cls, args: argparse.Namespace, **extra):
+def from_args(cls, args: argparse.Namespace):
     """An instance of dataclass ``cls`` from the parsed flags of its fields (others keep their default)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    return cls(**{**values, **extra})
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
 
 
 def options(values: dict, names) -> list[str]:

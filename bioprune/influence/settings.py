@@ -14,7 +14,7 @@ import torch
 
 from bioprune.cli import seed
 from bioprune.errors import ConfigError
-from bioprune.settings import default
+from bioprune.settings import default, from_args
 
 BLOCKS = ("head_dense", "last_block")
 LOSS_MODES = ("mlm", "compat")
@@ -164,17 +164,5 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, score: bool) -> N
 
 
 def settings_from_args(args: argparse.Namespace) -> InfluenceSettings:
-    return InfluenceSettings(
-        block=args.block,
-        loss_mode=args.loss_mode,
-        loss_norm=args.loss_norm,
-        mask_seed=args.mask_seed,
-        mask_prob=args.mask_prob,
-        max_length=args.max_length,
-        long_sequences=args.long_sequences,
-        eps=getattr(args, "eps", InfluenceSettings.eps),
-        batch_tokens=args.batch_tokens,
-        precision=args.precision,
-        device=args.device,
-        grad_memory_mb=args.grad_memory_mb,
-    )
+    """The settings from ``bioprune fisher`` / ``score`` flags (fisher has no --eps: the default)."""
+    return from_args(InfluenceSettings, args)

@@ -22,6 +22,7 @@ from bioprune.errors import ConfigError
 from bioprune.models.registry import ARCH_FIELDS, BACKENDS, SIZES, build_model, load_model
 from bioprune.models.train import init_distributed_from_env, train
 from bioprune.models.train_settings import TrainSettings, add_training_flags, settings_from_args
+from bioprune.settings import flag
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     sizes = ", ".join(f"{b}: {'/'.join(s)}" for b, s in SIZES.items())
     g.add_argument("--size", default="tiny", help=f"named size ({sizes}); default tiny")
     for field in ARCH_FIELDS:
-        g.add_argument(
-            f"--{field.replace('_', '-')}", type=int, metavar="N", help=f"override the size's {field}"
-        )
+        g.add_argument(flag(field), type=int, metavar="N", help=f"override the size's {field}")
     g.add_argument(
         "--init",
         metavar="CHECKPOINT",
@@ -73,7 +72,7 @@ def model_from_args(args: argparse.Namespace):
     overrides = {f: getattr(args, f) for f in ARCH_FIELDS if getattr(args, f, None) is not None}
     if args.init:
         if overrides:
-            flags = sorted("--" + k.replace("_", "-") for k in overrides)
+            flags = sorted(flag(k) for k in overrides)
             raise ConfigError(f"--init takes the architecture from the checkpoint; drop {flags}")
         from bioprune.models.data import file_digest
 

@@ -9,7 +9,7 @@ import argparse
 from dataclasses import asdict, dataclass
 
 from bioprune.errors import ConfigError
-from bioprune.settings import add_option, default, from_args, options
+from bioprune.settings import add_option, default, from_args, options, schema_property
 
 
 @dataclass
@@ -49,10 +49,11 @@ class TrainSettings:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name} must be >= 1, got {v}")
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise ConfigError(f"schedule must be cosine, linear or constant, got {self.schedule!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        for name in ("schedule", "precision"):  # the schema's choices
+            allowed = schema_property("train", name)["enum"]
+            if getattr(self, name) not in allowed:
+                choices = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+                raise ConfigError(f"{name} must be {choices}, got {getattr(self, name)!r}")
         if not 0 < self.mask_prob < 1:
             raise ConfigError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         if not 0 <= self.val_fraction < 1:

@@ -12,6 +12,7 @@ from bioprune.alphabet import BACKEND_ALPHABET
 from bioprune.errors import ConfigError
 from bioprune.models.specs import default_backend, resolve_spec
 from bioprune.models.train_settings import trainer_options
+from bioprune.settings import flag
 
 
 def checked_backend(config: dict) -> str:
@@ -35,7 +36,7 @@ def scratch_model_args(model: dict, backend: str) -> str:
         shape = f"model.size {model['size']} with model.overrides {model['overrides']}"
         raise ConfigError(f"{shape}: {exc}") from None
     args = f"--backend {backend} --size {model['size']}"
-    return args + "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted(model["overrides"].items()))
+    return args + "".join(f" {flag(k)} {v}" for k, v in sorted(model["overrides"].items()))
 
 
 def launcher(train: dict) -> str:
