@@ -24,9 +24,10 @@ DATA_DIR = os.path.normpath(config["data_dir"])
 
 RESULTS = config["results"]
 POOL = f"{RESULTS}/pool"
-SELECT = f"{RESULTS}/select"
-PRETRAIN = f"{RESULTS}/pretrain"
-EVALUATE = f"{RESULTS}/evaluate"
+# the stage folders the plan laid out
+SELECT = PLAN.selection.root
+PRETRAIN = PLAN.evaluation.pretrain_root
+EVALUATE = PLAN.evaluation.evaluate_root
 
 for stage, reasons in (
     ("select", PLAN.selection.skipped),

@@ -58,13 +58,7 @@ class BatchConverter:
 
     def __call__(self, residues: Sequence[np.ndarray]) -> np.ndarray:
         """Token matrix ``[B, 2 + longest]`` of residue id arrays: the batch converter."""
-        width = max(len(r) for r in residues) + 2
-        out = np.full((len(residues), width), self.spec.pad_idx, dtype=np.int64)
-        for i, res in enumerate(residues):
-            out[i, 0] = self.spec.cls_idx
-            out[i, 1 : 1 + len(res)] = res
-            out[i, 1 + len(res)] = self.spec.eos_idx
-        return out
+        return self.pad([self.frame(res) for res in residues])
 
 
 def pad_rows(rows: Sequence[np.ndarray], pad_idx: int, width: int | None = None) -> np.ndarray:
