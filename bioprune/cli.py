@@ -29,7 +29,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "fisher": ("bioprune.influence.fisher_cli", "partial diagonal Fisher over D_sub (map step)"),
     "fisher-reduce": ("bioprune.influence.fisher_cli", "add partial Fisher sums (reduce step)"),
     "score": ("bioprune.influence.score_cli", "self-influence score of every sequence of a shard"),
-    "merge-scores": ("bioprune.influence.score_cli", "collect per-shard score tables"),
+    "merge-scores": ("bioprune.influence.merge", "collect per-shard score tables, in pool order"),
     "select": ("bioprune.select.select_cli", "pick a coreset (topi, cci, random, cluster, loss) at a budget"),
     "select-report": ("bioprune.select.select_cli", "compare family/cluster coverage across selections"),
     "pretrain": ("bioprune.pretrain", "train the architecture from scratch on a coreset"),

@@ -77,9 +77,12 @@ rule score:
         f" {INFLUENCE_SPEED} --threads {{threads}} {{input.shard:q}} 2> {{log:q}}"
 
 
+# Rows in pool order (the shard table lists it): select then needs no id join, and a seeded random
+# selection does not depend on how many shards scored the pool.
 rule merge_scores:
     input:
-        expand(f"{INFLUENCE}/scores/shard_{{shard}}.parquet", shard=shard_ids()),
+        tables=expand(f"{INFLUENCE}/scores/shard_{{shard}}.parquet", shard=shard_ids()),
+        order=f"{POOL}/shards/shards.parquet",
     output:
         scores=f"{INFLUENCE}/scores.parquet",
         report=f"{INFLUENCE}/scores_report.json",
@@ -88,4 +91,5 @@ rule merge_scores:
     conda:
         ENV_TORCH
     shell:
-        "python -m bioprune merge-scores --out {output.scores:q} --report {output.report:q} {input:q} 2> {log:q}"
+        "python -m bioprune merge-scores --order {input.order:q} --out {output.scores:q}"
+        " --report {output.report:q} {input.tables:q} 2> {log:q}"

@@ -13,7 +13,7 @@ import torch
 from test_influence import random_seqs, write_fasta
 
 from bioprune.cli import main
-from bioprune.influence.score import META_KEY, SCHEMA
+from bioprune.influence.score_table import META_KEY, SCHEMA
 from bioprune.models.registry import build_model, save_model
 
 SETTINGS = ["--max-length", "40", "--batch-tokens", "400", "--threads", "1"]
@@ -222,3 +222,57 @@ def test_corrupt_shard_is_an_input_error(run_dir, capsys, tmp_path):
     out = tmp_path / "x.parquet"
     argv = ["score", "--model", str(d / "model.pt"), "--fisher", str(d / "fisher.pt"), "--out", str(out)]
     _refused(capsys, argv + SETTINGS + ["--no-progress", str(bad)], out, "corrupt gzip")
+
+
+def _shard_table(path, seqs, shard_of):
+    """A shard step's shards.parquet for a pool in the order of ``seqs``."""
+    import pyarrow as pa
+
+    pq.write_table(
+        pa.table(
+            {
+                "id": [sid for sid, _ in seqs],
+                "shard": pa.array([shard_of(i) for i in range(len(seqs))], pa.int32()),
+                "length": pa.array([len(s) for _, s in seqs], pa.int32()),
+            }
+        ),
+        path,
+    )
+    return path
+
+
+def test_merge_in_pool_order(run_dir, tmp_path):
+    """--order: the rows follow the pool (the shards were dealt every other sequence), with the same values
+    per id as the plain concatenation; the report says which order it wrote."""
+    d, seqs = run_dir
+    order = _shard_table(tmp_path / "shards.parquet", seqs, lambda i: i % 2)
+    out, report = tmp_path / "m.parquet", tmp_path / "m.json"
+    argv = ["merge-scores", "--order", str(order), "--out", str(out), "--report", str(report)]
+    assert main(argv + [str(d / "s0.parquet"), str(d / "s1.parquet")]) == 0
+    merged = pq.read_table(out)
+    assert merged.column("id").to_pylist() == [sid for sid, _ in seqs]
+    assert merged.schema.metadata == pq.read_schema(d / "scores.parquet").metadata
+    plain = pq.read_table(d / "scores.parquet").to_pandas().set_index("id")
+    assert merged.to_pandas().set_index("id").equals(plain.loc[[sid for sid, _ in seqs]])
+    assert json.loads(report.read_text())["row_order"] == "pool"
+
+
+def test_merge_in_pool_order_refusals(run_dir, capsys, tmp_path):
+    d, seqs = run_dir
+    out = tmp_path / "m.parquet"
+    tables = [str(d / "s0.parquet"), str(d / "s1.parquet")]
+    order = str(_shard_table(tmp_path / "shards.parquet", seqs, lambda i: i % 2))
+    # tables out of shard order: both have 15 rows, so the first id tells
+    _refused(capsys, ["merge-scores", "--order", order, "--out", str(out), *tables[::-1]], out, "pool row 0")
+    # another pool: one id differs
+    other = [(sid if i != 7 else "stranger", s) for i, (sid, s) in enumerate(seqs)]
+    moved = str(_shard_table(tmp_path / "other.parquet", other, lambda i: i % 2))
+    _refused(capsys, ["merge-scores", "--order", moved, "--out", str(out), *tables], out, "'stranger'")
+    # three shards listed, two tables; and a table of the wrong size
+    three = str(_shard_table(tmp_path / "three.parquet", seqs, lambda i: i % 3))
+    _refused(capsys, ["merge-scores", "--order", three, "--out", str(out), *tables], out, "lists 3 shards")
+    uneven = str(_shard_table(tmp_path / "uneven.parquet", seqs, lambda i: int(i < 10)))
+    _refused(capsys, ["merge-scores", "--order", uneven, "--out", str(out), *tables], out, "has 15 rows")
+    _refused(
+        capsys, ["merge-scores", "--order", str(d / "s0.parquet"), "--out", str(out), *tables], out, "shard"
+    )

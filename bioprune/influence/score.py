@@ -8,10 +8,10 @@ over the sequence's loss tokens: the loss l(z) the gradient is of, divided by it
 it reads the same under every ``loss_norm``), ``n_tokens`` (int32, tokens in that loss: masked residues
 in mlm mode, window positions in compat mode), ``length`` (int32, residues of the input sequence). Rows
 follow the shard's order. The file's schema metadata key ``bioprune`` holds JSON with the provenance
-(model hash, loss definition), eps and the Fisher file's hash; :func:`merge_scores` requires it to
-agree across shards. The schema, the metadata and the reader select and report use live in the
-torch-free :mod:`bioprune.influence.score_table`. Memory is bounded: results are written in row groups
-as they come.
+(model hash, loss definition), eps and the Fisher file's hash; ``bioprune merge-scores``
+(:mod:`bioprune.influence.merge`) requires it to agree across shards. The schema, the metadata and the
+reader select and report use live in the torch-free :mod:`bioprune.influence.score_table`. Memory is
+bounded: results are written in row groups as they come.
 """
 
 from __future__ import annotations
@@ -21,22 +21,18 @@ import logging
 import os
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-import xxhash
 
 from bioprune.atomic import atomic_path
 from bioprune.errors import InputError
 from bioprune.fasta import Record
 from bioprune.influence.fisher import Fisher, provenance
 from bioprune.influence.grads import GradientEngine
-from bioprune.influence.length import length_diagnostics, subsample
 from bioprune.influence.passes import iter_gradients, shard_records
-from bioprune.influence.score_table import META_KEY, SCHEMA, SIGN_NOTE, read_score_meta
+from bioprune.influence.score_table import META_KEY, SCHEMA, SIGN_NOTE
 from bioprune.influence.settings import InfluenceSettings
 from bioprune.models.base import MaskedLM
 
@@ -169,67 +165,3 @@ def score_shard(
         **meta,
         "settings": settings.as_dict(),
     }
-
-
-def merge_scores(paths: list[os.PathLike | str], out: os.PathLike | str) -> dict:
-    """Concatenate per-shard score tables (streaming, row group by row group) into one. Refuses tables
-    scored with a different model, loss definition, eps or Fisher, and any id that occurs twice."""
-    if not paths:
-        raise InputError("merge-scores", "no score files given")
-    paths = [Path(p) for p in paths]
-    metas = [read_score_meta(p) for p in paths]
-    keys = ("provenance", "eps", "fisher_sha256")
-    for p, m in zip(paths[1:], metas[1:], strict=True):
-        diff = [k for k in keys if m.get(k) != metas[0].get(k)]
-        if diff:
-            raise InputError(p, f"scored with a different {', '.join(diff)} than {paths[0].name}")
-    meta = {k: metas[0][k] for k in (*keys, "fisher_n", "sign") if k in metas[0]}
-    meta["shards"] = [p.name for p in paths]
-    schema = SCHEMA.with_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
-    hashes: list[np.ndarray] = []
-    per_file = {}
-    step = subsample(sum(pq.ParquetFile(p).metadata.num_rows for p in paths)).step
-    sampled: dict[str, list[np.ndarray]] = {"self_influence": [], "length": [], "loss": []}
-    seen = 0
-    with atomic_path(out) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for p in paths:
-                n = 0
-                for rb in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP):
-                    writer.write_batch(pa.RecordBatch.from_arrays(rb.columns, schema=SCHEMA))
-                    first = (-seen) % step  # rows whose global index is a multiple of step
-                    for col, kept in sampled.items():
-                        kept.append(rb.column(col).to_numpy(zero_copy_only=False)[first::step])
-                    seen += rb.num_rows
-                    h = np.fromiter(
-                        (xxhash.xxh64_intdigest(x.encode()) for x in rb.column(0).to_pylist()), np.uint64
-                    )
-                    hashes.append(h)
-                    n += rb.num_rows
-                per_file[p.name] = n
-        _check_unique_ids(paths, hashes)
-    cols = {k: np.concatenate(v) if v else np.zeros(0) for k, v in sampled.items()}
-    diagnostics = length_diagnostics(
-        cols["self_influence"], cols["length"], cols["loss"], what=f"{Path(out).name}"
-    )
-    diagnostics["n"] = seen  # the statistics ran on every step-th row; n is the whole table
-    return {"n_sequences": sum(per_file.values()), "per_shard": per_file, "length": diagnostics, **meta}
-
-
-def _check_unique_ids(paths: list[Path], hashes: list[np.ndarray]) -> None:
-    """Hash ids (8 bytes each, not the strings); re-read only the ids whose hashes collide."""
-    if not hashes:
-        return
-    h = np.concatenate(hashes)
-    h_sorted = np.sort(h)
-    suspects = set(h_sorted[1:][h_sorted[1:] == h_sorted[:-1]].tolist())
-    if not suspects:
-        return
-    where: dict[str, Path] = {}
-    for p in paths:
-        for rb in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP, columns=["id"]):
-            for rid in rb.column(0).to_pylist():
-                if xxhash.xxh64_intdigest(rid.encode()) in suspects:
-                    if rid in where:
-                        raise InputError(p, f"sequence id {rid!r} occurs twice (also in {where[rid].name})")
-                    where[rid] = p

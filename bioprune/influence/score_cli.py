@@ -1,5 +1,5 @@
-"""``bioprune score`` (self-influence of every sequence of one shard, to Parquet) and
-``bioprune merge-scores`` (collect per-shard tables). See :mod:`bioprune.influence.score`.
+"""``bioprune score``: self-influence of every sequence of one shard, to Parquet. See
+:mod:`bioprune.influence.score`; ``bioprune merge-scores`` is :mod:`bioprune.influence.merge`.
 
 Scores are positive, s = sum_j g_j^2 / (F_j + eps), higher = more influential; the official code
 stores -s."""
@@ -16,7 +16,7 @@ import torch
 from bioprune.atomic import atomic_path
 from bioprune.influence.fisher import load_fisher
 from bioprune.influence.passes import file_sha256, load_scoring_model
-from bioprune.influence.score import merge_scores, score_shard
+from bioprune.influence.score import score_shard
 from bioprune.influence.settings import add_settings_arguments, settings_from_args
 
 log = logging.getLogger(__name__)
@@ -70,17 +70,4 @@ def run_score(args: argparse.Namespace) -> int:
         report["n_windowed"],
         args.out,
     )
-    return 0
-
-
-def add_merge_scores_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("tables", nargs="+", help="per-shard score tables (.parquet)")
-    parser.add_argument("--out", required=True, help="merged score table to write (.parquet)")
-    parser.add_argument("--report", help="JSON report to write (rows per shard, provenance)")
-
-
-def run_merge_scores(args: argparse.Namespace) -> int:
-    report = merge_scores(args.tables, args.out)
-    _write_report(args.report, report)
-    log.info("merge-scores: %d tables, %d sequences -> %s", len(args.tables), report["n_sequences"], args.out)
     return 0

@@ -1,0 +1,215 @@
+"""``bioprune merge-scores``: collect the per-shard score tables into one table (torch-free).
+
+With ``--order`` (the shard step's ``shards.parquet``: every pool id in pool order and its shard), the
+merged rows follow the pool's order. Each shard's table is in its shard's order, which is pool order
+restricted to that shard, so the pool order is a streamed k-way merge guided by the ``shard`` column; every
+merged id is then compared with the pool's id at its row, so a table scored from another pool, or given
+out of shard order, fails with the first id that differs. Pool order matters downstream: select then
+needs no id join (the cost of every selection job at 20M scores), and a seeded random selection draws
+from the same candidate order whatever ``shard.n_shards`` is.
+
+Without ``--order`` the tables are concatenated as given, and every id is checked to occur once.
+Either way the tables must agree on provenance (model, loss definition), eps and Fisher. Memory is
+bounded: rows are streamed in row groups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+
+from bioprune.atomic import atomic_path
+from bioprune.errors import InputError
+from bioprune.influence.length import length_diagnostics, subsample
+from bioprune.influence.score_table import META_KEY, SCHEMA, read_score_meta
+
+log = logging.getLogger(__name__)
+
+ROW_GROUP = 16384  # rows per Parquet row group, as ``bioprune score`` writes them
+ORDER_COLUMNS = ("id", "shard")
+
+
+def merge_scores(
+    paths: list[os.PathLike | str], out: os.PathLike | str, order: os.PathLike | str | None = None
+) -> dict:
+    """Merge per-shard score tables into ``out``; in the pool order of ``order`` (a shard table,
+    ``paths`` given as shard 0, 1, ...) when it is given, else concatenated. Refuses tables scored with
+    a different model, loss definition, eps or Fisher, and any id that occurs twice."""
+    if not paths:
+        raise InputError("merge-scores", "no score files given")
+    paths = [Path(p) for p in paths]
+    metas = [read_score_meta(p) for p in paths]
+    keys = ("provenance", "eps", "fisher_sha256")
+    for p, m in zip(paths[1:], metas[1:], strict=True):
+        diff = [k for k in keys if m.get(k) != metas[0].get(k)]
+        if diff:
+            raise InputError(p, f"scored with a different {', '.join(diff)} than {paths[0].name}")
+    meta = {k: metas[0][k] for k in (*keys, "fisher_n", "sign") if k in metas[0]}
+    meta["shards"] = [p.name for p in paths]
+    schema = SCHEMA.with_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+    per_file = {p.name: pq.ParquetFile(p).metadata.num_rows for p in paths}
+    n_rows = sum(per_file.values())
+    step = subsample(n_rows).step
+    sampled: dict[str, list[np.ndarray]] = {"self_influence": [], "length": [], "loss": []}
+    hashes: list[np.ndarray] = []
+    seen = 0
+    with atomic_path(out) as tmp:
+        if order is None:
+            batches = _concatenated(paths, hashes)
+        else:
+            batches = _in_pool_order(paths, Path(order), per_file)
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for rb in batches:
+                writer.write_batch(pa.RecordBatch.from_arrays(rb.columns, schema=SCHEMA))
+                first = (-seen) % step  # rows whose global index is a multiple of step
+                for col, kept in sampled.items():
+                    kept.append(rb.column(col).to_numpy(zero_copy_only=False)[first::step])
+                seen += rb.num_rows
+        if order is None:
+            _check_unique_ids(paths, hashes)
+    cols = {k: np.concatenate(v) if v else np.zeros(0) for k, v in sampled.items()}
+    diagnostics = length_diagnostics(
+        cols["self_influence"], cols["length"], cols["loss"], what=f"{Path(out).name}"
+    )
+    diagnostics["n"] = seen  # the statistics ran on every step-th row; n is the whole table
+    row_order = "pool" if order is not None else "shards concatenated"
+    return {
+        "n_sequences": n_rows,
+        "per_shard": per_file,
+        "row_order": row_order,
+        "length": diagnostics,
+    } | meta
+
+
+def _concatenated(paths: list[Path], hashes: list[np.ndarray]) -> Iterator[pa.RecordBatch]:
+    """The tables' rows as given, hashing every id into ``hashes`` for the uniqueness check."""
+    for p in paths:
+        for rb in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP):
+            ids = rb.column(0).to_pylist()
+            hashes.append(np.fromiter((xxhash.xxh64_intdigest(x.encode()) for x in ids), np.uint64, len(ids)))
+            yield rb
+
+
+class _Rows:
+    """A score table read forward: :meth:`take` returns its next ``n`` rows."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP)
+        self._held = pa.Table.from_batches([], SCHEMA)
+
+    def take(self, n: int) -> pa.Table:
+        parts = [self._held]
+        have = len(self._held)
+        while have < n:
+            rb = next(self._batches, None)
+            if rb is None:  # cannot happen once the row counts have been checked
+                raise InputError(self.path, f"ends {n - have} rows early")
+            parts.append(pa.Table.from_batches([pa.RecordBatch.from_arrays(rb.columns, schema=SCHEMA)]))
+            have += rb.num_rows
+        rows = pa.concat_tables(parts)
+        self._held = rows.slice(n)
+        return rows.slice(0, n)
+
+
+def _in_pool_order(paths: list[Path], order: Path, per_file: dict[str, int]) -> Iterator[pa.RecordBatch]:
+    """The tables' rows in the pool order of the shard table ``order``, every id checked against it."""
+    try:
+        table = pq.ParquetFile(order)
+    except FileNotFoundError:
+        raise InputError(order, "no such shard table") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(order, f"not a readable Parquet file ({exc})") from exc
+    missing = [c for c in ORDER_COLUMNS if c not in table.schema_arrow.names]
+    if missing:
+        raise InputError(order, f"missing column(s) {', '.join(missing)}: not a shard table (bioprune shard)")
+    shard = table.read(columns=["shard"]).column(0).to_numpy()  # 4 bytes a sequence
+    counts = np.bincount(shard, minlength=len(paths)) if len(shard) else np.zeros(len(paths), np.int64)
+    if len(counts) != len(paths):
+        raise InputError(order, f"lists {len(counts)} shards but {len(paths)} score tables were given")
+    for i, p in enumerate(paths):
+        if per_file[p.name] != counts[i]:
+            raise InputError(
+                p,
+                f"has {per_file[p.name]} rows but shard {i} of {order.name} has {counts[i]} sequences "
+                "(the tables must be given in shard order, scored from the shards of this table)",
+            )
+    readers = [_Rows(p) for p in paths]
+    start = 0
+    for want in table.iter_batches(columns=["id"], batch_size=ROW_GROUP):
+        block = shard[start : start + want.num_rows]
+        # rows of shard 0, then shard 1, ...: each a run of that shard's table, in pool order
+        parts = [readers[i].take(int(c)) for i, c in enumerate(np.bincount(block, minlength=len(paths)))]
+        by_shard = np.argsort(block, kind="stable")
+        back = np.empty_like(by_shard)
+        back[by_shard] = np.arange(len(block))
+        rows = pa.concat_tables(parts).take(pa.array(back)).combine_chunks()
+        got = rows.column("id")
+        same = pc.equal(got, want.column(0))
+        if not pc.all(same).as_py():
+            at = int(np.flatnonzero(~same.to_numpy(zero_copy_only=False))[0])
+            i = int(block[at])
+            raise InputError(
+                paths[i],
+                f"id {got[at].as_py()!r} where pool row {start + at} of {order.name} is "
+                f"{want.column(0)[at].as_py()!r} (shard {i}): scored from another pool or shard, "
+                "or the tables are not given in shard order",
+            )
+        yield from rows.to_batches()
+        start += len(block)
+
+
+def _check_unique_ids(paths: list[Path], hashes: list[np.ndarray]) -> None:
+    """Hash ids (8 bytes each, not the strings); re-read only the ids whose hashes collide."""
+    if not hashes:
+        return
+    h = np.concatenate(hashes)
+    h_sorted = np.sort(h)
+    suspects = set(h_sorted[1:][h_sorted[1:] == h_sorted[:-1]].tolist())
+    if not suspects:
+        return
+    where: dict[str, Path] = {}
+    for p in paths:
+        for rb in pq.ParquetFile(p).iter_batches(batch_size=ROW_GROUP, columns=["id"]):
+            for rid in rb.column(0).to_pylist():
+                if xxhash.xxh64_intdigest(rid.encode()) in suspects:
+                    if rid in where:
+                        raise InputError(p, f"sequence id {rid!r} occurs twice (also in {where[rid].name})")
+                    where[rid] = p
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "tables", nargs="+", help="per-shard score tables (.parquet); in shard order with --order"
+    )
+    parser.add_argument("--out", required=True, help="merged score table to write (.parquet)")
+    parser.add_argument(
+        "--order",
+        help="the shard step's shards.parquet: write rows in its (pool) order, each id checked against it",
+    )
+    parser.add_argument("--report", help="JSON report to write (rows per shard, provenance)")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = merge_scores(args.tables, args.out, args.order)
+    if args.report:
+        with atomic_path(args.report) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    log.info(
+        "merge-scores: %d tables, %d sequences (%s order) -> %s",
+        len(args.tables),
+        report["n_sequences"],
+        report["row_order"],
+        args.out,
+    )
+    return 0
