@@ -13,6 +13,7 @@ from test_select_cli import select, write_pool
 from bioprune.errors import ConfigError
 from bioprune.influence.length import WARN_RHO, length_diagnostics, loglog_fit
 from bioprune.select import strategies as st
+from bioprune.select import summary
 
 
 def length_biased(n: int = 20000, slope: float = -0.9, seed: int = 0):
@@ -88,6 +89,23 @@ def test_length_strata_are_pool_quantiles_and_tolerate_ties():
     assert np.bincount(strata).tolist() == [25, 25, 50]
     strata, edges = st.length_strata(np.full(10, 7), 5)
     assert set(strata.tolist()) == {0}
+
+
+def test_counted_quantiles_and_strata_equal_numpys():
+    """Lengths are read off their counts (no partition at 20M): the same numbers and dtype as np.quantile,
+    and the same strata as a search per sequence, on random integer columns with ties and extremes."""
+    rng = np.random.default_rng(1)
+    for trial in range(500):
+        n, high = int(rng.integers(1, 300)), int(rng.integers(1, 5000))
+        x = rng.integers(0, high, n).astype([np.int32, np.int64, np.uint16][trial % 3])
+        qs = np.sort(np.r_[rng.random(int(rng.integers(1, 10))), [0.0, 1.0][: trial % 3]])
+        for method in ("linear", "lower"):
+            want, got = np.quantile(x, qs, method=method), summary.quantiles(x, qs, method)
+            assert np.array_equal(want, got) and want.dtype == got.dtype, (x, qs, method)
+        strata, edges = st.length_strata(x, 7)
+        assert np.array_equal(strata, np.searchsorted(edges[1:-1], x, side="right"))
+    floats = rng.lognormal(0, 1, 1000)  # anything not a small non-negative integer goes to numpy
+    assert np.array_equal(summary.quantiles(floats, [0.1, 0.5]), np.quantile(floats, [0.1, 0.5]))
 
 
 @pytest.mark.parametrize(

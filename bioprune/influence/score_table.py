@@ -111,7 +111,7 @@ def read_scores(
 
 def _read_column(path: Path, name: str) -> pa.ChunkedArray:
     try:
-        return pq.read_table(path, columns=[name]).column(name)
+        return pq.ParquetFile(path).read(columns=[name]).column(name)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise InputError(path, f"cannot read column {name} ({str(exc).splitlines()[0]})") from None
 

@@ -65,7 +65,7 @@ def table_path(pool_dir: os.PathLike | str) -> Path:
 def read_table(pool_dir: os.PathLike | str, columns: list[str] | None = None) -> pa.Table:
     path = table_path(pool_dir)
     try:
-        return pq.read_table(path, columns=columns)
+        return pq.ParquetFile(path).read(columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(path, f"not a readable Parquet table ({exc})") from exc
 

@@ -8,11 +8,42 @@ import numpy as np
 QUANTILES = {"min": 0.0, "q05": 0.05, "q25": 0.25, "median": 0.5, "q75": 0.75, "q95": 0.95, "max": 1.0}
 
 
+# Integer columns (lengths) with at most this range are counted, not partitioned: at 20M values the
+# counts take ~0.1 s against ~0.6 s for a partition, per call.
+MAX_COUNTED_RANGE = 1 << 24
+
+
+def countable(values: np.ndarray) -> bool:
+    """Non-negative integers below MAX_COUNTED_RANGE (and at least one)."""
+    if values.dtype.kind not in "iu" or len(values) == 0:
+        return False
+    return values.min() >= 0 and values.max() < MAX_COUNTED_RANGE
+
+
+def quantiles(values: np.ndarray, qs, method: str = "linear") -> np.ndarray:
+    """``np.quantile(values, qs, method=method)`` (``linear`` or ``lower``), the same numbers. Non-negative
+    integers of a small range are read off their counts: the i-th smallest value is where the
+    cumulative count first exceeds i, and ``linear`` interpolates between two of them as numpy does."""
+    qs = np.asarray(qs, dtype=np.float64)
+    if method not in ("linear", "lower") or not countable(values):
+        return np.quantile(values, qs, method=method)
+    cumulative = np.cumsum(np.bincount(values))
+    virtual = (len(values) - 1) * qs
+    below = np.floor(virtual)
+    a = np.searchsorted(cumulative, below.astype(np.int64), side="right").astype(np.float64)
+    if method == "lower":
+        return a.astype(values.dtype)
+    above = np.minimum(below + 1, len(values) - 1).astype(np.int64)
+    b = np.searchsorted(cumulative, above, side="right").astype(np.float64)
+    gamma, diff = virtual - below, b - a
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)  # numpy's _lerp
+
+
 def distribution(values: np.ndarray) -> dict:
     """Mean and quantiles (linear interpolation) of a numeric column."""
     if len(values) == 0:
         return {"n": 0}
-    qs = np.quantile(values, list(QUANTILES.values()))
+    qs = quantiles(values, list(QUANTILES.values()))
     out = {"n": int(len(values)), "mean": float(np.mean(values))}
     out.update({name: float(q) for name, q in zip(QUANTILES, qs, strict=True)})
     return out
