@@ -16,6 +16,7 @@ from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
 
 from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
 from bioprune.report.ticks import tidy_ticks  # noqa: E402
+from bioprune.select.summary import quantiles  # noqa: E402
 
 SELECTED = "tab:blue"
 POOL = "0.6"
@@ -71,16 +72,15 @@ def _score_panels(ax_hist, ax_bins, values, column, selected_mask, topi_threshol
     lo, hi = float(values.min()), float(values.max())
     log_x = _log_x(values)
     edges = np.geomspace(lo, hi, 101) if log_x else np.linspace(lo, hi if hi > lo else lo + 1, 101)
-    # stepfilled: one polygon per histogram instead of a patch per bar (drawing time)
-    ax_hist.hist(values, bins=edges, histtype="stepfilled", color=POOL, label="pool")
-    ax_hist.hist(values[selected_mask], bins=edges, histtype="stepfilled", color=SELECTED, label="selected")
+    pool_counts, sel_counts = _counts(values, edges, log_x), _counts(values[selected_mask], edges, log_x)
+    # filled stairs: one polygon per histogram instead of a patch per bar (drawing time)
+    ax_hist.stairs(pool_counts, edges, fill=True, color=POOL, label="pool")
+    ax_hist.stairs(sel_counts, edges, fill=True, color=SELECTED, label="selected")
     if topi_threshold is not None:
         ax_hist.axvspan(topi_threshold, hi, color="tab:orange", alpha=0.15, label="Top-I region (same k)")
     ax_hist.set_yscale("log")
     ax_hist.set_ylabel("sequences")
     ax_hist.legend(fontsize=8)
-    pool_counts, _ = np.histogram(values, bins=edges)
-    sel_counts, _ = np.histogram(values[selected_mask], bins=edges)
     share = np.divide(sel_counts, pool_counts, out=np.zeros(len(sel_counts)), where=pool_counts > 0)
     ax_bins.stairs(share, edges, fill=True, color=SELECTED)
     ax_bins.set_ylabel("share of the bin selected")
@@ -91,6 +91,15 @@ def _score_panels(ax_hist, ax_bins, values, column, selected_mask, topi_threshol
         ax.set_xlabel(column)
     ax_hist.set_title("score distribution")
     ax_bins.set_title("share selected per score bin")
+
+
+def _counts(values: np.ndarray, edges: np.ndarray, log_x: bool) -> np.ndarray:
+    """Histogram counts over ``edges`` (equal steps in value, or in log value when ``log_x``). Given a
+    bin count and range, numpy computes each bin directly; given the edges it sorts the values in
+    blocks, ~1 s per histogram at 20M."""
+    x = np.log(values[values > 0]) if log_x else values  # log_x only when every value is > 0
+    lo, hi = (np.log(edges[0]), np.log(edges[-1])) if log_x else (edges[0], edges[-1])
+    return np.histogram(x, bins=len(edges) - 1, range=(lo, hi))[0]
 
 
 def _cci_panels(fig, ax_hist, ax_bins, values, column, cci) -> None:
@@ -154,15 +163,17 @@ def _cci_panels(fig, ax_hist, ax_bins, values, column, cci) -> None:
 
 def _length_panel(ax, lengths, selected_mask) -> None:
     log_len = np.log10(np.maximum(lengths, 1))
-    len_edges = np.linspace(log_len.min(), log_len.max() + 1e-9, 61) if len(log_len) else 10
-    ax.hist(log_len, bins=len_edges, density=True, histtype="stepfilled", color=POOL, label="pool")
-    ax.hist(
-        log_len[selected_mask], bins=len_edges, density=True, histtype="stepfilled", color=SELECTED,
-        alpha=0.7, label="selected",
-    )  # fmt: skip
+    span = (float(log_len.min()), float(log_len.max()) + 1e-9) if len(log_len) else (0.0, 1.0)
+    for arr, color, alpha, label in (
+        (log_len, POOL, 1.0, "pool"),
+        (log_len[selected_mask], SELECTED, 0.7, "selected"),
+    ):
+        density, edges = np.histogram(arr, bins=60, range=span, density=True)  # bins and range: no sort
+        if len(arr):
+            ax.stairs(density, edges, fill=True, color=color, alpha=alpha, label=label)
     for arr, color in ((lengths, "0.3"), (lengths[selected_mask], SELECTED)):
         if len(arr):
-            ax.axvline(np.log10(max(np.median(arr), 1)), color=color, ls="--", lw=1)
+            ax.axvline(np.log10(max(float(quantiles(arr, 0.5)), 1)), color=color, ls="--", lw=1)
     ax.set_xlabel("log10 length (dashed: medians)")
     ax.set_ylabel("density")
     ax.set_title("lengths")
