@@ -11,12 +11,15 @@ of that process):
   groups). ``rss_inputs`` is the process after loading its inputs, so ``peak - rss_inputs`` is what the
   selection itself adds.
 - ``compute``: ``bioprune.select.select_cli.compute`` from the Parquet files: read the score table and
-  the pool table (20M ids each, shuffled against each other as per-shard scoring leaves them), join ids
-  (sort join; ``join`` times it against Arrow's hash join in its own process),
-  family codes from descriptions (3,000 Rfam-style families), select, and every summary statistic. This
-  is ``bioprune select`` minus writing ids.txt, the coreset FASTA and the figure.
-- ``cli``: the whole ``bioprune select`` command (FASTA streamed, figure drawn) on a 1M-sequence pool,
-  since a 20M-record FASTA is gigabytes; the FASTA pass is linear in the pool.
+  the pool table (20M ids each, the score table in pool order as ``merge-scores --order`` writes it, so
+  the ids are compared, not joined), family codes from descriptions (3,000 Rfam-style families), select,
+  and every summary statistic. This is ``bioprune select`` minus writing ids.txt, the coreset FASTA and
+  the figure. One more row (``topi:shuffled``) reads a score table in another order (merged by hand),
+  which needs the sort join; ``join`` times that join against Arrow's hash join in its own process.
+- ``cli``: the whole ``bioprune select`` command (the coreset FASTA streamed from the pool's, ids.txt,
+  the figure), by default on the same 20M pool (``--cli-n`` for a smaller one). The synthetic FASTA's
+  sequences are prefixes of one sequence, so it is smaller than a real pool's (gzip finds the repeats);
+  the pass reads every record, so its time grows with records and residues.
 
 Budget: pruning rate 0.99 (k = 200,000 of 20M; random10x: 2,000,000). Inputs go under
 benchmarks/work/select (git-ignored); results to benchmarks/results/select.{json,md}.
@@ -64,16 +67,18 @@ def make_tables(folder: Path, n: int, n_families: int, n_clusters: int, fasta: b
     table = pa.table({"id": ids, "description": description, "length": lengths, "cluster": cluster})
     pq.write_table(table, folder / "pool" / "sequences.parquet")
     del description, cluster, table
-    perm = rng.permutation(n)
+    # as merge-scores writes it (pool order), and the same rows shuffled (a table merged by hand)
     scores = pa.table(
         {
-            "id": ids.take(pa.array(perm)),
+            "id": ids,
             "self_influence": rng.lognormal(0, 1.5, n).astype(np.float32),
             "loss": rng.normal(3, 0.5, n).astype(np.float32),
-            "length": lengths[perm],
+            "length": lengths,
         }
     )
     pq.write_table(scores, folder / "scores.parquet")
+    pq.write_table(scores.take(pa.array(rng.permutation(n))), folder / "scores_shuffled.parquet")
+    del scores
     if fasta:
         from bioprune.fasta import FastaWriter
 
@@ -117,8 +122,10 @@ def child_core(folder: Path, label: str) -> dict:
 def child_compute(folder: Path, label: str) -> dict:
     from bioprune.select.select_cli import compute
 
+    label, _, table = label.partition(":")  # "topi:shuffled": the table not in pool order
     args = argparse.Namespace(
-        scores=folder / "scores.parquet", pool=folder / "pool", strategy=label, multiplier=None,
+        scores=folder / f"scores{'_' + table if table else ''}.parquet", pool=folder / "pool",
+        strategy=label, multiplier=None,
         rate=RATE, count=None, budget=None, seed=0, beta=0.1, bins=50, family_regex=r"^(\S+)",
     )  # fmt: skip
     t = time.perf_counter()
@@ -133,7 +140,7 @@ def child_join(folder: Path, _label: str) -> dict:
     import pyarrow.parquet as pq
 
     t = time.perf_counter()
-    ids = pq.read_table(folder / "scores.parquet", columns=["id"]).column("id")
+    ids = pq.read_table(folder / "scores_shuffled.parquet", columns=["id"]).column("id")
     pool_ids = (
         pq.read_table(folder / "pool" / "sequences.parquet", columns=["id"]).column("id").combine_chunks()
     )
@@ -172,11 +179,12 @@ def run_child(*argv: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000_000)
-    parser.add_argument("--cli-n", type=int, default=1_000_000)
+    parser.add_argument("--cli-n", type=int, help="pool size of the whole-command rows (default: --n)")
     parser.add_argument("--child", nargs=3, metavar=("MODE", "FOLDER", "STRATEGY"), help=argparse.SUPPRESS)
     parser.add_argument("--make", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--fasta", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.cli_n = args.cli_n or args.n
     if args.make:
         n = int(args.make[1])
         make_tables(Path(args.make[0]), n, 3000, n // 10, fasta=args.fasta)
@@ -187,12 +195,14 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    big, small = WORK / f"n{args.n}", WORK / f"cli{args.cli_n}"
+    big = WORK / f"n{args.n}"
+    small = big if args.cli_n == args.n else WORK / f"cli{args.cli_n}"
     t = time.perf_counter()
     # In a child: the kernel carries a parent's peak RSS into the maxrss of children it starts, so
     # the parent must stay small.
-    run_child("--make", str(big), str(args.n))
-    run_child("--make", str(small), str(args.cli_n), "--fasta")
+    run_child("--make", str(big), str(args.n), *(["--fasta"] if small == big else []))
+    if small != big:
+        run_child("--make", str(small), str(args.cli_n), "--fasta")
     print(f"inputs ready in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
     results = {"n": args.n, "cli_n": args.cli_n, "rate": RATE, "core": {}, "compute": {}, "cli": {}}
@@ -205,6 +215,7 @@ def main() -> None:
             print(mode, label, results[mode][label], file=sys.stderr)
         results["cli"][label] = _run_cli(small, WORK / "cli_out" / label, label)
         print("cli", label, results["cli"][label], file=sys.stderr)
+    results["compute"]["topi:shuffled"] = run_child("--child", "compute", str(big), "topi:shuffled")
 
     results["machine"] = {
         "cpus": os.cpu_count(),
@@ -265,8 +276,9 @@ def markdown(r: dict) -> str:
         "",
         f"## From Parquet files, {r['n']:,} scores and a {r['n']:,}-row pool table",
         "",
-        "`select_cli.compute`: read + id join + family codes (load), select, summary statistics. Not "
-        "included: ids.txt, the coreset FASTA pass and the figure.",
+        "`select_cli.compute`: read + id check (or join) + family and cluster codes (load), select, "
+        "summary statistics. Not included: ids.txt, the coreset FASTA pass and the figure. "
+        "`topi:shuffled` reads a score table that is not in pool order (the sort join runs).",
         "",
         "| strategy | k | load (s) | select (s) | total (s) | process wall (s) | peak RSS (GiB) |",
         "|---|---|---|---|---|---|---|",
@@ -279,28 +291,29 @@ def markdown(r: dict) -> str:
     j = r["join"]
     lines += [
         "",
-        f"`load` is mostly the id join: in its own process, reading both id columns took {j['read']:.1f} s, "
-        f"the pool-order check (`pc.equal`, the fast path when the score table is in pool order) "
-        f"{j['order_check']:.1f} s and the hash join (`pyarrow.compute.index_in`, 20M strings into a 20M "
-        f"set) {j['index_in']:.1f} s (peak RSS {j['peak_rss'] / gib:.2f} GiB, both joins). `compute` now "
-        f"uses the sort join of `bioprune.select.join` (64-bit hashes from the Arrow buffers, packed "
-        f"(hash prefix, row) keys sorted, every pairing compared id by id): {j['sort_join']:.1f} s here. "
-        "The merged score table follows shard order (shards are not pool row ranges: longest first to the "
-        "least-loaded shard), so the join runs unless the table is in pool order.",
+        f"The id join for a table not in pool order, in its own process: reading both id columns took "
+        f"{j['read']:.1f} s, the pool-order check (`pc.equal`) {j['order_check']:.1f} s, the hash join "
+        f"(`pyarrow.compute.index_in`, 20M strings into a 20M set) {j['index_in']:.1f} s and the sort join "
+        f"`compute` uses (`bioprune.select.join`: 64-bit hashes from the Arrow buffers, packed (hash "
+        f"prefix, row) keys sorted, every pairing compared id by id) {j['sort_join']:.1f} s (peak RSS "
+        f"{j['peak_rss'] / gib:.2f} GiB, both joins). The workflow's score table is in pool order "
+        "(`merge-scores --order`), so only the check runs.",
     ]
     lines += [
         "",
         f"## Whole `bioprune select` command, {r['cli_n']:,}-sequence pool",
         "",
-        "Includes interpreter start-up, imports, the streamed FASTA pass (gzip level 1) and the figure.",
+        "Includes interpreter start-up, imports, the streamed FASTA pass (gzip level 1) and the figure; "
+        "`figure` is matplotlib's import and the drawing.",
         "",
-        "| strategy | k | load (s) | select (s) | ids + FASTA (s) | process wall (s) | peak RSS (GiB) |",
-        "|---|---|---|---|---|---|---|",
+        "| strategy | k | load (s) | select (s) | ids + FASTA (s) | figure (s) | process wall (s) | "
+        "peak RSS (GiB) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, x in r["cli"].items():
         lines.append(
             f"| {label} | {x['k']:,} | {x['load']:.2f} | {x['select']:.2f} | {x['write']:.1f} | "
-            f"{x['wall']:.1f} | {x['peak_rss'] / gib:.2f} |"
+            f"{x['figure']:.1f} | {x['wall']:.1f} | {x['peak_rss'] / gib:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
