@@ -26,6 +26,9 @@ the actual ids in a second pass, so it cannot raise a false error.
 
 Outputs, written atomically (nothing is left behind on failure): ``sequences.fasta.gz`` (unwrapped),
 ``sequences.parquet`` (:data:`bioprune.pool.TABLE_SCHEMA`, same order) and ``ingest_report.json``.
+The FASTA is gzip without compression (stored deflate blocks, :data:`bioprune.fasta.STORED`): it is a
+hand-over that dedup reads once, and compressing it cost more than a third of ingest's CPU time;
+dedup's pool, the first one kept for later steps, is compressed as usual.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from bioprune import __version__
 from bioprune.alphabet import ALPHABETS, GAP_CHARS, WHITESPACE, Alphabet, get_alphabet
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
-from bioprune.fasta import FastaWriter, iter_blocks
+from bioprune.fasta import STORED, FastaWriter, iter_blocks
 from bioprune.pool.io import (
     FASTA_NAME,
     TABLE_NAME,
@@ -579,7 +582,7 @@ def ingest(
     with staged_dir(out_dir) as stage:
         table = _TableWriter(stage / TABLE_NAME)
         try:
-            with FastaWriter(stage / FASTA_NAME) as fasta:
+            with FastaWriter(stage / FASTA_NAME, level=STORED) as fasta:
                 for path in paths:
                     worker.add_file(path, fasta, table)
         finally:
