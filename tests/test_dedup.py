@@ -153,6 +153,8 @@ def _damage(pool, how):
     if how == "fasta_short":
         lines = gzip.decompress(fasta.read_bytes()).splitlines(keepends=True)
         fasta.write_bytes(gzip.compress(b"".join(lines[:-2])))
+    elif how == "fasta_long":
+        fasta.write_bytes(gzip.compress(gzip.decompress(fasta.read_bytes()) + b">d\nAA\n"))
     elif how == "fasta_reordered":
         lines = gzip.decompress(fasta.read_bytes()).splitlines(keepends=True)
         fasta.write_bytes(gzip.compress(b"".join(lines[2:4] + lines[:2] + lines[4:])))
@@ -175,6 +177,7 @@ def _damage(pool, how):
     ("how", "message"),
     [
         ("fasta_short", "records but the table has 3 rows"),
+        ("fasta_long", "has more records than the 3 rows of the table"),
         ("fasta_reordered", "record 'b' is row 0 but the pool table has 'a' there"),
         ("fasta_wrapped", "not an unwrapped pool FASTA"),
         ("bad_hash", "row 1: hash is not 32 hex characters"),
