@@ -3,8 +3,8 @@
 Two sequences are duplicates when their normalised bytes have the same xxh3-128 hash (the ``hash``
 column written by ingest; a chance collision needs ~2^64 distinct sequences). Memory stays bounded
 by working from the hash column: each hash becomes two uint64s (16 bytes a record, ~40 at the peak
-of the sort), a stable sort groups equal hashes with the earliest row first, and the kept/duplicate
-decision is a boolean mask. Ids are read a row group at a time; only those of kept records that
+of the sort), a sort groups equal hashes, the smallest row of a group is the one kept, and the
+kept/duplicate decision is a boolean mask. Ids are read a row group at a time; only those of kept records that
 have duplicates are held. Sequences are never held: the FASTA is streamed block by block, checked
 against the table, and only the kept records are written (:func:`bioprune.pool.io.copy_records`).
 After the hash column, the table is read once, row group by row group: each group's kept rows are
