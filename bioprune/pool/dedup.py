@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -228,45 +227,30 @@ class _DuplicateLines:
 
 class _TableCopy:
     """Copies the kept rows of the table one row group at a time (descriptions and other columns are
-    never all in memory), handing each group's ids on (:meth:`id_columns`).
-
-    A helper thread reads, filters and writes the next row group while the caller works on the current
-    one (Arrow decodes and encodes without the GIL); the writer is used by that thread alone, in order.
-    """
+    never all in memory), handing each group's ids on (:meth:`id_columns`)."""
 
     def __init__(self, pf: pq.ParquetFile, src: Path, keep: np.ndarray, path: Path):
         self.pf, self.src, self.keep = pf, src, keep
-        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.num_row_groups)]
-        self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
         self.writer = pq.ParquetWriter(path, pf.schema_arrow, use_dictionary=["source"], compression="zstd")
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="table-copy")
-
-    def _copy_group(self, i: int) -> pa.Array:
-        with _readable(self.src):
-            group = self.pf.read_row_group(i, use_threads=False)
-        start = int(self.starts[i])
-        self.writer.write_table(group.filter(bool_array(self.keep[start : start + group.num_rows])))
-        return group.column("id").combine_chunks()
 
     def id_columns(self, on_group: Callable[[int, pa.Array], None]) -> Iterator[pa.Array]:
         """Each row group once: its kept rows written, then ``on_group(first_row, ids)``, then its ids."""
-        n_groups = self.pf.num_row_groups
-        pending = self.pool.submit(self._copy_group, 0) if n_groups else None
-        for i in range(n_groups):
-            ids = pending.result()
-            if i + 1 < n_groups:
-                pending = self.pool.submit(self._copy_group, i + 1)
-            on_group(int(self.starts[i]), ids)
+        row = 0
+        for i in range(self.pf.num_row_groups):
+            with _readable(self.src):
+                group = self.pf.read_row_group(i, use_threads=False)
+            m = group.num_rows
+            self.writer.write_table(group.filter(bool_array(self.keep[row : row + m])))
+            ids = group.column("id").combine_chunks()
+            on_group(row, ids)
+            row += m
             yield ids
 
     def __enter__(self) -> _TableCopy:
         return self
 
     def __exit__(self, *exc) -> None:
-        try:
-            self.pool.shutdown(wait=True, cancel_futures=True)  # the writer is idle before it is closed
-        finally:
-            self.writer.close()
+        self.writer.close()
 
 
 def _report(src: Path, n: int, n_kept: int, dup_rows, kept_rows, reps, rep_ids: pa.Array) -> dict:
