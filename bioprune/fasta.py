@@ -24,11 +24,13 @@ from bioprune.errors import InputError
 
 try:  # ISA-L: the same gzip format, ~4x faster to write and ~2x faster to read than zlib.
     from isal import igzip as _gzip
+    from isal.isal_zlib import crc32 as _crc32
     from isal.isal_zlib import error as _isal_error
 
     _GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, gzip.BadGzipFile, zlib.error, _isal_error)
 except ImportError:  # plain zlib still works, only slower
     _gzip = gzip  # type: ignore[misc]
+    _crc32 = zlib.crc32
     _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -41,6 +43,9 @@ BLOCK_SIZE = 1 << 20
 # Level 1: pool files are rewritten at every step; level 1 compresses ~4x faster than the
 # default 9 for ~15% larger files. (ISA-L's levels are 0-3; its 1 is smaller than zlib's 1.)
 GZIP_LEVEL = 1
+# Level 0: "stored" deflate blocks, no compression (see _StoredGzipFile): for a hand-over file that the
+# next step reads once, e.g. ingest's pool FASTA.
+STORED = 0
 # Records a FastaWriter buffers before one write to the (compressing) file.
 RECORDS_PER_WRITE = 4096
 
@@ -236,18 +241,76 @@ def _forget_writer_thread() -> None:  # a forked child has no copy of the thread
 os.register_at_fork(after_in_child=_forget_writer_thread)
 
 
+class _StoredGzipFile:
+    """A gzip file whose deflate stream is made of stored (uncompressed) blocks: valid gzip that every
+    reader takes, written at the speed of a copy plus a CRC-32 (ISA-L's: ~10 GB/s), and read back by
+    ISA-L ~3x faster than level 1. Header as ``GzipFile(mtime=0)`` writes it, so the bytes depend only
+    on the data and on how it is cut into writes."""
+
+    _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no flags, mtime 0, unknown OS
+    _MAX = 0xFFFF  # bytes of a stored block
+
+    def __init__(self, path: Path):
+        self._fh = open(path, "wb")
+        self._crc = 0
+        self._size = 0
+        try:
+            self._fh.write(self._HEADER)
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        if not n:
+            return 0
+        self._crc = _crc32(data, self._crc)
+        self._size += n
+        view = memoryview(data)
+        parts: list[bytes | memoryview] = []
+        full = self._MAX.to_bytes(2, "little") + (self._MAX ^ 0xFFFF).to_bytes(2, "little")
+        for pos in range(0, n, self._MAX):
+            piece = view[pos : pos + self._MAX]
+            size = len(piece)
+            # BFINAL=0, BTYPE=00 (stored), then LEN and its one's complement NLEN.
+            head = (
+                full
+                if size == self._MAX
+                else size.to_bytes(2, "little") + (size ^ 0xFFFF).to_bytes(2, "little")
+            )
+            parts.append(b"\x00" + head)
+            parts.append(piece)
+        self._fh.write(b"".join(parts))
+        return n
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        try:
+            # An empty final stored block, then the trailer: CRC-32 and size mod 2**32, little-endian.
+            trailer = b"\x01\x00\x00\xff\xff" + self._crc.to_bytes(4, "little")
+            self._fh.write(trailer + (self._size & 0xFFFFFFFF).to_bytes(4, "little"))
+        finally:
+            self._fh.close()
+
+
 class FastaWriter:
     """Write unwrapped FASTA (one sequence line per record, like ``seqkit -w 0``), gzip when the name ends
     in ``.gz``. Use inside :func:`bioprune.atomic.staged_dir` so a failed step leaves nothing behind."""
 
-    def __init__(self, path: os.PathLike | str, background: bool = True):
+    def __init__(self, path: os.PathLike | str, background: bool = True, level: int = GZIP_LEVEL):
+        """``level``: gzip level of a ``.gz`` file (:data:`GZIP_LEVEL` by default; :data:`STORED` writes
+        gzip without compression, several times faster to write and to read, ~4x larger)."""
         self.path = Path(path)
         # Compression runs on a helper thread (it drops the GIL), overlapping the caller's parsing.
         self._pool = _writer_thread() if background else None
         self._pending: deque[Future] = deque()
         if self.path.suffix == ".gz":
             # mtime=0: the same records give the same bytes, run after run.
-            self._fh = _gzip.GzipFile(self.path, "wb", compresslevel=GZIP_LEVEL, mtime=0)
+            if level == STORED:
+                self._fh = _StoredGzipFile(self.path)
+            else:
+                self._fh = _gzip.GzipFile(self.path, "wb", compresslevel=level, mtime=0)
         else:
             self._fh = open(self.path, "wb")
         self._buf: list[bytes] = []

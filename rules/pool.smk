@@ -5,6 +5,8 @@ import shlex
 from bioprune.pool.cluster import DEFAULT_METHOD as CLUSTER_DEFAULT_METHOD
 
 
+# ingest's folder is a hand-over that dedup reads once: its FASTA (gzip of stored blocks) and table are
+# not compressed, which saves a third of ingest's CPU time; every later pool folder is compressed.
 rule ingest:
     input:
         config["inputs"],

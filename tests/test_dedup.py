@@ -108,6 +108,22 @@ def test_find_duplicates_compares_all_128_bits():
     assert [len(a) for a in empty] == [0, 0]
 
 
+def test_find_duplicates_matches_a_dict_oracle():
+    """First occurrence = smallest row, whatever order the (unstable) sort leaves a group in."""
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 4, (5000, 2)).astype(np.uint64)  # few distinct values: big groups
+    hashes[::7, 0] = rng.integers(0, 2**63, len(hashes[::7, 0]), dtype=np.uint64)  # and singletons
+    first: dict[tuple[int, int], int] = {}
+    want = []
+    for row, h in enumerate(map(tuple, hashes.tolist())):
+        if h in first:
+            want.append((row, first[h]))
+        else:
+            first[h] = row
+    dup_rows, kept_rows = find_duplicates(hashes)
+    assert list(zip(dup_rows.tolist(), kept_rows.tolist(), strict=True)) == want
+
+
 def test_extra_table_columns_are_kept(tmp_path, write_fasta):
     """Later steps may add columns; dedup filters rows and keeps every column."""
     pool = _pool(tmp_path, write_fasta, ">a\nACGU\n>b\nACGU\n>c\nGG\n")
@@ -137,6 +153,8 @@ def _damage(pool, how):
     if how == "fasta_short":
         lines = gzip.decompress(fasta.read_bytes()).splitlines(keepends=True)
         fasta.write_bytes(gzip.compress(b"".join(lines[:-2])))
+    elif how == "fasta_long":
+        fasta.write_bytes(gzip.compress(gzip.decompress(fasta.read_bytes()) + b">d\nAA\n"))
     elif how == "fasta_reordered":
         lines = gzip.decompress(fasta.read_bytes()).splitlines(keepends=True)
         fasta.write_bytes(gzip.compress(b"".join(lines[2:4] + lines[:2] + lines[4:])))
@@ -159,6 +177,7 @@ def _damage(pool, how):
     ("how", "message"),
     [
         ("fasta_short", "records but the table has 3 rows"),
+        ("fasta_long", "has more records than the 3 rows of the table"),
         ("fasta_reordered", "record 'b' is row 0 but the pool table has 'a' there"),
         ("fasta_wrapped", "not an unwrapped pool FASTA"),
         ("bad_hash", "row 1: hash is not 32 hex characters"),

@@ -12,6 +12,7 @@ import pytest
 import xxhash
 
 from bioprune import cli
+from bioprune.errors import InputError
 from bioprune.fasta import read_fasta
 from bioprune.pool.ingest import REASONS, ingest
 from bioprune.pool.io import TABLE_SCHEMA
@@ -124,6 +125,34 @@ def test_fast_and_general_parsers_agree(tmp_path, write_fasta, small_blocks):
     assert a[0] == b[0]
     assert len(a[0]) == 40
     assert a[1].drop(["source"]).equals(b[1].drop(["source"]))
+
+
+@pytest.mark.parametrize("alphabet", ["rna", "protein"])
+def test_plain_nucleotide_blocks_agree_with_normalised_ones(tmp_path, write_fasta, small_blocks, alphabet):
+    """A block of only ACGUN (rna; ACGTN protein) skips normalising and counting letters: same outputs
+    and counts as the same records spelled so that they need normalising, with drops among them."""
+    letters = "ACGUN" if alphabet == "rna" else "ACGTN"
+    seqs = ["".join(letters[(i * 7 + k) % 5] for k in range(i % 9)) for i in range(60)]  # some empty
+    seqs[5] = seqs[5][:1] + "X" + seqs[5][1:] if alphabet == "rna" else seqs[5]  # invalid for rna
+    small_blocks(64)
+    plain = "".join(f">s{i} d\n{s}\n" for i, s in enumerate(seqs))
+    lower = "".join(f">s{i} d\n{s.lower()}\n" for i, s in enumerate(seqs))
+    reports = []
+    for name, text in (("plain", plain), ("lower", lower)):
+        try:
+            reports.append(ingest([write_fasta(f"{name}.fa", text)], tmp_path / name, alphabet))
+        except InputError as exc:  # protein: a file of nucleotides is refused, either way
+            reports.append(str(exc).split(": ", 1)[1])
+    if alphabet == "protein":
+        assert reports[0] == reports[1] and "look like nucleotides" in reports[0]
+        return
+    a, b = _outputs(tmp_path / "plain"), _outputs(tmp_path / "lower")
+    assert a[0] == b[0]
+    assert a[1].drop(["source"]).equals(b[1].drop(["source"]))
+    for key in ("input_records", "kept", "dropped", "invalid_characters_found", "kept_residues"):
+        assert a[2][key] == b[2][key]
+    assert a[2]["inputs"][0]["nucleotide_fraction"] == b[2]["inputs"][0]["nucleotide_fraction"]
+    assert a[2]["dropped"]["invalid_characters"] == 1 and a[2]["dropped"]["empty"] > 0
 
 
 @pytest.mark.parametrize(

@@ -229,10 +229,12 @@ def _ids_match(a: np.ndarray, heads: np.ndarray, want: pa.Array) -> bool:
         want.validate(full=True)  # the table's ids are UTF-8, as the check line by line requires
     except pa.ArrowInvalid:
         return False
-    offsets = np.frombuffer(want.buffers()[1], np.int32, len(want) + 1, want.offset * 4).astype(np.int64)
+    offsets = np.frombuffer(want.buffers()[1], np.int32, len(want) + 1, want.offset * 4)
     # want is a slice of a whole batch: view only its own bytes (no copy of the batch's buffer).
     text = np.frombuffer(want.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
-    if _ID_END[text].any():
+    # Whitespace is at most 32: one compare clears the usual block (a lookup by every byte of the ids
+    # cost ~0.13 s a million records, more than the rest of this check).
+    if (text <= 32).any() and _ID_END[text].any():
         return False
     lens = np.diff(offsets)
     if lens.min() <= 0:
@@ -240,25 +242,31 @@ def _ids_match(a: np.ndarray, heads: np.ndarray, want: pa.Array) -> bool:
     ends = heads + 1 + lens  # where each id must end
     if ends.max() >= len(a) or not _ID_END[a[ends]].all():
         return False
-    where = np.repeat(heads + 1 - (offsets[:-1] - offsets[0]), lens) + np.arange(len(text))
+    where = np.repeat(heads + 1 - (offsets[:-1] - offsets[0]), lens)
+    where += np.arange(len(text))
     return bool(np.array_equal(a[where], text))
 
 
 class _TableIds:
-    """The table's ``id`` column, handed out in runs of consecutive rows (one batch held at a time)."""
+    """The table's ``id`` column, handed out in runs of consecutive rows (one batch held at a time).
 
-    def __init__(self, pool: PoolFiles):
-        self._batches = pool.parquet.iter_batches(columns=["id"], batch_size=BATCH_ROWS)
+    ``columns``: the id column in consecutive pieces, from a caller that reads the table anyway (dedup
+    copies it row group by row group); by default the column is read here, on its own."""
+
+    def __init__(self, pool: PoolFiles, columns: Iterator[pa.Array] | None = None):
+        if columns is None:
+            batches = pool.parquet.iter_batches(columns=["id"], batch_size=BATCH_ROWS)
+            columns = (batch.column(0) for batch in batches)
+        self._columns = columns
         self._held: list[pa.Array] = []
         self._n_held = 0
 
     def next(self, n: int) -> pa.Array:
         """The ids of the next ``n`` rows (fewer at the end of the table)."""
         while self._n_held < n:
-            batch = next(self._batches, None)
-            if batch is None:
+            col = next(self._columns, None)
+            if col is None:
                 break
-            col = batch.column(0)
             if col.type != pa.string():
                 col = col.cast(pa.string())
             self._held.append(col)
@@ -271,7 +279,7 @@ class _TableIds:
         return out
 
 
-def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
+def _checked_blocks(pool: PoolFiles, id_columns: Iterator[pa.Array] | None = None) -> Iterator[_Block]:
     """The records of a pool's FASTA in blocks, in table order, each id checked against the table.
 
     This is the pool's one integrity check, shared by every reader of a pool: the FASTA must be unwrapped
@@ -279,11 +287,12 @@ def _checked_blocks(pool: PoolFiles) -> Iterator[_Block]:
     exactly the table's rows, and every record's id must be the table's ``id`` at its row. Lines are found
     and ids compared by numpy a block at a time (:func:`_ids_match`), so checking all of them costs about
     as much as checking none; only a block that fails is looked at again line by line, for the message.
+    ``id_columns``: the table's ids from the caller (see :class:`_TableIds`).
     """
     fasta, n = pool.fasta, pool.n_rows
     if n == 0:
         return
-    table_ids = _TableIds(pool)
+    table_ids = _TableIds(pool, id_columns)
     row = 0
     for first_line, block in iter_blocks(fasta):
         body = block.rstrip(b"\n")
@@ -358,10 +367,16 @@ def iter_pool(pool_dir: os.PathLike | str | PoolFiles) -> Iterator[tuple[int, Re
             yield block.row + k, Record(parts[0].decode("utf-8"), desc, seq, block.first_line + 2 * k)
 
 
-def copy_records(pool_dir: os.PathLike | str | PoolFiles, keep: np.ndarray | None, out: Path) -> int:
+def copy_records(
+    pool_dir: os.PathLike | str | PoolFiles,
+    keep: np.ndarray | None,
+    out: Path,
+    id_columns: Iterator[pa.Array] | None = None,
+) -> int:
     """Stream the pool's FASTA into ``out``, only the records whose row is true in ``keep`` (a boolean mask
     over the table's rows; None keeps all), checked against the table as :func:`iter_pool` does. Writes
-    the same bytes as :meth:`FastaWriter.write` record by record. Returns the records written."""
+    the same bytes as :meth:`FastaWriter.write` record by record. Returns the records written.
+    ``id_columns``: the table's id column in consecutive pieces, from a caller that reads it anyway."""
     pool = open_pool(pool_dir)
     n = pool.n_rows
     if keep is not None and len(keep) != n:
@@ -369,7 +384,7 @@ def copy_records(pool_dir: os.PathLike | str | PoolFiles, keep: np.ndarray | Non
     next_log = PROGRESS_EVERY
     start_time = time.perf_counter()
     with FastaWriter(out) as writer:
-        for block in _checked_blocks(pool):
+        for block in _checked_blocks(pool, id_columns):
             stop = block.row + block.n
             # Each record as bytes of the block: its header line and sequence line, newlines included.
             data = block.data
