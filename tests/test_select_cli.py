@@ -383,6 +383,24 @@ def test_scores_in_pool_order_and_shuffled_select_the_same(data, tmp_path):
     )
 
 
+@pytest.mark.parametrize("max_runs", [0, 3, 512])
+def test_kept_records_as_slices_or_a_byte_mask_are_the_same_bytes(monkeypatch, max_runs):
+    """The coreset writer joins runs of kept records as slices when a block has few, else gathers a
+    byte mask: both give the bytes and record ends of the mask over the block."""
+    from bioprune.pool import io
+
+    monkeypatch.setattr(io, "MAX_SLICED_RUNS", max_runs)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        sizes = rng.integers(1, 20, int(rng.integers(1, 60)))
+        ends = np.cumsum(sizes)
+        data = rng.integers(0, 256, int(ends[-1])).astype(np.uint8).tobytes()
+        mask = rng.random(len(sizes)) < rng.random()
+        kept, kept_ends = io._kept_bytes(data, ends, mask)
+        assert kept == np.frombuffer(data, np.uint8)[np.repeat(mask, sizes)].tobytes()
+        assert np.array_equal(kept_ends, np.cumsum(sizes[mask]))
+
+
 def test_coverage_figure_takes_equal_values_over_seeds(tmp_path):
     """A deterministic strategy gives the same coverage for every seed; the mean of three equal floats
     can fall a rounding error below them (0.8444218515250481 does), which made the min-max whisker
