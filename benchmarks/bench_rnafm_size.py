@@ -18,12 +18,13 @@ Per sample (the first ``--n`` Rfam 14.2 seed records, 5S rRNAs; ``--n`` records 
 
 Ratios are speeds (ours / reference): the score pass alone, and Fisher + score with D_sub = 10%.
 
-bf16 is what ``influence.precision: bf16`` does on CPU: the trunk under bf16 autocast (AMX / AVX-512 BF16
-where the CPU has them), the per-sequence gradients accumulated in fp32, g^2 and F summed in fp32. Its
-scores are compared with fp32's (each with its own Fisher): Spearman correlation, the largest relative
-difference, and the overlap of the Top-I sets at 90% pruning (the top 10% by score). Training:
-``--train-steps`` optimizer steps on the random sample from the same initialisation, data order and
-masks, in fp32 and with ``train.precision: bf16`` (after a one-step warm-up run).
+bf16 is what ``influence.precision: bf16`` does on CPU: the trunk's matmuls in bf16 as under bf16
+autocast (AMX / AVX-512 BF16 where the CPU has them; weights cast once per pass), the per-sequence
+gradients accumulated in fp32, g^2 and F summed in fp32. Its scores are compared with fp32's (each with
+its own Fisher): Spearman correlation, the largest relative difference, and the overlap of the Top-I sets
+at 90% pruning (the top 10% by score). Training: ``--train-steps`` optimizer steps on the random sample
+from the same initialisation, data order and masks, in fp32 and with ``train.precision: bf16`` (after a
+one-step warm-up run).
 """
 
 from __future__ import annotations
@@ -149,6 +150,18 @@ def main() -> int:
             )
             print(train_rows[-1], flush=True)
     load1 = os.getloadavg()
+    if train_rows:
+        what = f"{args.train_steps} steps of train.max_tokens_per_batch tokens, 10% held out"
+        training = f"""## Training, random sample: {what}
+
+The time includes tokenising the sample and the final validation.
+
+| precision | steps | wall s | tokens/s | final train loss | validation loss |
+|---|---|---|---|---|---|
+{chr(10).join(train_rows)}
+"""
+    else:
+        training = "## Training\n\nNot run (`--train-steps 0`).\n"
     caps = f"avx512_bf16 {torch.cpu._is_avx512_bf16_supported()}, amx {torch.cpu._is_amx_tile_supported()}"
     OUT.write_text(
         f"""# Influence scoring at RNA-FM size: bioprune against the official-style code
@@ -175,14 +188,7 @@ random-init RNA-FM
 |---|---|---|---|
 {chr(10).join(agree)}
 
-## Training, random sample: {args.train_steps} steps of train.max_tokens_per_batch tokens, 10% held out
-
-The time includes tokenising the sample and the final validation.
-
-| precision | steps | wall s | tokens/s | final train loss | validation loss |
-|---|---|---|---|---|---|
-{chr(10).join(train_rows)}
-"""
+{training}"""
     )
     print(f"wrote {OUT}")
     return 0

@@ -102,6 +102,26 @@ def test_mask_pads_controls_attention_to_pads():
         assert not torch.allclose(a, c, atol=1e-3), type(m).__name__
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_frozen_embed_is_embed_bit_for_bit(bf16):
+    """RnaFM.frozen_embed (bf16 weights cast once) gives exactly what embed gives under bf16 autocast, pads
+    masked or attended to; in fp32, and for ESM-C, it is embed itself."""
+    m = rna().eval()
+    toks = m.batch(["ACGUNACGUA", "GGC", "UUUUUUUUUUUUU", "ACGUACGUACGUAC"])
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    frozen = m.frozen_embed(dtype)
+    assert (frozen == m.embed) is not bf16
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for mask_pads in (True, False):
+            want = m.embed(toks, mask_pads=mask_pads)
+            assert torch.equal(frozen(toks, mask_pads=mask_pads), want)
+        full = toks[2:3]  # no pads: no attention mask
+        assert torch.equal(frozen(full), m.embed(full))
+    assert m.double().frozen_embed(torch.float64) == m.embed  # a model cast as a whole keeps embed
+    e = esmc().eval()
+    assert e.frozen_embed(dtype) == e.embed
+
+
 def test_esmc_logits_match_transformers_masked_lm():
     """ESM-C's forward pass, which influence scoring splits at ``head_dense`` (embed -> head_dense ->
     head_after_dense), gives the logits of transformers' own EsmcForMaskedLM on the same weights: the

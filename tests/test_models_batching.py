@@ -60,6 +60,40 @@ def test_bucket_without_rng_is_the_deterministic_greedy_fill():
     assert bucket(np.array([3, 4]), 10, indices=np.array([], dtype=np.int64)) == []
 
 
+def _best_cut(w, rows, budget, overhead):
+    """Brute force: the least padded tokens + overhead per batch over every cut of sorted widths."""
+    n, best = len(w), None
+    for mask in range(1 << (n - 1)):
+        cuts = [0] + [i + 1 for i in range(n - 1) if mask >> i & 1] + [n]
+        runs = list(zip(cuts, cuts[1:], strict=False))
+        costs = [sum(rows[a:b]) * w[b - 1] for a, b in runs]
+        if any(c > budget and b - a > 1 for c, (a, b) in zip(costs, runs, strict=True)):
+            continue
+        total = sum(costs) + overhead * len(runs)
+        best = total if best is None else min(best, total)
+    return best
+
+
+def test_bucket_overhead_cuts_for_least_padding():
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        n = int(rng.integers(1, 10))
+        widths = rng.integers(5, 60, n)
+        rows = rng.integers(1, 3, n)
+        budget, overhead = int(rng.integers(40, 200)), int(rng.integers(0, 80))
+        batches = bucket(widths, budget, rows=rows, overhead=overhead)
+        order = np.argsort(widths, kind="stable")
+        assert np.array_equal(np.concatenate(batches), order)  # sorted by width, ties in input order
+        cost = [rows[b].sum() * widths[b].max() for b in batches]
+        assert all(c <= budget or len(b) == 1 for c, b in zip(cost, batches, strict=True))
+        got = sum(cost) + overhead * len(batches)
+        assert got == _best_cut(widths[order], rows[order], budget, overhead)
+    # a sparse stretch of lengths is split instead of padded; the greedy fill packs it into one batch
+    widths = np.array([100] * 10 + [300, 900])
+    assert len(bucket(widths, 20_000)) == 1
+    assert [len(b) for b in bucket(widths, 20_000, overhead=512)] == [10, 1, 1]
+
+
 def test_bucket_with_rng_caps_and_shuffles():
     lengths = np.random.default_rng(0).integers(7, 300, size=500)
     idx = np.arange(100, 500)

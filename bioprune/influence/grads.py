@@ -114,12 +114,14 @@ class _HeadDense:
         self.e = engine
         w = engine.model.head_dense.weight
         self.shapes = {"head_dense.weight": tuple(w.shape)}
+        # the no-grad trunk, on weights prepared once for the whole pass (MaskedLM.frozen_embed)
+        self.trunk = engine.model.frozen_embed(torch.bfloat16 if engine.bf16 else engine.param_dtype)
 
     def batch_grads(self, b: Batch) -> BatchGrads:
         e, model = self.e, self.e.model
         dense = model.head_dense
         with torch.no_grad(), e.autocast():
-            x = model.embed(b.tokens, mask_pads=e.mask_pads)
+            x = self.trunk(b.tokens, mask_pads=e.mask_pads)
             xs = x.reshape(-1, x.shape[-1]).index_select(0, b.flat_idx)
             y = F.linear(xs, dense.weight, dense.bias)
         y = y.detach().requires_grad_(True)

@@ -185,14 +185,20 @@ def make_batch(items: list[Prepared], pad_idx: int) -> Batch:
     )
 
 
+# Padded tokens a batch costs on top of its tokens (per-batch work: Python, the head, small matmuls):
+# length bucketing cuts a sorted run of sequences where that saves more padding than this.
+BATCH_OVERHEAD = 512
+
+
 def make_batches(items: list[Prepared], pad_idx: int, batch_tokens: int) -> Iterator[Batch]:
     """Bucket by length (:func:`bioprune.models.batching.bucket`: sorted by row width, ties in input
-    order, each batch filled up to ``batch_tokens`` padded tokens). All rows of one sequence stay in one
-    batch; a sequence larger than the budget is batched alone."""
+    order, cut into the batches of at most ``batch_tokens`` padded tokens that minimise padding plus
+    :data:`BATCH_OVERHEAD` per batch). All rows of one sequence stay in one batch; a sequence larger
+    than the budget is batched alone."""
     widths = np.array([it.width for it in items], dtype=np.int64)
     rows = np.array([len(it.rows) for it in items], dtype=np.int64)
     by_order = np.argsort([it.order for it in items], kind="stable")  # ties of width: input order
-    for idx in bucket(widths, batch_tokens, rows=rows, indices=by_order):
+    for idx in bucket(widths, batch_tokens, rows=rows, indices=by_order, overhead=BATCH_OVERHEAD):
         yield make_batch([items[i] for i in idx], pad_idx)
 
 

@@ -20,12 +20,14 @@ What callers may use (the contract; a backend sets or implements each of these):
 - ``arch()``: the shape fields of a ModelSpec;
 - ``encode``/``batch``/``converter``: rows ``<cls> residues <eos>`` through the one batch converter
   (:mod:`bioprune.models.batching`); backends do not build rows themselves;
-- ``embed``, ``embed_with_attention``, ``head_dense``, ``head_after_dense``, ``last_block``, ``forward``.
+- ``embed``, ``frozen_embed``, ``embed_with_attention``, ``head_dense``, ``head_after_dense``,
+  ``last_block``, ``forward``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -115,6 +117,16 @@ class MaskedLM(nn.Module, ABC):
         """Final hidden states [B, L, H], the input of ``head_dense``.
 
         ``mask_pads=False`` reproduces the official RNA-FM scoring code: pad positions are attended to."""
+
+    def frozen_embed(self, dtype: torch.dtype) -> Callable[..., torch.Tensor]:
+        """An ``embed`` for many no-grad calls with the weights as they are now, ``f(tokens, mask_pads=)``.
+
+        It gives exactly what :meth:`embed` gives, under bf16 autocast when ``dtype`` is bf16 (callers keep
+        the autocast context), but a backend may prepare its weights once for it (RNA-FM: fused q/k/v
+        projections, and a bf16 copy of every trunk matmul weight, which autocast would otherwise cast
+        again on every call, since its weight cache only serves weights used under autograd). Not for
+        autograd; make a new one after the weights change. The default is :meth:`embed` itself."""
+        return self.embed
 
     def embed_with_attention(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Final hidden states [B, L, H] (as :meth:`embed`, pads masked) and every layer's attention

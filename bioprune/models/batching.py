@@ -78,6 +78,7 @@ def bucket(
     max_batch_size: int | None = None,
     rng: np.random.Generator | None = None,
     indices: np.ndarray | None = None,
+    overhead: int | None = None,
 ) -> list[np.ndarray]:
     """Length bucketing: sort by padded width, then fill each batch while ``rows x widest <= budget``.
 
@@ -85,6 +86,11 @@ def bucket(
     ``indices``: the items to batch (default all, in order). ``rows``: model rows per item (default 1;
     an item's rows always stay in one batch). ``max_batch_size`` caps the items per batch. An item
     larger than the budget forms a batch alone (callers that forbid that check first).
+
+    ``overhead`` (influence scoring): instead of filling each batch, cut the sorted items into the
+    batches that minimise the padded tokens (rows x widest, summed) plus ``overhead`` tokens per batch,
+    each within the budget. Filling packs a sparse stretch of lengths (a small sample, the long tail)
+    into batches that are mostly padding; a batch that would pad more than ``overhead`` tokens is split.
 
     Without ``rng``: ties keep input order and batches come in ascending width (deterministic, what
     influence and evaluation use). With ``rng`` (training): ties are broken at random and the batch
@@ -99,6 +105,11 @@ def bucket(
     w = widths[order].astype(np.int64)
     cum = np.concatenate([[0], np.cumsum(np.ones(len(order), np.int64) if rows is None else rows[order])])
     cap = max_batch_size or len(order)
+    if overhead is not None:
+        batches = [order[a:b] for a, b in _least_padding(w, cum, budget, cap, overhead)]
+        if rng is not None:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
     batches = []
     start, n = 0, len(order)
     while start < n:
@@ -111,6 +122,32 @@ def bucket(
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def _least_padding(
+    w: np.ndarray, cum: np.ndarray, budget: int, cap: int, overhead: int
+) -> list[tuple[int, int]]:
+    """Cut sorted widths ``w`` (rows prefix sums ``cum``) into runs [a, b) minimising the sum of
+    ``(cum[b] - cum[a]) * w[b - 1] + overhead`` with each run within ``budget`` (one item alone always
+    is) and at most ``cap`` items: dynamic programming over the run's end, vectorised over its start.
+    Ties go to the earliest start (fewer, larger batches), so the cut is deterministic."""
+    n = len(w)
+    best = np.zeros(n + 1)
+    start = np.zeros(n + 1, dtype=np.int64)
+    for b in range(1, n + 1):
+        width = int(w[b - 1])
+        lo = int(np.searchsorted(cum, cum[b] - budget // max(1, width), side="left"))
+        lo = min(max(lo, b - cap), b - 1)
+        a = np.arange(lo, b)
+        total = best[lo:b] + (cum[b] - cum[lo:b]) * width + overhead
+        k = int(np.argmin(total))
+        best[b], start[b] = total[k], a[k]
+    runs = []
+    b = n
+    while b > 0:
+        runs.append((int(start[b]), b))
+        b = int(start[b])
+    return runs[::-1]
 
 
 @dataclass

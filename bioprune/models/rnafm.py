@@ -31,6 +31,7 @@ import math
 import os
 from argparse import Namespace
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -78,6 +79,25 @@ def init_bert_params(module: nn.Module) -> None:
                 module.weight[module.padding_idx].zero_()
 
 
+@dataclass(frozen=True)
+class _Packed:
+    """One transformer layer's matmul weights for :meth:`RnaFM.frozen_embed`: (weight, bias) pairs."""
+
+    dtype: torch.dtype
+    q: tuple[torch.Tensor, torch.Tensor]
+    k: tuple[torch.Tensor, torch.Tensor]
+    v: tuple[torch.Tensor, torch.Tensor]
+    out: tuple[torch.Tensor, torch.Tensor]
+    fc1: tuple[torch.Tensor, torch.Tensor]
+    fc2: tuple[torch.Tensor, torch.Tensor]
+
+    @classmethod
+    def of(cls, layer: nn.Module, dtype: torch.dtype) -> _Packed:
+        a = layer.self_attn
+        lin = (a.q_proj, a.k_proj, a.v_proj, a.out_proj, layer.fc1, layer.fc2)
+        return cls(dtype, *((m.weight.detach().to(dtype), m.bias.detach().to(dtype)) for m in lin))
+
+
 class RnaFM(MaskedLM):
     alphabet = "rna"
 
@@ -106,6 +126,9 @@ class RnaFM(MaskedLM):
 
     # -- the trunk, reimplemented so that pads can be attended to (official scoring behaviour) ------
     def embed(self, tokens: torch.Tensor, *, mask_pads: bool = True) -> torch.Tensor:
+        return self._trunk(tokens, mask_pads, None)
+
+    def _trunk(self, tokens: torch.Tensor, mask_pads: bool, packed: list[_Packed] | None) -> torch.Tensor:
         net = self.net
         if tokens.shape[1] > self.max_tokens:
             raise ValueError(f"input of {tokens.shape[1]} tokens exceeds the model's {self.max_tokens}")
@@ -115,9 +138,39 @@ class RnaFM(MaskedLM):
         x = x * (~padding).unsqueeze(-1).type_as(x)
         # SDPA boolean mask: True = may attend. Official scoring (mask_pads=False) attends to pads too.
         attn_mask = (~padding)[:, None, None, :] if mask_pads and bool(padding.any()) else None
-        for layer in net.layers:
-            x = self._block(layer, x, attn_mask)
+        for i, layer in enumerate(net.layers):
+            if packed is None:
+                x = self._block(layer, x, attn_mask)
+            else:
+                x = self._packed_block(layer, packed[i], x, attn_mask)
         return net.emb_layer_norm_after(x)
+
+    def frozen_embed(self, dtype: torch.dtype):
+        """:meth:`embed` on weights prepared once (see :meth:`MaskedLM.frozen_embed`). For bf16: every
+        trunk matmul weight cast once, and each LayerNorm output cast once where autocast casts it for
+        each matmul that reads it (q, k and v), so the output is bit for bit that of ``embed`` under bf16
+        autocast (same matmuls, same shapes, same inputs). q/k/v are not fused into one matmul: oneDNN
+        picks another reduction order for some shapes, and the numbers would change. For fp32 there is
+        nothing to prepare: ``embed`` itself."""
+        if next(self.parameters()).dtype != torch.float32 or dtype != torch.bfloat16:
+            return self.embed  # fp32, or a model cast as a whole (float64 in tests, bf16)
+        packed = [_Packed.of(layer, dtype) for layer in self.net.layers]
+
+        def run(tokens: torch.Tensor, *, mask_pads: bool = True) -> torch.Tensor:
+            with torch.no_grad():
+                return self._trunk(tokens, mask_pads, packed)
+
+        return run
+
+    def _packed_block(self, layer: nn.Module, w: _Packed, x: torch.Tensor, attn_mask: torch.Tensor | None):
+        # _block's maths with the weights of _Packed, each activation cast to bf16 once
+        b, n, h = x.shape
+        y = layer.self_attn_layer_norm(x).to(w.dtype)
+        q, k, v = (F.linear(y, *p).view(b, n, self.n_heads, -1).transpose(1, 2) for p in (w.q, w.k, w.v))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        x = x + F.linear(o.transpose(1, 2).reshape(b, n, h), *w.out)
+        y = layer.final_layer_norm(x).to(w.dtype)
+        return x + F.linear(F.gelu(F.linear(y, *w.fc1)), *w.fc2)
 
     def embed_with_attention(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         net = self.net
