@@ -260,9 +260,13 @@ def markdown(r: dict) -> str:
         f"Machine: {m['cpus']} CPUs, shared with other jobs while measured (1-minute load average "
         f"{m['load_average'][0]} at the start, {m['load_average'][1]} at the end), Python {m['python']}, "
         f"numpy {m['numpy']}, {m['platform']}. Pruning rate {r['rate']} (keeps 1%). Each row is its own "
-        "process; peak RSS is the kernel's maxrss of that process. With the load average above the CPU "
-        f"count, CPU-bound times are inflated by up to load / CPUs (here about "
-        f"{max(m['load_average']) / m['cpus']:.0f}x); memory is not affected.",
+        "process; peak RSS is the kernel's maxrss of that process. "
+        + (
+            "With the load average above the CPU count, CPU-bound times are inflated by up to load / CPUs "
+            f"(here about {max(m['load_average']) / m['cpus']:.1f}x); memory is not affected."
+            if max(m["load_average"]) > m["cpus"]
+            else "The load average stayed below the CPU count (the benchmark's own process included)."
+        ),
         "",
         f"## Strategy alone, {r['n']:,} scores in memory",
         "",
