@@ -122,9 +122,9 @@ class MaskedLM(nn.Module, ABC):
         """An ``embed`` for many no-grad calls with the weights as they are now, ``f(tokens, mask_pads=)``.
 
         It gives exactly what :meth:`embed` gives, under bf16 autocast when ``dtype`` is bf16 (callers keep
-        the autocast context), but a backend may prepare its weights once for it (RNA-FM: fused q/k/v
-        projections, and a bf16 copy of every trunk matmul weight, which autocast would otherwise cast
-        again on every call, since its weight cache only serves weights used under autograd). Not for
+        the autocast context), but a backend may prepare its weights once for it (RNA-FM: a bf16 copy of
+        every trunk matmul weight, which autocast would otherwise cast again on every call, since its
+        weight cache only serves weights used under autograd). Not for
         autograd; make a new one after the weights change. The default is :meth:`embed` itself."""
         return self.embed
 
