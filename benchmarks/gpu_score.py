@@ -93,12 +93,14 @@ def score_pass(model, records, s, fisher, device) -> dict[str, float]:
 
 
 def forward_pass(model, records, s, device) -> None:
-    """Plain forward over the same rows and batches (same autocast), the floor of scoring."""
+    """No-grad forward of the trunk over the same rows and batches, run as the score pass runs it (same
+    autocast, weights prepared once by ``frozen_embed``): the floor of scoring."""
     items = [prepare(model, i, r.id, r.seq.decode(), s) for i, r in enumerate(records)]
-    engine = GradientEngine(model, s, device)  # only for its autocast setting
+    engine = GradientEngine(model, s, device)  # for its autocast and precision settings
+    trunk = model.frozen_embed(torch.bfloat16 if engine.bf16 else engine.param_dtype)
     with torch.no_grad(), engine.autocast():
         for batch in make_batches(items, model.tokens.pad_idx, s.batch_tokens):
-            model(batch.tokens.to(device, non_blocking=True))
+            trunk(batch.tokens.to(device, non_blocking=True), mask_pads=engine.mask_pads)
 
 
 def main(argv: list[str] | None = None) -> int:
