@@ -127,6 +127,7 @@ def child_compute(folder: Path, label: str) -> dict:
         scores=folder / f"scores{'_' + table if table else ''}.parquet", pool=folder / "pool",
         strategy=label, multiplier=None,
         rate=RATE, count=None, budget=None, seed=0, beta=0.1, bins=50, family_regex=r"^(\S+)",
+        families=None,
     )  # fmt: skip
     t = time.perf_counter()
     out = compute(args)

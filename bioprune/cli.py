@@ -30,6 +30,7 @@ STEPS: dict[str, tuple[str, str]] = {
     "fisher-reduce": ("bioprune.influence.fisher_cli", "add partial Fisher sums (reduce step)"),
     "score": ("bioprune.influence.score_cli", "self-influence score of every sequence of a shard"),
     "merge-scores": ("bioprune.influence.merge", "collect per-shard score tables, in pool order"),
+    "families": ("bioprune.select.families", "the family of every pool sequence, once for every selection"),
     "select": ("bioprune.select.select_cli", "pick a coreset (topi, cci, random, cluster, loss) at a budget"),
     "select-report": ("bioprune.select.select_cli", "compare family/cluster coverage across selections"),
     "pretrain": ("bioprune.pretrain", "train the architecture from scratch on a coreset"),

@@ -7,8 +7,30 @@
 # follows them, and adding a rate or a seed only adds jobs.
 import shlex
 
+from bioprune.select.inputs import parse_family_regex
+
 # The influence stage's merged score table (id, self_influence, loss, ...).
 SELECT_SCORES = f"{RESULTS}/influence/scores.parquet"
+# The family of every pool sequence, computed once for all selections (none without a family regex).
+FAMILIES = f"{POOL}/families/families.parquet"
+FAMILY_REGEX = shlex.quote(str(config["select"]["family_regex"] or "none"))
+HAS_FAMILIES = parse_family_regex(config["select"]["family_regex"]) is not None
+
+
+rule families:
+    input:
+        table=f"{filtered_pool_dir()}/sequences.parquet",
+    output:
+        FAMILIES,
+    log:
+        f"{LOGS}/select/families.log",
+    conda:
+        ENV_POOL
+    params:
+        family=FAMILY_REGEX,
+        pool=folder_of("input.table"),
+    shell:
+        "python -m bioprune families --family-regex {params.family} --out {output:q} {params.pool:q} 2> {log:q}"
 
 
 rule select:
@@ -16,6 +38,7 @@ rule select:
         scores=SELECT_SCORES,
         fasta=f"{filtered_pool_dir()}/sequences.fasta.gz",
         table=f"{filtered_pool_dir()}/sequences.parquet",
+        families=FAMILIES if HAS_FAMILIES else [],
         # lenmatch-<strategy>: the selection whose length histogram it matches (same budget and seed)
         match=lambda wildcards: matched_ids(SELECT, wildcards),
     output:
@@ -40,13 +63,17 @@ rule select:
             else ""
         ),
         strata=lambda wildcards: length_args(config, SELECT, wildcards),
-        family=shlex.quote(str(config["select"]["family_regex"] or "none")),
+        family=FAMILY_REGEX,
+        families=lambda wildcards, input: (
+            f"--families {shlex.quote(input.families)}" if input.families else ""
+        ),
         pool=folder_of("input.table"),
         out=folder_of("output.summary"),
     shell:
         "python -m bioprune select --scores {input.scores:q} --pool {params.pool:q}"
         " --strategy {wildcards.strategy} --budget {wildcards.budget} --seed {wildcards.seed}"
-        " {params.cci} {params.strata} --family-regex {params.family} --out {params.out:q} 2> {log:q}"
+        " {params.cci} {params.strata} --family-regex {params.family} {params.families}"
+        " --out {params.out:q} 2> {log:q}"
 
 
 rule select_report:

@@ -251,6 +251,44 @@ def test_family_rule(data, tmp_path):
     assert fams["pool"] == 12 and all(t["name"].startswith("fam") for t in fams["top"])
 
 
+def test_families_once_per_run_select_the_same(data, tmp_path, capsys):
+    """`bioprune families` computes each pool row's family once; a selection that reads it writes the
+    same ids, coreset and coverage as one that takes families from the descriptions itself. A families
+    table of another pool or another regex is refused."""
+    pool, scores = data
+    regex = r"^\S+\s+(\S+)"
+    fam = tmp_path / "families.parquet"
+    assert cli.main(["families", "--family-regex", regex, "--out", str(fam), str(pool)]) == 0
+    args = ["--strategy", "cci", "--rate", "0.9", "--seed", "2", "--family-regex", regex]
+    assert select(pool, scores, tmp_path / "own", *args) == 0
+    assert select(pool, scores, tmp_path / "read", *args, "--families", str(fam)) == 0
+    for name in ("ids.txt", "coreset.fasta.gz"):
+        assert (tmp_path / "own" / name).read_bytes() == (tmp_path / "read" / name).read_bytes()
+    own, read = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("own", "read"))
+    assert own["coverage"] == read["coverage"] and own["coverage"]["families"]["pool"] == 12
+    assert own["settings"] == read["settings"]
+    # another regex than the table's
+    out = tmp_path / "other_regex"
+    assert select(pool, scores, out, *args[:-1], r"^(\S+)", "--families", str(fam)) == 2
+    assert "computed with family regex" in capsys.readouterr().err and not out.exists()
+    # another pool: same size, one id changed
+    other = write_pool(tmp_path / "other", seed=0)[0]
+    table = pq.read_table(other / "sequences.parquet")
+    ids = table.column("id").to_pylist()
+    ids[5] = "seq5b"
+    pq.write_table(table.set_column(0, "id", pa.array(ids)), other / "sequences.parquet")
+    other_fam = tmp_path / "other_families.parquet"
+    assert cli.main(["families", "--family-regex", regex, "--out", str(other_fam), str(other)]) == 0
+    out = tmp_path / "other_pool"
+    assert select(pool, scores, out, *args, "--families", str(other_fam)) == 2
+    assert "computed on another pool" in capsys.readouterr().err and not out.exists()
+    # not a families table; no families to compute
+    assert select(pool, scores, out, *args, "--families", str(scores)) == 2
+    assert "not a families table" in capsys.readouterr().err
+    assert cli.main(["families", "--family-regex", "none", "--out", str(out), str(pool)]) != 0
+    assert not out.exists()
+
+
 def test_fasta_out_of_step_with_its_table_is_an_error(data, tmp_path, capsys):
     pool, scores = data
     with FastaWriter(pool / "sequences.fasta.gz") as w:

@@ -152,6 +152,19 @@ def sequence_hash(seq: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(seq)
 
 
+def ids_digest(ids: pa.Array | pa.ChunkedArray) -> str:
+    """hex xxh3-128 of a column of ids (each id's length, then its bytes): a table computed from a pool
+    names the pool it was computed on, and a reader that holds the pool's ids checks it in ~0.1 s at 20M."""
+    h = xxhash.xxh3_128()
+    for chunk in ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]:
+        if chunk.type != pa.string():
+            chunk = chunk.cast(pa.string())
+        offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+        h.update(np.diff(offsets).astype("<i4").tobytes())
+        h.update(memoryview(chunk.buffers()[2])[offsets[0] : offsets[-1]] if len(chunk) else b"")
+    return h.hexdigest()
+
+
 # Arrow arrays are built from buffers: pa.array() and pa.scalar() import pandas on first use, which
 # costs each step ~0.5 s of start-up for nothing.
 

@@ -70,14 +70,18 @@ def load_candidates(
     *,
     family_regex: str | None = None,
     need_clusters: bool = False,
+    families=None,
 ) -> Candidates:
+    """The scored sequences of ``pool_dir`` with the ``score_columns`` asked for. Families: from
+    ``families`` (a :class:`bioprune.select.families.Families` of this pool, checked by its ids digest)
+    when given, else from the descriptions by ``family_regex`` (None: no families)."""
     scores_path, pool_dir = Path(scores_path), Path(pool_dir)
     check_score_columns(scores_path, score_columns)  # a missing column fails before any reading
     ids = read_scores(scores_path, []).ids  # the values are read after the join: less held at its peak
     _release()
     table_file = pool.table_path(pool_dir)
     pool_cols = _columns(table_file)
-    if family_regex is not None and "description" not in pool_cols:
+    if families is None and family_regex is not None and "description" not in pool_cols:
         raise InputError(
             table_file, "no 'description' column to take families from (use --family-regex none)"
         )
@@ -112,13 +116,22 @@ def load_candidates(
     if (seen > 1).any():
         dup = pool_ids[int(np.flatnonzero(seen > 1)[0])].as_py()
         raise InputError(scores_path, f"{int((seen > 1).sum())} ids are scored more than once (e.g. {dup!r})")
+    if families is not None and (
+        len(families.codes) != n_pool or families.ids_digest != pool.ids_digest(pool_ids)
+    ):
+        raise InputError(
+            table_file,
+            "the families table was computed on another pool (its ids differ): rerun bioprune families",
+        )
     del seen, pool_ids
     _release()
 
     # the codes before the scores: less is held while the Parquet reader decodes their dictionaries
     cand = Candidates(pool_rows, {}, np.empty(0, np.int32), n_pool)
     # One column at a time, read dictionary-encoded: distinct strings are held once, rows as codes.
-    if family_regex is not None:
+    if families is not None:
+        cand.families, cand.family_names = families.codes[pool_rows], families.names
+    elif family_regex is not None:
         codes, texts = column_codes(table_file, "description")
         text_family, cand.family_names = family_of_texts(texts, family_regex)
         cand.families = text_family[codes[pool_rows]]  # code -1 (no description) maps to the -1 appended

@@ -80,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_FAMILY_REGEX,
         help="family of a sequence: first group of this regex in its description ('none': no families)",
     )
+    parser.add_argument(
+        "--families",
+        type=Path,
+        help="families table of this pool (bioprune families, computed once per run with the same "
+        "--family-regex): read instead of taking each sequence's family from its description",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
 
 
@@ -127,6 +133,16 @@ def compute(args: argparse.Namespace) -> Outcome:
     if strategy == "lenmatch" and args.match_ids is None:
         raise ConfigError(f"strategy {label!r} needs --match-ids (the ids.txt of the selection to match)")
     family_regex = parse_family_regex(args.family_regex)
+    families = None
+    if args.families is not None:
+        from bioprune.select.families import read_families
+
+        families = read_families(args.families)
+        if families.regex != family_regex:
+            raise ConfigError(
+                f"--families {args.families} was computed with family regex {families.regex!r}, "
+                f"not --family-regex {family_regex!r}"
+            )
     if strategy == "cci":
         if not 0 <= args.beta < 1:
             raise ConfigError(
@@ -139,7 +155,12 @@ def compute(args: argparse.Namespace) -> Outcome:
     needed = st.STRATEGIES[strategy]
     columns, plot_column = _score_columns(args.scores, needed)
     cand = load_candidates(
-        args.scores, args.pool, columns, family_regex=family_regex, need_clusters=strategy == "cluster"
+        args.scores,
+        args.pool,
+        columns,
+        family_regex=family_regex,
+        need_clusters=strategy == "cluster",
+        families=families,
     )
     n = len(cand)
     if n < cand.n_pool:
@@ -193,7 +214,11 @@ def compute(args: argparse.Namespace) -> Outcome:
             "family_regex": family_regex,
         },
         "budget": {**budget.as_dict(), "multiplier": multiplier, "k": k},
-        "inputs": {"scores": str(args.scores), "pool": str(args.pool)},
+        "inputs": {
+            "scores": str(args.scores),
+            "pool": str(args.pool),
+            "families": str(args.families) if args.families else None,
+        },
         "n_pool": cand.n_pool,
         "n_scored": n,
         "n_unscored": cand.n_pool - n,
