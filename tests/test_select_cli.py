@@ -281,7 +281,8 @@ def test_families_once_per_run_select_the_same(data, tmp_path, capsys):
     assert cli.main(["families", "--family-regex", regex, "--out", str(other_fam), str(other)]) == 0
     out = tmp_path / "other_pool"
     assert select(pool, scores, out, *args, "--families", str(other_fam)) == 2
-    assert "computed on another pool" in capsys.readouterr().err and not out.exists()
+    err = capsys.readouterr().err
+    assert "computed on another pool" in err and "other_families.parquet" in err and not out.exists()
     # not a families table; no families to compute
     assert select(pool, scores, out, *args, "--families", str(scores)) == 2
     assert "not a families table" in capsys.readouterr().err

@@ -45,6 +45,7 @@ class Families:
     names: list[str]
     regex: str
     ids_digest: str
+    path: Path | None = None  # the file it was read from
 
 
 def compute_families(pool_dir: os.PathLike | str, regex: str) -> Families:
@@ -87,7 +88,7 @@ def read_families(path: os.PathLike | str) -> Families:
     codes = pf.read().column("family").to_numpy()
     if len(codes) != meta["n_rows"]:
         raise InputError(path, f"holds {len(codes)} rows but its metadata says {meta['n_rows']}")
-    return Families(codes, meta["names"], meta["family_regex"], meta["ids_digest"])
+    return Families(codes, meta["names"], meta["family_regex"], meta["ids_digest"], path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

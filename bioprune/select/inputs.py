@@ -120,8 +120,8 @@ def load_candidates(
         len(families.codes) != n_pool or families.ids_digest != pool.ids_digest(pool_ids)
     ):
         raise InputError(
-            table_file,
-            "the families table was computed on another pool (its ids differ): rerun bioprune families",
+            families.path or table_file,
+            f"computed on another pool than {pool_dir} (their ids differ): rerun bioprune families",
         )
     del seen, pool_ids
     _release()
