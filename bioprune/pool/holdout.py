@@ -35,7 +35,7 @@ from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.pool.io import parquet_file, read_column, table_path, take_ids, write_pool, write_report
-from bioprune.select.inputs import column_codes, family_of_texts
+from bioprune.select.inputs import column_codes, family_codes
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,8 @@ def groups_of(pool_dir: Path, family_regex: str | None) -> tuple[np.ndarray, lis
     family = np.full(n, -1, dtype=np.int64)
     family_names: list[str] = []
     if family_regex is not None:
-        codes, texts = column_codes(table, "description")
-        text_family, family_names = family_of_texts(texts, family_regex)
-        family = text_family[codes].astype(np.int64)
+        row_family, family_names = family_codes(table, family_regex)
+        family = row_family.astype(np.int64)
     key = family.copy()  # families: 0..F-1; the others: F + cluster code (or F + row)
     names = [f"family:{f}" for f in family_names]
     rest = np.flatnonzero(family < 0)

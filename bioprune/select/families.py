@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from bioprune.atomic import atomic_path
 from bioprune.errors import ConfigError, InputError
 from bioprune.pool import io as pool
-from bioprune.select.inputs import column_codes, family_of_texts, parse_family_regex
+from bioprune.select.inputs import family_codes, parse_family_regex
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,9 @@ def compute_families(pool_dir: os.PathLike | str, regex: str) -> Families:
     table = pool.table_path(pool_dir)
     if "description" not in pq.read_schema(table).names:
         raise InputError(table, "no 'description' column to take families from (use --family-regex none)")
-    codes, texts = column_codes(table, "description")
-    text_family, names = family_of_texts(texts, regex)
-    del texts
+    codes, names = family_codes(table, regex)
     digest = pool.ids_digest(pool.read_table(pool_dir, ["id"]).column("id"))
-    return Families(text_family[codes], names, regex, digest)  # code -1 (no description) maps to -1
+    return Families(codes, names, regex, digest)
 
 
 def write_families(families: Families, out: os.PathLike | str) -> None:

@@ -132,10 +132,9 @@ def load_candidates(
     if families is not None:
         cand.families, cand.family_names = families.codes[pool_rows], families.names
     elif family_regex is not None:
-        codes, texts = column_codes(table_file, "description")
-        text_family, cand.family_names = family_of_texts(texts, family_regex)
-        cand.families = text_family[codes[pool_rows]]  # code -1 (no description) maps to the -1 appended
-        del codes
+        row_family, cand.family_names = family_codes(table_file, family_regex)
+        cand.families = row_family[pool_rows]
+        del row_family
         _release()
     if has_clusters:
         codes, _ = column_codes(table_file, "cluster", values=False)
@@ -214,6 +213,14 @@ def parse_family_regex(text: str | None, setting: str = "--family-regex") -> str
     except re.error as exc:
         raise ConfigError(f"{setting} {text!r} is not a valid regular expression ({exc})") from None
     return text
+
+
+def family_codes(table_file: Path, regex: str) -> tuple[np.ndarray, list[str]]:
+    """Family code of every row of a pool table by ``regex`` (-1: none, or no description), and the
+    sorted family names: the description column coded, the regex run once per distinct description."""
+    codes, texts = column_codes(table_file, "description")
+    text_family, names = family_of_texts(texts, regex)
+    return text_family[codes], names  # code -1 (no description) maps to the -1 appended
 
 
 def family_of_texts(texts: list[str], regex: str) -> tuple[np.ndarray, list[str]]:
