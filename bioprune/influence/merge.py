@@ -32,6 +32,7 @@ from bioprune.atomic import atomic_path
 from bioprune.errors import InputError
 from bioprune.influence.length import length_diagnostics, subsample
 from bioprune.influence.score_table import META_KEY, SCHEMA, read_score_meta
+from bioprune.pool.io import parquet_file
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +125,7 @@ class _Rows:
 
 def _in_pool_order(paths: list[Path], order: Path, per_file: dict[str, int]) -> Iterator[pa.RecordBatch]:
     """The tables' rows in the pool order of the shard table ``order``, every id checked against it."""
-    try:
-        table = pq.ParquetFile(order)
-    except FileNotFoundError:
-        raise InputError(order, "no such shard table") from None
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(order, f"not a readable Parquet file ({exc})") from exc
+    table = parquet_file(order, "shard table")
     missing = [c for c in ORDER_COLUMNS if c not in table.schema_arrow.names]
     if missing:
         raise InputError(order, f"missing column(s) {', '.join(missing)}: not a shard table (bioprune shard)")

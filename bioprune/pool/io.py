@@ -111,12 +111,15 @@ def open_pool(pool_dir: os.PathLike | str | PoolFiles) -> PoolFiles:
     return PoolFiles(Path(pool_dir), fasta, table, parquet_file(table))
 
 
-def parquet_file(path: Path) -> pq.ParquetFile:
-    """A Parquet table opened for streaming; an unreadable file is an InputError naming it."""
+def parquet_file(path: Path, what: str = "Parquet table") -> pq.ParquetFile:
+    """A Parquet table opened for streaming; a missing or unreadable file is an InputError naming it
+    (``what``: what the file should be, for the message)."""
     try:
         return pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputError(path, f"not a readable Parquet table ({exc})") from exc
+    except FileNotFoundError:
+        raise InputError(path, f"no such {what}") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(path, f"not a readable {what} ({exc})") from exc
 
 
 def read_column(pool_dir: Path, name: str) -> pa.ChunkedArray:

@@ -73,12 +73,7 @@ def write_families(families: Families, out: os.PathLike | str) -> None:
 def read_families(path: os.PathLike | str) -> Families:
     """A ``families.parquet`` as written by this step; InputError naming the file otherwise."""
     path = Path(path)
-    try:
-        pf = pq.ParquetFile(path)
-    except FileNotFoundError:
-        raise InputError(path, "no such families file (bioprune families)") from None
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(path, f"not a readable Parquet file ({exc})") from None
+    pf = pool.parquet_file(path, "families table (bioprune families)")
     raw = (pf.schema_arrow.metadata or {}).get(META_KEY)
     if pf.schema_arrow.names != ["family"] or raw is None:
         raise InputError(path, "not a families table written by `bioprune families`")
