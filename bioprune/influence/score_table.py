@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioprune.errors import InputError
+from bioprune.pool.io import parquet_file
 
 SCHEMA = pa.schema(
     [
@@ -37,12 +38,7 @@ SIGN_NOTE = "positive: s = sum_j g_j^2 / (F_j + eps); the official code stores -
 def read_score_meta(path: os.PathLike | str) -> dict:
     """The metadata of a table written by ``bioprune score``: refuses any other schema, or no metadata."""
     p = Path(path)
-    try:
-        schema = pq.read_schema(p)
-    except FileNotFoundError:
-        raise InputError(p, "no such score file") from None
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(p, f"not a readable Parquet file ({exc})") from exc
+    schema = parquet_file(p, "score file").schema_arrow
     if [(f.name, f.type) for f in schema] != [(f.name, f.type) for f in SCHEMA]:
         raise InputError(p, f"columns {schema.names} are not a bioprune score table {SCHEMA.names}")
     raw = (schema.metadata or {}).get(META_KEY)
