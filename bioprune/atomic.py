@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import json
 import os
 import re
 import shutil
@@ -173,4 +174,12 @@ def save_torch(obj, path: os.PathLike | str) -> Path:
     torch.save(obj, buffer)
     with atomic_path(path) as tmp:
         tmp.write_bytes(buffer.getbuffer())
+    return Path(path)
+
+
+def write_json(path: os.PathLike | str, obj, *, sort_keys: bool = False) -> Path:
+    """``obj`` as indented JSON (and a final newline) at ``path``, written atomically: a report is there
+    whole or not at all."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
     return Path(path)

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from bioprune import __version__
-from bioprune.atomic import atomic_path
+from bioprune.atomic import write_json
 from bioprune.errors import ConfigError, InputError
 from bioprune.models import data as D
 from bioprune.models.registry import build_from_spec, load_model, param_count, save_model, spec_of
@@ -201,8 +201,7 @@ def run(args: argparse.Namespace) -> int:
             val_loss=train_report["val_loss"],
             val_perplexity=train_report["val_perplexity"],
         )
-    with atomic_path(out / REPORT) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / REPORT, report)
     log.info(
         "pretrained %s %s seed %s: %d steps, %s tokens, %.1f s",
         args.strategy, args.budget, args.selection_seed,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from bioprune.atomic import atomic_path, output_errors, staged_dir
+from bioprune.atomic import output_errors, staged_dir, write_json
 from bioprune.cli import seed
 from bioprune.errors import ConfigError
 from bioprune.fasta import read_fasta
@@ -214,8 +213,7 @@ def run(args: argparse.Namespace) -> int:
             },
             "learned": learned,
         }
-        with atomic_path(work / "reference_report.json") as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(work / "reference_report.json", report)
         with output_errors(out):
             publish_outputs(work, out)
     return 0

@@ -26,7 +26,6 @@ Output (one JSON per task, ``results/evaluate/floors/<task>.json``)::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from bioprune import __version__
-from bioprune.atomic import atomic_path
+from bioprune.atomic import write_json
 from bioprune.errors import ConfigError
 from bioprune.evaluate import metrics as M
 from bioprune.evaluate.tasks import FLOOR_KINDS, SPLITS, TaskData, TaskSpec
@@ -215,6 +214,5 @@ def run(args: argparse.Namespace) -> int:
     data = prepare_data(spec, model, args.seed)
     result = compute_floor(spec, data, args.seed)
     log.info("floor of %s (%s): %s", spec.name, result["floor"], result["metrics"])
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     return 0

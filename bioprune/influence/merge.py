@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from bioprune.atomic import atomic_path
+from bioprune.atomic import atomic_path, write_json
 from bioprune.errors import InputError
 from bioprune.influence.length import length_diagnostics, subsample
 from bioprune.influence.score_table import META_KEY, SCHEMA, read_score_meta
@@ -199,8 +199,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     report = merge_scores(args.tables, args.out, args.order)
     if args.report:
-        with atomic_path(args.report) as tmp:
-            Path(tmp).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        write_json(args.report, report, sort_keys=True)
     log.info(
         "merge-scores: %d tables, %d sequences (%s order) -> %s",
         len(args.tables),

@@ -7,25 +7,17 @@ stores -s."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from pathlib import Path
 
 import torch
 
-from bioprune.atomic import atomic_path
+from bioprune.atomic import write_json
 from bioprune.influence.fisher import load_fisher
 from bioprune.influence.passes import file_sha256, load_scoring_model
 from bioprune.influence.score import score_shard
 from bioprune.influence.settings import add_settings_arguments, settings_from_args
 
 log = logging.getLogger(__name__)
-
-
-def _write_report(path: str | None, report: dict) -> None:
-    if path:
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +51,8 @@ def run_score(args: argparse.Namespace) -> int:
         settings,
         progress=not args.no_progress,
     )
-    _write_report(args.report, report)
+    if args.report:
+        write_json(args.report, report, sort_keys=True)
     log.info(
         "score: %d sequences of %s in %.1f s (%s seq/s), %d truncated, %d split into windows -> %s",
         report["n_sequences"],

@@ -46,7 +46,7 @@ import torch.distributed as tdist
 from torch import nn
 from tqdm import tqdm
 
-from bioprune.atomic import atomic_path, output_errors, save_torch
+from bioprune.atomic import atomic_path, output_errors, save_torch, write_json
 from bioprune.errors import ConfigError
 from bioprune.models import data as D
 from bioprune.models.base import MaskedLM
@@ -518,8 +518,7 @@ def _write_outputs(t: _Trainer, out: Path, step: int, last_val, report: dict) ->
     save_model(t.model, out / "model.pt")
     with atomic_path(out / "train_log.jsonl") as tmp:
         shutil.copyfile(t.live_log, tmp)
-    with atomic_path(out / "train_report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "train_report.json", report)
     if not t.settings.keep_work:
         shutil.rmtree(t.live_log.parent, ignore_errors=True)
 
