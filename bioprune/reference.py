@@ -97,9 +97,12 @@ def draw_dsub(pool_dir: Path, k: int, seed: int, out: Path) -> dict:
     n = files.n_rows
     chosen = np.zeros(n, dtype=bool)
     chosen[np.random.default_rng(seed).choice(n, size=k, replace=False)] = True
-    ids = pool_mod.take_ids(pool_dir, np.flatnonzero(chosen))  # streamed, so memory stays bounded
+    rows = np.flatnonzero(chosen)
+    ids = pool_mod.take_ids(pool_dir, rows)  # streamed, so memory stays bounded
     with staged_dir(out) as stage:
-        pool_mod.copy_records(files, chosen, stage / "dsub.fasta.gz")  # every id checked against the table
+        pool_mod.copy_rows(
+            files, rows, ids, stage / "dsub.fasta.gz"
+        )  # every copied id checked against the table
         (stage / "dsub_ids.txt").write_text("".join(f"{i}\n" for i in ids))
     return {"pool_records": n, "dsub_records": k, "dsub_seed": seed}
 

@@ -15,7 +15,7 @@ from bioprune import cli
 from bioprune.errors import InputError
 from bioprune.fasta import read_fasta
 from bioprune.pool.ingest import REASONS, ingest
-from bioprune.pool.io import TABLE_SCHEMA
+from bioprune.pool.io import POOL_SCHEMA
 
 
 def _run(argv, capsys):
@@ -178,13 +178,38 @@ def test_table_matches_fasta(tmp_path, write_fasta):
     paths = [write_fasta("one.fa", ">a x y\nACGU\n>b\nGGG\n"), write_fasta("two.fa.gz", ">c z\nUUUU\n")]
     ingest(paths, tmp_path / "out", "rna")
     recs, table, report = _outputs(tmp_path / "out")
-    assert table.schema.equals(TABLE_SCHEMA)
+    assert table.schema.equals(POOL_SCHEMA)
     assert table.column("id").to_pylist() == [r[0] for r in recs] == ["a", "b", "c"]
+    assert table.column("fasta_bytes").to_pylist() == [
+        len(">a x y\nACGU\n"),
+        len(">b\nGGG\n"),
+        len(">c z\nUUUU\n"),
+    ]
     assert table.column("description").to_pylist() == ["x y", "", "z"]
     assert table.column("source").to_pylist() == [str(paths[0]), str(paths[0]), str(paths[1])]
     assert table.column("hash").to_pylist() == [xxhash.xxh3_128_hexdigest(r[2]) for r in recs]
     assert [f["records"] for f in report["inputs"]] == [2, 1]
     assert report["settings"] == {"alphabet": "rna", "min_length": 1, "max_length": 0, "strict": False}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ">a  two  spaces\nac-gu\n>b\tx\nGG.G\n>c\n" + "ACGU" * 300 + "\n",  # the general path: normalised
+        ">a d\nACGU\n>x\nACGXU\n>b\nAC\nGU\n>c e f\nUUUU\n",  # a record dropped, one wrapped
+    ],
+)
+def test_fasta_bytes_are_the_records_as_written(tmp_path, write_fasta, text):
+    """fasta_bytes cuts the written FASTA into its records, whatever path ingest took."""
+    ingest([write_fasta("in.fa", text)], tmp_path / "out", "rna")
+    data = gzip.decompress((tmp_path / "out" / "sequences.fasta.gz").read_bytes())
+    sizes = pq.read_table(tmp_path / "out" / "sequences.parquet").column("fasta_bytes").to_pylist()
+    cuts = [0]
+    for size in sizes:
+        cuts.append(cuts[-1] + size)
+    records = [data[a:b] for a, b in zip(cuts, cuts[1:])]
+    assert cuts[-1] == len(data)
+    assert all(r.startswith(b">") and r.count(b"\n") == 2 and r.endswith(b"\n") for r in records)
 
 
 # -- filters -----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ Only a 64-bit hash per id is held while reading (8 bytes a record); the rare col
 the actual ids in a second pass, so it cannot raise a false error.
 
 Outputs, written atomically (nothing is left behind on failure): ``sequences.fasta.gz`` (unwrapped),
-``sequences.parquet`` (:data:`bioprune.pool.TABLE_SCHEMA`, same order) and ``ingest_report.json``.
+``sequences.parquet`` (:data:`bioprune.pool.io.POOL_SCHEMA`, same order) and ``ingest_report.json``.
 Both are a hand-over that dedup reads once, so neither is compressed: the FASTA is gzip of stored
 deflate blocks (:data:`bioprune.fasta.STORED`), the table has no zstd; compressing them cost over a
 third of ingest's CPU time. Dedup's pool, the first one kept for later steps, is compressed as usual.
@@ -55,8 +55,8 @@ from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import STORED, FastaWriter, iter_blocks
 from bioprune.pool.io import (
     FASTA_NAME,
+    POOL_SCHEMA,
     TABLE_NAME,
-    TABLE_SCHEMA,
     hash_array,
     int_array,
     raise_bad_header,
@@ -106,7 +106,7 @@ class _TableWriter:
     def __init__(self, path: Path):
         # The hash column is random hex: dictionary encoding would only cost time. No compression: the
         # table is a hand-over that dedup reads once (zstd was ~0.4 of ingest's ~2.5 CPU-s a 1M records).
-        self._writer = pq.ParquetWriter(path, TABLE_SCHEMA, use_dictionary=["source"], compression="none")
+        self._writer = pq.ParquetWriter(path, POOL_SCHEMA, use_dictionary=["source"], compression="none")
         self._batches: list[pa.RecordBatch] = []
         self._rows = 0
         # Arrow encodes and compresses without the GIL: on a helper thread it overlaps parsing.
@@ -428,8 +428,10 @@ class _Ingester:
                 self._source_column(source, k),
                 int_array(lengths),
                 hash_array(seqs),
+                # the record as written: header line, sequence line, their newlines
+                int_array(np.fromiter(map(len, heads), np.int32, k) + lengths + 2),
             ],
-            schema=TABLE_SCHEMA,
+            schema=POOL_SCHEMA,
         )
         table.add(batch)
         self.kept += k

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from bioprune.errors import InputError
-from bioprune.fasta import FastaWriter, Record, iter_blocks
+from bioprune.fasta import FastaWriter, Record, iter_blocks, iter_chunks
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,16 @@ TABLE_SCHEMA = pa.schema(
     ]
 )
 TABLE_COLUMNS = TABLE_SCHEMA.names
+# Bytes of each record in the pool FASTA (header line and sequence line, newlines included). Ingest
+# writes it and every step that copies records copies it (the records are copied byte for byte): a
+# reader of a few records (select's coreset, the reference's D_sub) cuts them out of the decompressed
+# stream at their offsets instead of finding every line (:func:`copy_rows`). Optional: a table without
+# it is read by the checked pass.
+RECORD_BYTES = "fasta_bytes"
+POOL_SCHEMA = TABLE_SCHEMA.append(pa.field(RECORD_BYTES, pa.int32()))
 BATCH_ROWS = 1 << 16  # table rows streamed at a time
 PROGRESS_EVERY = 1_000_000
+PROGRESS_BYTES = 1 << 30  # decompressed FASTA bytes between progress lines of copy_rows
 
 
 def fasta_path(pool_dir: os.PathLike | str) -> Path:
@@ -414,6 +422,106 @@ def copy_records(
                 log.info("%s: %d of %d records streamed (%.0f/s)", pool.fasta, stop, n, rate)
                 next_log += PROGRESS_EVERY
         return writer.n
+
+
+def copy_rows(pool_dir: os.PathLike | str | PoolFiles, rows: np.ndarray, ids: list[str], out: Path) -> int:
+    """Write the records of table rows ``rows`` (ascending) to ``out``: the same bytes as
+    :func:`copy_records` with those rows kept. ``ids``: the table's ids at ``rows`` (the caller has read
+    them, e.g. for ids.txt). Returns the records written.
+
+    With the table's :data:`RECORD_BYTES` column each record is cut out of the decompressed stream at
+    its offset, and only the records written are checked: each must be exactly a header line ``>id``
+    (the table's id at its row, then whitespace or the end) and one sequence line, and the stream must
+    end where the sizes say. A FASTA that does not agree with its table shifts the records, so it fails
+    these checks; it is then read by the checked pass of :func:`copy_records`, whose error names the file
+    and line (and which writes the file if only the column was wrong, with a warning).
+    """
+    pool = open_pool(pool_dir)
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) != len(ids):
+        raise ValueError(f"{len(rows)} rows but {len(ids)} ids")
+    if len(rows) and ((np.diff(rows) <= 0).any() or rows[0] < 0 or rows[-1] >= pool.n_rows):
+        raise ValueError("rows must be ascending, distinct and within the table")
+    if RECORD_BYTES in pool.parquet.schema_arrow.names:
+        try:
+            return _copy_at_offsets(pool, rows, string_array([i.encode() for i in ids]), out)
+        except _Disagrees as exc:
+            log.warning("%s: %s; reading it with the full check instead", pool.table, exc)
+    keep = np.zeros(pool.n_rows, dtype=bool)
+    keep[rows] = True
+    written = copy_records(pool, keep, out)
+    if RECORD_BYTES in pool.parquet.schema_arrow.names:
+        log.warning(
+            "%s: its %s column does not match the FASTA (the records are right)", pool.table, RECORD_BYTES
+        )
+    return written
+
+
+class _Disagrees(Exception):
+    """The FASTA is not where the table's record sizes put it."""
+
+
+def _copy_at_offsets(pool: PoolFiles, rows: np.ndarray, ids: pa.Array, out: Path) -> int:
+    sizes = pool.parquet.read(columns=[RECORD_BYTES]).column(0).to_numpy()
+    if len(sizes) != pool.n_rows or (len(sizes) and sizes.min() < 4):  # '>' id '\n' residue '\n'
+        raise _Disagrees(f"bad {RECORD_BYTES} column")
+    ends = np.cumsum(sizes, dtype=np.int64)
+    total = int(ends[-1]) if len(ends) else 0
+    stops = ends[rows]
+    starts = stops - sizes[rows]
+    del ends, sizes
+    done, n = 0, len(rows)
+    window, at = b"", 0  # decompressed bytes not yet passed, and their offset in the stream
+    next_log = PROGRESS_BYTES
+    with FastaWriter(out) as writer:
+        for _, chunk in iter_chunks(pool.fasta):
+            window = window + chunk if window else chunk
+            end = at + len(window)
+            upto = int(np.searchsorted(stops, end, side="right"))  # records whole in the window
+            if upto > done:
+                bounds = np.empty(2 * (upto - done), np.int64)
+                bounds[0::2], bounds[1::2] = starts[done:upto] - at, stops[done:upto] - at
+                b = bounds.tolist()
+                data = b"".join([window[x:y] for x, y in zip(b[0::2], b[1::2], strict=True)])
+                record_ends = np.cumsum(stops[done:upto] - starts[done:upto])
+                _check_records(data, record_ends, ids.slice(done, upto - done))
+                writer.write_records(data, record_ends)
+                done = upto
+            # keep the window from the next record's start (if it has begun), else nothing
+            cut = min(int(starts[done]) - at, len(window)) if done < n else len(window)
+            window, at = window[cut:], at + cut
+            if at >= next_log:
+                log.info(
+                    "%s: %.1f of %.1f GB read, %d of %d records written",
+                    pool.fasta,
+                    at / 1e9,
+                    total / 1e9,
+                    done,
+                    n,
+                )
+                next_log += PROGRESS_BYTES
+        size = at + len(window)
+        if size != total or done != n:
+            raise _Disagrees(f"the FASTA holds {size} bytes, its {RECORD_BYTES} column sums to {total}")
+        return writer.n
+
+
+def _check_records(data: bytes, ends: np.ndarray, ids: pa.Array) -> None:
+    """Each record of ``data`` (ending at ``ends``) is a header line ``>`` + its id (then whitespace or
+    the line's end) and one sequence line without ``>``."""
+    a = np.frombuffer(data, np.uint8)
+    newlines = np.flatnonzero(a == 10)
+    heads = np.empty(len(ends), np.int64)
+    heads[0], heads[1:] = 0, ends[:-1]
+    if (
+        len(newlines) != 2 * len(ends)
+        or not np.array_equal(newlines[1::2], ends - 1)
+        or (a[heads] != 62).any()
+        # no '>' on a sequence line (one may be in a description)
+        or (data.count(b">") != len(ends) and (np.searchsorted(newlines, np.flatnonzero(a == 62)) % 2).any())
+        or not _ids_match(a, heads, ids)
+    ):
+        raise _Disagrees("a record is not at the offset its table row gives")
 
 
 MAX_SLICED_RUNS = 512  # runs of kept records joined as slices; above, one boolean gather over the block
