@@ -460,9 +460,11 @@ def test_coverage_figure_takes_equal_values_over_seeds(tmp_path):
 # --- statistics stored by merge-scores --------------------------------------------------------------
 
 
-def merged_scores(folder: Path, scores: Path, **changes) -> Path:
+def merged_scores(folder: Path, scores: Path, order: bool = False, **changes) -> Path:
     """write_pool's score table as the workflow makes it: two shard tables with `bioprune score`'s schema
-    and metadata, merged by merge-scores (rows as they were). ``changes``: columns replaced first."""
+    and metadata, merged by merge-scores: concatenated (rows as they were), or with ``order`` in pool
+    order (every other pool sequence in each shard, as the shard step deals them). ``changes``: columns
+    replaced first."""
     from bioprune.influence.score_table import META_KEY, SCHEMA, SIGN_NOTE
 
     meta = {"provenance": {"model_sha256": "m"}, "eps": 1e-8, "fisher_sha256": "f", "sign": SIGN_NOTE}
@@ -470,13 +472,23 @@ def merged_scores(folder: Path, scores: Path, **changes) -> Path:
     for name, values in changes.items():
         table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
     table = table.cast(SCHEMA).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
-    half = len(table) // 2
     shards = [folder / "s0.parquet", folder / "s1.parquet"]
-    pq.write_table(table.slice(0, half), shards[0])
-    pq.write_table(table.slice(half), shards[1])
-    out = folder / "merged.parquet"
-    assert cli.main(["merge-scores", "--out", str(out), *map(str, shards)]) == 0
-    return out
+    argv = ["merge-scores", "--out", str(folder / "merged.parquet")]
+    if order:
+        row = np.array([int(i[3:]) for i in table.column("id").to_pylist()])  # pool row of seq<row>
+        table = table.take(pa.array(np.argsort(row)))
+        for k in range(2):
+            pq.write_table(table.slice(k).take(pa.array(np.arange(0, len(table) - k, 2))), shards[k])
+        ids = table.column("id")
+        shard = pa.array(np.arange(len(table), dtype=np.int32) % 2)
+        pq.write_table(pa.table({"id": ids, "shard": shard}), folder / "shards.parquet")
+        argv += ["--order", str(folder / "shards.parquet")]
+    else:
+        half = len(table) // 2
+        pq.write_table(table.slice(0, half), shards[0])
+        pq.write_table(table.slice(half), shards[1])
+    assert cli.main([*argv, *map(str, shards)]) == 0
+    return folder / "merged.parquet"
 
 
 def stored_stats(path: Path) -> dict | None:
@@ -506,11 +518,11 @@ def copy_table(src: Path, dst: Path, rows=None, stats: dict | None = None, **cha
 @pytest.fixture
 def sampled(monkeypatch):
     """Length statistics on every 5th of 300 rows (as at 20M, where they use 1M rows) and merge-scores
-    streaming 50 rows at a time: the rows it samples must be the ones select's diagnostics take."""
+    streaming 47 rows at a time: the rows it samples must be the ones select's diagnostics take."""
     from bioprune.influence import length, merge
 
     monkeypatch.setattr(length, "MAX_ROWS", 64)
-    monkeypatch.setattr(merge, "ROW_GROUP", 50)
+    monkeypatch.setattr(merge, "ROW_GROUP", 47)  # batches start at rows 47, 94, ...: not multiples of 5
 
 
 def count_calls(monkeypatch) -> list:
@@ -535,12 +547,15 @@ def length_dominated(scores: Path) -> list[float]:
     return (table.column("length").to_numpy() ** 1.5 * noise).tolist()
 
 
-def test_merged_table_stores_the_statistics_of_all_its_rows(data, tmp_path, sampled):
+@pytest.mark.parametrize("order", [False, True])
+def test_merged_table_stores_the_statistics_of_all_its_rows(data, tmp_path, sampled, order):
     from bioprune.influence.length import length_diagnostics
     from bioprune.select.summary import distribution
 
     _, scores = data
-    merged = merged_scores(tmp_path, scores)
+    merged = merged_scores(tmp_path, scores, order)
+    if order:
+        assert pq.read_table(merged).column("id").to_pylist() == [f"seq{i}" for i in range(300)]
     table = pq.read_table(merged)
     cols = {c: table.column(c).to_numpy() for c in ("self_influence", "loss", "length")}
     stats = stored_stats(merged)
@@ -552,11 +567,9 @@ def test_merged_table_stores_the_statistics_of_all_its_rows(data, tmp_path, samp
     assert stats["sampled_lengths"]["count"] == 60 and stats["sampled_lengths"]["step"] == 5
     # the merge report's length diagnostics are the stored ones
     report = tmp_path / "report.json"
-    shards = [str(tmp_path / "s0.parquet"), str(tmp_path / "s1.parquet")]
-    assert (
-        cli.main(["merge-scores", "--out", str(tmp_path / "again.parquet"), "--report", str(report), *shards])
-        == 0
-    )
+    argv = ["merge-scores", "--out", str(tmp_path / "again.parquet"), "--report", str(report)]
+    argv += ["--order", str(tmp_path / "shards.parquet")] if order else []
+    assert cli.main([*argv, str(tmp_path / "s0.parquet"), str(tmp_path / "s1.parquet")]) == 0
     assert json.loads(report.read_text())["length"] == stats["length_diagnostics"]
 
 
@@ -567,16 +580,16 @@ def summary_of(folder: Path) -> dict:
     return summary
 
 
-@pytest.mark.parametrize("dominated", [False, True])
+@pytest.mark.parametrize(("dominated", "order"), [(False, False), (True, True)])
 def test_select_reads_the_stored_statistics_and_writes_the_same_summary(
-    data, tmp_path, sampled, monkeypatch, caplog, dominated
+    data, tmp_path, sampled, monkeypatch, caplog, dominated, order
 ):
     """The stored statistics replace select's own computation (it makes none) and summary.json is the
     same, to the byte and key order (times and the scores path aside), as from the same table without
     them; the length warning is logged either way."""
     pool, scores = data
     changes = {"self_influence": length_dominated(scores)} if dominated else {}
-    merged = merged_scores(tmp_path, scores, **changes)
+    merged = merged_scores(tmp_path, scores, order, **changes)
     bare = copy_table(merged, tmp_path / "bare.parquet")
     assert stored_stats(merged) is not None and stored_stats(bare) is None
     calls = count_calls(monkeypatch)
