@@ -81,13 +81,14 @@ def merge_scores(
                 for col, whole in columns.items():
                     whole[seen : seen + rb.num_rows] = rb.column(col).to_numpy(zero_copy_only=False)
                 first = (-seen) % step  # rows whose global index is a multiple of step
-                lengths.append(rb.column("length").to_numpy(zero_copy_only=False)[first::step])
+                lengths.append(rb.column("length").to_numpy(zero_copy_only=False)[first::step].copy())
                 seen += rb.num_rows
             if seen != n_rows:  # cannot happen: the row counts come from the same files
                 raise RuntimeError(f"merged {seen} rows, the tables hold {n_rows}")
             if order is None:
                 _check_unique_ids(paths, hashes)
             sampled = np.concatenate(lengths) if lengths else np.zeros(0, np.int32)
+            pa.default_memory_pool().release_unused()  # the streamed batches', before the statistics' copies
             stats = table_stats(columns, sampled, what=Path(out).name)
             # in the footer, written at close (the schema's META_KEY stays as it is); in the key order of
             # the dicts, which select's summary.json keeps
