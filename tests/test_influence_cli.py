@@ -13,6 +13,8 @@ import torch
 from test_influence import random_seqs, write_fasta
 
 from bioprune.cli import main
+from bioprune.influence.length import length_diagnostics
+from bioprune.influence.score_stats import STATS_KEY
 from bioprune.influence.score_table import META_KEY, SCHEMA
 from bioprune.models.registry import build_model, save_model
 
@@ -255,6 +257,38 @@ def test_merge_in_pool_order(run_dir, tmp_path):
     plain = pq.read_table(d / "scores.parquet").to_pandas().set_index("id")
     assert merged.to_pandas().set_index("id").equals(plain.loc[[sid for sid, _ in seqs]])
     assert json.loads(report.read_text())["row_order"] == "pool"
+
+
+def stored_stats(path) -> dict:
+    return json.loads(pq.read_metadata(path).metadata[STATS_KEY])
+
+
+def test_merged_tables_store_the_statistics_of_their_rows(run_dir, tmp_path):
+    """merge-scores stores, beside the provenance, what every selection reports of the whole table: the
+    distribution of both score columns and the length diagnostics, the same numbers as computed on the
+    table's own columns; in either row order (the mean and the diagnostics depend on it)."""
+    from bioprune.select.summary import distribution
+
+    d, seqs = run_dir
+    order = _shard_table(tmp_path / "shards.parquet", seqs, lambda i: i % 2)
+    pool_order = tmp_path / "m.parquet"
+    assert main(["merge-scores", "--order", str(order), "--out", str(pool_order), *_tables(d)]) == 0
+    for path in (d / "scores.parquet", pool_order):
+        table = pq.read_table(path)
+        cols = {c: table.column(c).to_numpy() for c in ("self_influence", "loss", "length")}
+        stats = stored_stats(path)
+        assert stats["n"] == len(seqs) and "merge-scores" in stats["about"]
+        assert stats["distribution"] == {c: distribution(cols[c]) for c in ("self_influence", "loss")}
+        assert stats["length_diagnostics"] == length_diagnostics(
+            cols["self_influence"], cols["length"], cols["loss"]
+        )
+        assert list(stats["distribution"]["loss"]) == list(distribution(cols["loss"]))  # key order kept
+        meta = json.loads(pq.read_metadata(path).metadata[META_KEY])
+        assert set(meta) == {"provenance", "eps", "fisher_sha256", "fisher_n", "sign", "shards"}
+
+
+def _tables(d) -> list[str]:
+    return [str(d / "s0.parquet"), str(d / "s1.parquet")]
 
 
 def test_merge_in_pool_order_refusals(run_dir, capsys, tmp_path):

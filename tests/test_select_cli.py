@@ -455,3 +455,199 @@ def test_coverage_figure_takes_equal_values_over_seeds(tmp_path):
     ]  # fmt: skip
     plots.coverage_comparison(tmp_path / "coverage.png", rows)
     assert (tmp_path / "coverage.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- statistics stored by merge-scores --------------------------------------------------------------
+
+
+def merged_scores(folder: Path, scores: Path, order: bool = False, **changes) -> Path:
+    """write_pool's score table as the workflow makes it: two shard tables with `bioprune score`'s schema
+    and metadata, merged by merge-scores: concatenated (rows as they were), or with ``order`` in pool
+    order (every other pool sequence in each shard, as the shard step deals them). ``changes``: columns
+    replaced first."""
+    from bioprune.influence.score_table import META_KEY, SCHEMA, SIGN_NOTE
+
+    meta = {"provenance": {"model_sha256": "m"}, "eps": 1e-8, "fisher_sha256": "f", "sign": SIGN_NOTE}
+    table = pq.read_table(scores)
+    for name, values in changes.items():
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
+    table = table.cast(SCHEMA).replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    shards = [folder / "s0.parquet", folder / "s1.parquet"]
+    argv = ["merge-scores", "--out", str(folder / "merged.parquet")]
+    if order:
+        row = np.array([int(i[3:]) for i in table.column("id").to_pylist()])  # pool row of seq<row>
+        table = table.take(pa.array(np.argsort(row)))
+        for k in range(2):
+            pq.write_table(table.slice(k).take(pa.array(np.arange(0, len(table) - k, 2))), shards[k])
+        ids = table.column("id")
+        shard = pa.array(np.arange(len(table), dtype=np.int32) % 2)
+        pq.write_table(pa.table({"id": ids, "shard": shard}), folder / "shards.parquet")
+        argv += ["--order", str(folder / "shards.parquet")]
+    else:
+        half = len(table) // 2
+        pq.write_table(table.slice(0, half), shards[0])
+        pq.write_table(table.slice(half), shards[1])
+    assert cli.main([*argv, *map(str, shards)]) == 0
+    return folder / "merged.parquet"
+
+
+def stored_stats(path: Path) -> dict | None:
+    from bioprune.influence.score_stats import STATS_KEY
+
+    raw = pq.read_metadata(path).metadata.get(STATS_KEY)
+    return None if raw is None else json.loads(raw)
+
+
+def copy_table(src: Path, dst: Path, rows=None, stats: dict | None = None, **changes) -> Path:
+    """``src`` (its ``rows``, columns ``changes`` replaced) written again: the provenance is kept (the
+    Arrow schema's metadata), stored statistics are not, unless ``stats`` are given to store."""
+    from bioprune.influence.score_stats import STATS_KEY
+
+    table = pq.read_table(src)
+    if rows is not None:
+        table = table.take(pa.array(rows))
+    for name, values in changes.items():
+        table = table.set_column(table.schema.get_field_index(name), name, pa.array(values))
+    with pq.ParquetWriter(dst, table.schema) as writer:
+        writer.write_table(table)
+        if stats is not None:
+            writer.add_key_value_metadata({STATS_KEY: json.dumps(stats).encode()})
+    return dst
+
+
+@pytest.fixture
+def sampled(monkeypatch):
+    """Length statistics on every 5th of 300 rows (as at 20M, where they use 1M rows) and merge-scores
+    streaming 47 rows at a time: the rows it samples must be the ones select's diagnostics take."""
+    from bioprune.influence import length, merge
+
+    monkeypatch.setattr(length, "MAX_ROWS", 64)
+    monkeypatch.setattr(merge, "ROW_GROUP", 47)  # batches start at rows 47, 94, ...: not multiples of 5
+
+
+def count_calls(monkeypatch) -> list:
+    """Count select's own calls of length_diagnostics (it makes them only without usable stored stats)."""
+    from bioprune.select import select_cli
+
+    calls = []
+    real = select_cli.length_diagnostics
+
+    def counted(*args, **kw):
+        calls.append(args)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(select_cli, "length_diagnostics", counted)
+    return calls
+
+
+def length_dominated(scores: Path) -> list[float]:
+    """Self-influence that grows with length (rho ~ 0.9): the length warning's case."""
+    table = pq.read_table(scores)
+    noise = np.random.default_rng(1).lognormal(0, 0.3, len(table))
+    return (table.column("length").to_numpy() ** 1.5 * noise).tolist()
+
+
+@pytest.mark.parametrize("order", [False, True])
+def test_merged_table_stores_the_statistics_of_all_its_rows(data, tmp_path, sampled, order):
+    from bioprune.influence.length import length_diagnostics
+    from bioprune.select.summary import distribution
+
+    _, scores = data
+    merged = merged_scores(tmp_path, scores, order)
+    if order:
+        assert pq.read_table(merged).column("id").to_pylist() == [f"seq{i}" for i in range(300)]
+    table = pq.read_table(merged)
+    cols = {c: table.column(c).to_numpy() for c in ("self_influence", "loss", "length")}
+    stats = stored_stats(merged)
+    assert stats["n"] == 300 and stats["length_diagnostics"]["n_used"] == 60
+    assert stats["distribution"] == {c: distribution(cols[c]) for c in ("self_influence", "loss")}
+    assert stats["length_diagnostics"] == length_diagnostics(
+        cols["self_influence"], cols["length"], cols["loss"]
+    )
+    assert stats["sampled_lengths"]["count"] == 60 and stats["sampled_lengths"]["step"] == 5
+    # the merge report's length diagnostics are the stored ones
+    report = tmp_path / "report.json"
+    argv = ["merge-scores", "--out", str(tmp_path / "again.parquet"), "--report", str(report)]
+    argv += ["--order", str(tmp_path / "shards.parquet")] if order else []
+    assert cli.main([*argv, str(tmp_path / "s0.parquet"), str(tmp_path / "s1.parquet")]) == 0
+    assert json.loads(report.read_text())["length"] == stats["length_diagnostics"]
+
+
+def summary_of(folder: Path) -> dict:
+    """summary.json less what differs between two runs of the same selection (times, the scores path)."""
+    summary = json.loads((folder / "summary.json").read_text())
+    del summary["seconds"], summary["inputs"]["scores"]
+    return summary
+
+
+@pytest.mark.parametrize(("dominated", "order"), [(False, False), (True, True)])
+def test_select_reads_the_stored_statistics_and_writes_the_same_summary(
+    data, tmp_path, sampled, monkeypatch, caplog, dominated, order
+):
+    """The stored statistics replace select's own computation (it makes none) and summary.json is the
+    same, to the byte and key order (times and the scores path aside), as from the same table without
+    them; the length warning is logged either way."""
+    pool, scores = data
+    changes = {"self_influence": length_dominated(scores)} if dominated else {}
+    merged = merged_scores(tmp_path, scores, order, **changes)
+    bare = copy_table(merged, tmp_path / "bare.parquet")
+    assert stored_stats(merged) is not None and stored_stats(bare) is None
+    calls = count_calls(monkeypatch)
+    texts = {}
+    for name, table in (("stored", merged), ("bare", bare)):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert select(pool, table, tmp_path / name, "--strategy", "topi", "--rate", "0.7") == 0
+        texts[name] = caplog.text
+        assert len(calls) == (name == "bare")
+    assert json.dumps(summary_of(tmp_path / "stored")) == json.dumps(summary_of(tmp_path / "bare"))
+    for name, text in texts.items():
+        assert ("mostly a length signal" in text) == dominated, name
+        assert "stored score statistics not used" not in text
+    bias = summary_of(tmp_path / "stored")["length_bias"]
+    assert bias["length_dominated"] == dominated and bias["n"] == 300 and bias["n_used"] == 60
+
+
+@pytest.mark.parametrize(
+    ("case", "why"),
+    [
+        ("rows", "they are of 300 rows, the table has 299 candidates"),
+        ("values", "loss: mean, min, max differ"),
+        ("lengths", "the table's lengths differ from the pool's"),
+        ("format", "format 0, this version reads 1"),
+    ],
+)
+def test_stored_statistics_of_other_rows_are_computed_again(data, tmp_path, monkeypatch, caplog, case, why):
+    """Statistics carried over to a table they do not describe (rows dropped, values changed, scored
+    from a pool whose lengths differ, an unknown format) are not used: select says why, computes them
+    and writes what it writes for the table without them. Not refused: the scores themselves pass every
+    check, only the shortcut does not apply."""
+    pool, scores = data
+    lengths = pq.read_table(scores).column("length").to_numpy()
+    # the lengths case: scored on sequences 1 longer than the pool's (merge stores their lengths)
+    merged = merged_scores(
+        tmp_path, scores, **({"length": (lengths + 1).tolist()} if case == "lengths" else {})
+    )
+    stats = stored_stats(merged)
+    table = pq.read_table(merged)
+    if case == "rows":
+        stale = copy_table(merged, tmp_path / "stale.parquet", rows=np.arange(1, 300), stats=stats)
+        bare = copy_table(merged, tmp_path / "bare.parquet", rows=np.arange(1, 300))
+    elif case == "values":
+        loss = (table.column("loss").to_numpy() * 2).tolist()
+        stale = copy_table(merged, tmp_path / "stale.parquet", stats=stats, loss=loss)
+        bare = copy_table(merged, tmp_path / "bare.parquet", loss=loss)
+    else:
+        if case == "format":
+            stats["format"] = 0
+        stale = copy_table(merged, tmp_path / "stale.parquet", stats=stats)
+        bare = copy_table(merged, tmp_path / "bare.parquet")
+    calls = count_calls(monkeypatch)
+    with caplog.at_level("WARNING"):
+        assert select(pool, stale, tmp_path / "stale", "--strategy", "topi", "--rate", "0.7") == 0
+    assert (
+        "stored score statistics not used" in caplog.text and why in caplog.text and str(stale) in caplog.text
+    )
+    assert len(calls) == 1
+    assert select(pool, bare, tmp_path / "bare", "--strategy", "topi", "--rate", "0.7") == 0
+    assert json.dumps(summary_of(tmp_path / "stale")) == json.dumps(summary_of(tmp_path / "bare"))

@@ -25,8 +25,10 @@ WARN_RHO = 0.5
 MAX_ROWS = 1_000_000
 
 
-def subsample(n: int, max_rows: int = MAX_ROWS) -> slice:
-    return slice(None, None, max(1, -(-n // max_rows)))
+def subsample(n: int, max_rows: int | None = None) -> slice:
+    """Every step-th row, the fewest steps that leave at most ``max_rows`` (default :data:`MAX_ROWS`,
+    read when called) of ``n``."""
+    return slice(None, None, max(1, -(-n // (MAX_ROWS if max_rows is None else max_rows))))
 
 
 def loglog_fit(scores: np.ndarray, lengths: np.ndarray) -> tuple[float, float, float]:
@@ -63,15 +65,21 @@ def length_diagnostics(
         "warn_threshold": WARN_RHO,
         "length_dominated": bool(abs(rho_len) > WARN_RHO),
     }
-    if out["length_dominated"]:
+    warn_if_length_dominated(out, what)
+    return out
+
+
+def warn_if_length_dominated(diagnostics: dict, what: str) -> None:
+    """The warning :func:`length_diagnostics` logs, for its result (also when read back from where it
+    was stored: the merged score table's statistics)."""
+    if diagnostics.get("length_dominated"):
         log.warning(
             "%s: Spearman(score, length) = %.2f (|rho| > %.1f): the score is mostly a length signal "
             "(log s ~ %.2f log length, R^2 %.2f); consider influence.loss_norm or a length-aware "
             "strategy (topi_strata, topi_resid)",
             what,
-            rho_len,
-            WARN_RHO,
-            b,
-            r2,
+            diagnostics["spearman_length"],
+            diagnostics["warn_threshold"],
+            diagnostics["loglog_slope"],
+            diagnostics["loglog_r2"],
         )
-    return out

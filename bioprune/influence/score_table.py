@@ -5,12 +5,15 @@
 neither torch nor the scoring code. Columns: ``id`` (string), ``self_influence`` (float64), ``loss``
 (float64), ``n_tokens`` (int32), ``length`` (int32); see :mod:`bioprune.influence.score` for what each
 means. The schema metadata key ``bioprune`` holds JSON with the provenance (model hash, loss
-definition), eps, the Fisher file's hash and the sign convention.
+definition), eps, the Fisher file's hash and the sign convention. A table written by ``merge-scores``
+also holds statistics of all its rows in the file's key-value metadata
+(:mod:`bioprune.influence.score_stats`), which :func:`read_scores` returns as they are.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bioprune.errors import InputError
+from bioprune.influence.score_stats import STATS_KEY
 from bioprune.pool.io import parquet_file
+
+log = logging.getLogger(__name__)
 
 SCHEMA = pa.schema(
     [
@@ -55,6 +61,7 @@ class ScoreTable:
     ids: pa.ChunkedArray | None  # None when not asked for
     columns: dict[str, np.ndarray]  # column -> float64 values, finite
     meta: dict | None  # the provenance metadata; None for a table made by hand (no metadata)
+    stats: dict | None = None  # statistics of all rows stored by merge-scores (score_stats); None: none
 
 
 def read_scores(
@@ -73,7 +80,7 @@ def read_scores(
     (and the record, where there is one). ``record_ids``: the table's ids, read before with ``ids=True``
     and no columns, to name the record of a bad value when ``ids`` is false."""
     path = Path(path)
-    meta = check_score_columns(path, columns, ids=ids)
+    meta, stats = _check_score_columns(path, columns, ids=ids)
     id_col = _read_column(path, "id") if ids else record_ids
     if ids and id_col.null_count:
         raise InputError(path, f"{id_col.null_count} rows have no id")
@@ -102,7 +109,7 @@ def read_scores(
                 record=_record(id_col, int(np.argmax(values < 0))),
             )
         out[name] = values
-    return ScoreTable(path, id_col, out, meta)
+    return ScoreTable(path, id_col, out, meta, stats)
 
 
 def _read_column(path: Path, name: str) -> pa.ChunkedArray:
@@ -115,11 +122,16 @@ def _read_column(path: Path, name: str) -> pa.ChunkedArray:
 def check_score_columns(path: os.PathLike | str, columns: list[str], *, ids: bool = True) -> dict | None:
     """The checks of :func:`read_scores` that need only the schema (file, columns, types, metadata),
     before anything is read; returns the metadata (None for a table made by hand)."""
-    path = Path(path)
+    return _check_score_columns(Path(path), columns, ids=ids)[0]
+
+
+def _check_score_columns(path: Path, columns: list[str], *, ids: bool) -> tuple[dict | None, dict | None]:
+    """:func:`check_score_columns`, and the stored statistics (None: none, or not JSON)."""
     if not path.exists():
         raise InputError(path, "no such file")
     try:
-        schema = pq.read_schema(path)
+        with pq.ParquetFile(path) as pf:  # the footer once: the schema and the file's key-value metadata
+            schema, pairs = pf.schema_arrow, pf.metadata.metadata or {}
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise InputError(path, f"not a readable Parquet table ({str(exc).splitlines()[0]})") from exc
     wanted = (["id"] if ids else []) + list(columns)
@@ -132,7 +144,18 @@ def check_score_columns(path: os.PathLike | str, columns: list[str], *, ids: boo
         kind = schema.field(name).type
         if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             raise InputError(path, f"column {name!r} holds {kind}, not numbers")
-    return _meta(path, schema, wanted)
+    return _meta(path, schema, wanted), _stats(path, pairs.get(STATS_KEY))
+
+
+def _stats(path: Path, raw: bytes | None) -> dict | None:
+    """The statistics merge-scores stored; unreadable ones are only a warning (they are computed again)."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s: stored score statistics are not JSON (%s); not used", path, exc)
+        return None
 
 
 def _meta(path: Path, schema: pa.Schema, wanted: list[str]) -> dict | None:

@@ -42,6 +42,7 @@ class Candidates:
     families: np.ndarray | None = None  # dense family code per candidate, -1 = no family
     family_names: list[str] | None = None
     clusters: np.ndarray | None = None  # cluster code per candidate (codes of unscored clusters are unused)
+    score_stats: dict | None = None  # the score table's stored statistics (influence.score_stats), if any
 
     def __len__(self) -> int:
         return len(self.pool_rows)
@@ -147,7 +148,9 @@ def load_candidates(
         cand.clusters = codes[pool_rows]
         del codes
         _release()
-    cand.scores = read_scores(scores_path, score_columns, ids=False, record_ids=ids).columns
+    table = read_scores(scores_path, score_columns, ids=False, record_ids=ids)
+    cand.scores, cand.score_stats = table.columns, table.stats
+    del table
     cand.lengths = _read_parquet(table_file, ["length"]).column("length").to_numpy()[pool_rows]
     del ids
     _release()

@@ -25,6 +25,7 @@ from bioprune.atomic import staged_dir
 from bioprune.cli import seed
 from bioprune.errors import ConfigError, InputError
 from bioprune.influence.length import length_diagnostics
+from bioprune.influence.score_stats import stored_pool_stats
 from bioprune.pool import io as pool
 from bioprune.select import strategies as st
 from bioprune.select.budget import Budget, parse_budget
@@ -201,6 +202,7 @@ def compute(args: argparse.Namespace) -> Outcome:
         topi_threshold = float(np.partition(cand.scores["self_influence"], n - k)[n - k])
     families = cand.families
     strata, strata_edges = st.length_strata(cand.lengths, REPORT_STRATA)
+    pool_scores, length_bias = _pool_statistics(cand, str(args.scores))
     summary = {
         "strategy": label,
         "method": strategy,
@@ -226,7 +228,7 @@ def compute(args: argparse.Namespace) -> Outcome:
         "fraction_kept": k / n,
         "selection": sel.details,
         "scores": {
-            col: {"pool": distribution(v), "selected": distribution(v[mask])}
+            col: {"pool": pool_scores[col], "selected": distribution(v[mask])}
             for col, v in cand.scores.items()
         },
         "score_histogram": (
@@ -245,18 +247,27 @@ def compute(args: argparse.Namespace) -> Outcome:
             "selected": distribution(cand.lengths[mask]),
             "strata": length_shares(strata, strata_edges, mask),
         },
-        "length_bias": (
-            length_diagnostics(
-                cand.scores["self_influence"], cand.lengths, cand.scores.get("loss"), what=str(args.scores)
-            )
-            if "self_influence" in cand.scores
-            else None
-        ),
+        "length_bias": length_bias,
         "seconds": {"load": round(t1 - t0, 3), "select": round(t2 - t1, 3)},
         "bioprune_version": __version__,
     }
     title = f"{label}, {budget.describe(multiplier)}: {k:,} of {n:,} (seed {args.seed})"
     return Outcome(cand, sel, mask, summary, plot_column, topi_threshold, title)
+
+
+def _pool_statistics(cand: Candidates, what: str) -> tuple[dict[str, dict], dict | None]:
+    """The distribution of every score column over the candidates and the length diagnostics of
+    self-influence (None without it): they depend on the score table only, so merge-scores stores them
+    in the table; read there when they are of exactly these candidates, else computed."""
+    stored = stored_pool_stats(cand.score_stats, cand.scores, cand.lengths, what=what)
+    if stored is not None:
+        return stored
+    pool_scores = {col: distribution(v) for col, v in cand.scores.items()}
+    if "self_influence" not in cand.scores:
+        return pool_scores, None
+    return pool_scores, length_diagnostics(
+        cand.scores["self_influence"], cand.lengths, cand.scores.get("loss"), what=what
+    )
 
 
 def _match_rows(path: Path, pool_dir: Path, cand: Candidates, k: int) -> np.ndarray:
