@@ -16,10 +16,11 @@ of that process):
   and every summary statistic. This is ``bioprune select`` minus writing ids.txt, the coreset FASTA and
   the figure. One more row (``topi:shuffled``) reads a score table in another order (merged by hand),
   which needs the sort join; ``join`` times that join against Arrow's hash join in its own process.
-- ``cli``: the whole ``bioprune select`` command (the coreset FASTA streamed from the pool's, ids.txt,
-  the figure), by default on the same 20M pool (``--cli-n`` for a smaller one). The synthetic FASTA's
-  sequences are prefixes of one sequence, so it is smaller than a real pool's (gzip finds the repeats);
-  the pass reads every record, so its time grows with records and residues.
+- ``cli``: the whole ``bioprune select`` command (ids.txt, the coreset FASTA cut out of the pool's, the
+  figure) as the workflow runs it: with ``--families``, the table its families step writes once per run
+  (timed once, its own row), by default on the same 20M pool (``--cli-n`` for a smaller one). The
+  synthetic FASTA's sequences are prefixes of one sequence, so it is smaller than a real pool's (gzip
+  finds the repeats); the pass decompresses every record, so its time grows with records and residues.
 
 Budget: pruning rate 0.99 (k = 200,000 of 20M; random10x: 2,000,000). Inputs go under
 benchmarks/work/select (git-ignored); results to benchmarks/results/select.{json,md}.
@@ -64,7 +65,19 @@ def make_tables(folder: Path, n: int, n_families: int, n_clusters: int, fasta: b
     reps = np.sort(rng.choice(n, n_clusters, replace=False))
     reps[0] = 0
     cluster = ids.take(pa.array(reps[np.searchsorted(reps, np.arange(n), side="right") - 1]))
-    table = pa.table({"id": ids, "description": description, "length": lengths, "cluster": cluster})
+    # each record as FastaWriter writes it below: ">s{i} {family name}\n" and the sequence line
+    name_bytes = np.array([len(x.encode()) for x in fam_names.to_pylist()], np.int32)
+    id_bytes = pc.utf8_length(ids).to_numpy().astype(np.int32)
+    fasta_bytes = id_bytes + name_bytes[fam] + lengths + 4
+    table = pa.table(
+        {
+            "id": ids,
+            "description": description,
+            "length": lengths,
+            "cluster": cluster,
+            "fasta_bytes": fasta_bytes,
+        }
+    )
     pq.write_table(table, folder / "pool" / "sequences.parquet")
     del description, cluster, table
     # as merge-scores writes it (pool order), and the same rows shuffled (a table merged by hand)
@@ -76,7 +89,17 @@ def make_tables(folder: Path, n: int, n_families: int, n_clusters: int, fasta: b
             "length": lengths,
         }
     )
-    pq.write_table(scores, folder / "scores.parquet")
+    # with the statistics merge-scores stores (the workflow's table), in the file's key-value metadata
+    from bioprune.influence.length import subsample
+    from bioprune.influence.score_stats import STATS_KEY, table_stats
+
+    step = subsample(n).step
+    columns = {c: scores.column(c).to_numpy().astype(np.float64) for c in ("self_influence", "loss")}
+    stats = table_stats(columns, lengths[::step], what="benchmark")
+    del columns
+    with pq.ParquetWriter(folder / "scores.parquet", scores.schema) as writer:
+        writer.write_table(scores)
+        writer.add_key_value_metadata({STATS_KEY: json.dumps(stats)})
     pq.write_table(scores.take(pa.array(rng.permutation(n))), folder / "scores_shuffled.parquet")
     del scores
     if fasta:
@@ -208,6 +231,8 @@ def main() -> None:
 
     results = {"n": args.n, "cli_n": args.cli_n, "rate": RATE, "core": {}, "compute": {}, "cli": {}}
     load_before = os.getloadavg()[0]
+    results["families"] = _run_families(small)
+    print("families", results["families"], file=sys.stderr)
     results["join"] = run_child("--child", "join", str(big), "-")
     print("join", results["join"], file=sys.stderr)
     for label in STRATEGIES:
@@ -231,10 +256,22 @@ def main() -> None:
     print(markdown(results))
 
 
+def _run_families(small: Path) -> dict:
+    """The workflow's families step on the whole-command pool, once: every selection then reads it."""
+    cmd = [sys.executable, "-m", "bioprune", "families", "--family-regex", r"^(\S+)",
+           "--out", str(small / "families.parquet"), str(small / "pool")]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{cmd} failed with status {status}")
+    return {"wall": time.perf_counter() - start, "peak_rss": usage.ru_maxrss * 1024}
+
+
 def _run_cli(small: Path, out: Path, label: str) -> dict:
     cmd = [sys.executable, "-m", "bioprune", "select", "--scores", str(small / "scores.parquet"),
            "--pool", str(small / "pool"), "--strategy", label, "--rate", str(RATE),
-           "--out", str(out)]  # fmt: skip
+           "--families", str(small / "families.parquet"), "--out", str(out)]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -308,8 +345,12 @@ def markdown(r: dict) -> str:
         "",
         f"## Whole `bioprune select` command, {r['cli_n']:,}-sequence pool",
         "",
-        "Includes interpreter start-up, imports, the streamed FASTA pass (gzip level 1) and the figure; "
-        "`figure` is matplotlib's import and the drawing.",
+        "As the workflow runs it: families from the families step's table (`bioprune families`, once per "
+        f"run: {r['families']['wall']:.1f} s, peak RSS {r['families']['peak_rss'] / gib:.2f} GiB). "
+        "The score table carries the statistics `merge-scores` stores. Includes interpreter start-up "
+        "and imports. `ids + FASTA`: the ids of the kept rows read from the pool table, then the "
+        "coreset FASTA (gzip level 1) cut out of the pool's decompressed stream at the offsets of its "
+        "`fasta_bytes` column; `figure`: matplotlib's import and the drawing.",
         "",
         "| strategy | k | load (s) | select (s) | ids + FASTA (s) | figure (s) | process wall (s) | "
         "peak RSS (GiB) |",
