@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +78,8 @@ def load_candidates(
     when given, else from the descriptions by ``family_regex`` (None: no families)."""
     scores_path, pool_dir = Path(scores_path), Path(pool_dir)
     check_score_columns(scores_path, score_columns)  # a missing column fails before any reading
+    ids = read_scores(scores_path, []).ids  # the values are read after the join: less held at its peak
+    _release()
     table_file = pool.table_path(pool_dir)
     pool_cols = _columns(table_file)
     if families is None and family_regex is not None and "description" not in pool_cols:
@@ -91,12 +92,7 @@ def load_candidates(
             table_file,
             "no 'cluster' column: cluster-balanced selection needs a clustered pool (cluster step)",
         )
-    # Both id columns at once: Arrow decodes without the GIL, so the pool's on a helper thread overlaps
-    # the score table's. The values are read after the join: less held at its peak.
-    with ThreadPoolExecutor(1, thread_name_prefix="pool-ids") as reader:
-        pending = reader.submit(_read_parquet, table_file, ["id"])
-        ids = read_scores(scores_path, []).ids
-        pool_ids = pending.result().column("id").combine_chunks()
+    pool_ids = _read_parquet(table_file, ["id"]).column("id").combine_chunks()
     n_pool = len(pool_ids)
     _release()
 
