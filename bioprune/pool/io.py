@@ -461,15 +461,26 @@ class _Disagrees(Exception):
     """The FASTA is not where the table's record sizes put it."""
 
 
+def _offsets(pool: PoolFiles, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Where the records of ``rows`` start and stop in the decompressed FASTA, and its size by the
+    table, from the :data:`RECORD_BYTES` column streamed a batch at a time (not 12 bytes a pool row)."""
+    starts, stops = np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
+    total, first = 0, 0  # bytes and rows before the batch
+    for batch in pool.parquet.iter_batches(columns=[RECORD_BYTES], batch_size=BATCH_ROWS):
+        sizes = batch.column(0).to_numpy(zero_copy_only=False)
+        if batch.column(0).null_count or (len(sizes) and sizes.min() < 4):  # '>' id '\n' residue '\n'
+            raise _Disagrees(f"bad {RECORD_BYTES} column")
+        lo, hi = np.searchsorted(rows, [first, first + len(sizes)])
+        local = rows[lo:hi] - first
+        stops[lo:hi] = total + np.cumsum(sizes, dtype=np.int64)[local]
+        starts[lo:hi] = stops[lo:hi] - sizes[local]
+        total += int(sizes.sum(dtype=np.int64))
+        first += len(sizes)
+    return starts, stops, total
+
+
 def _copy_at_offsets(pool: PoolFiles, rows: np.ndarray, ids: pa.Array, out: Path) -> int:
-    sizes = pool.parquet.read(columns=[RECORD_BYTES]).column(0).to_numpy()
-    if len(sizes) != pool.n_rows or (len(sizes) and sizes.min() < 4):  # '>' id '\n' residue '\n'
-        raise _Disagrees(f"bad {RECORD_BYTES} column")
-    ends = np.cumsum(sizes, dtype=np.int64)
-    total = int(ends[-1]) if len(ends) else 0
-    stops = ends[rows]
-    starts = stops - sizes[rows]
-    del ends, sizes
+    starts, stops, total = _offsets(pool, rows)
     done, n = 0, len(rows)
     window, at = b"", 0  # decompressed bytes not yet passed, and their offset in the stream
     next_log = PROGRESS_BYTES
