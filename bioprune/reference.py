@@ -100,9 +100,8 @@ def draw_dsub(pool_dir: Path, k: int, seed: int, out: Path) -> dict:
     rows = np.flatnonzero(chosen)
     ids = pool_mod.take_ids(pool_dir, rows)  # streamed, so memory stays bounded
     with staged_dir(out) as stage:
-        pool_mod.copy_rows(
-            files, rows, ids, stage / "dsub.fasta.gz"
-        )  # every copied id checked against the table
+        # every copied record checked against the table
+        pool_mod.copy_rows(files, rows, ids, stage / "dsub.fasta.gz")
         (stage / "dsub_ids.txt").write_text("".join(f"{i}\n" for i in ids))
     return {"pool_records": n, "dsub_records": k, "dsub_seed": seed}
 

@@ -297,7 +297,7 @@ def run(args: argparse.Namespace) -> int:
     ids = ids_of(args.pool, cand, rows)
     with staged_dir(args.out) as stage:
         _write_ids(stage / "ids.txt", ids)
-        # the pool's own records, each one copied checked against the pool table (so against the ids above)
+        # the pool's own records, each copied one checked against the pool table (so against the ids above)
         pool.copy_rows(args.pool, np.sort(cand.pool_rows[rows]), ids, stage / "coreset.fasta.gz")
         t1 = time.perf_counter()
         out.summary["seconds"]["write"] = round(t1 - t0, 3)
