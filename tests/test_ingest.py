@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import subprocess
 import sys
@@ -207,7 +208,7 @@ def test_fasta_bytes_are_the_records_as_written(tmp_path, write_fasta, text):
     cuts = [0]
     for size in sizes:
         cuts.append(cuts[-1] + size)
-    records = [data[a:b] for a, b in zip(cuts, cuts[1:])]
+    records = [data[a:b] for a, b in itertools.pairwise(cuts)]
     assert cuts[-1] == len(data)
     assert all(r.startswith(b">") and r.count(b"\n") == 2 and r.endswith(b"\n") for r in records)
 
