@@ -35,6 +35,7 @@ _NAMED = "|".join(s for s in STRATEGIES if s not in ("random", "lenmatch"))
 STRATEGY_PATTERN = rf"({re.escape(LENMATCH_PREFIX)})?({_NAMED})|random\d+x"
 # CCI bins beyond this only cost time and memory (per-bin lists in summary.json): the method uses tens.
 MAX_CCI_BINS = 10_000
+CHUNK = 1 << 20  # rows a temporary array of a whole-pool step covers at a time
 
 
 @dataclass
@@ -157,7 +158,10 @@ def cci_bins(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = float(values.min()), float(values.max())
     edges = np.linspace(lo, hi, bins + 1)
     idx_type = np.int16 if bins <= np.iinfo(np.int16).max else np.int32  # int16 sorts by radix
-    return np.searchsorted(edges[1:-1], values, side="right").astype(idx_type), edges
+    out = np.empty(len(values), idx_type)
+    for start in range(0, len(values), CHUNK):  # searchsorted gives int64: 8 bytes a row, a chunk at a time
+        out[start : start + CHUNK] = np.searchsorted(edges[1:-1], values[start : start + CHUNK], side="right")
+    return out, edges
 
 
 def select_cci(values: np.ndarray, k: int, beta: float, bins: int, rng: np.random.Generator) -> Selection:
@@ -177,8 +181,7 @@ def select_cci(values: np.ndarray, k: int, beta: float, bins: int, rng: np.rando
             f"cci budget of {k} sequences is larger than the {len(kept_rows)} left after dropping the top "
             f"beta={beta} ({n_drop} of {n}); lower beta or the budget"
         )
-    kept_values = values[kept_rows]
-    bin_of, edges = cci_bins(kept_values, bins)
+    bin_of, edges = cci_bins(values[kept_rows], bins)  # the kept values are not held past this
     sizes = np.bincount(bin_of, minlength=bins)
     budgets = allocate(sizes, k)
     chosen = sample_in_groups(bin_of, budgets, rng)
