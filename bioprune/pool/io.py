@@ -444,7 +444,7 @@ def copy_rows(pool_dir: os.PathLike | str | PoolFiles, rows: np.ndarray, ids: li
         raise ValueError("rows must be ascending, distinct and within the table")
     if RECORD_BYTES in pool.parquet.schema_arrow.names:
         try:
-            return _copy_at_offsets(pool, rows, string_array([i.encode() for i in ids]), out)
+            return _copy_at_offsets(pool, rows, _id_array(ids), out)
         except _Disagrees as exc:
             log.warning("%s: %s; reading it with the full check instead", pool.table, exc)
     keep = np.zeros(pool.n_rows, dtype=bool)
@@ -455,6 +455,19 @@ def copy_rows(pool_dir: os.PathLike | str | PoolFiles, rows: np.ndarray, ids: li
             "%s: its %s column does not match the FASTA (the records are right)", pool.table, RECORD_BYTES
         )
     return written
+
+
+def _id_array(ids: list[str]) -> pa.Array:
+    """``string_array`` of ids built from one joined buffer instead of one bytes object an id (~90 MB
+    less at 2M ids). Pool ids hold no whitespace; a list that does takes ``string_array``."""
+    data = "\n".join(ids).encode()
+    newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    if not ids or len(newlines) != len(ids) - 1:
+        return string_array([i.encode() for i in ids])
+    offsets = np.empty(len(ids) + 1, np.int64)  # in the text without its newlines
+    offsets[0], offsets[-1] = 0, len(data) - len(newlines)
+    offsets[1:-1] = newlines + 1 - np.arange(1, len(ids))
+    return _from_buffers(pa.string(), len(ids), offsets.astype(np.int32), data.replace(b"\n", b""))
 
 
 class _Disagrees(Exception):
