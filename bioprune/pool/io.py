@@ -328,16 +328,7 @@ def _checked_blocks(pool: PoolFiles, id_columns: Iterator[pa.Array] | None = Non
         starts[1:] = newlines[:-1] + 1
         m = len(starts) // 2
         heads = starts[0::2]
-        # Every even line a header, no '>' in odd lines: as many '>' as headers (the usual case), else
-        # each '>' on a header line.
-        if (
-            len(starts) % 2
-            or (a[heads] != 62).any()
-            or (
-                np.count_nonzero(a == 62) != m
-                and (np.searchsorted(newlines, np.flatnonzero(a == 62)) % 2).any()
-            )
-        ):
+        if len(starts) % 2 or not _header_lines(a, newlines, heads):
             raise InputError(
                 fasta, "not an unwrapped pool FASTA (header/sequence line pairs)", line=first_line
             )
@@ -530,6 +521,17 @@ def _copy_at_offsets(pool: PoolFiles, rows: np.ndarray, ids: pa.Array, out: Path
         return writer.n
 
 
+def _header_lines(a: np.ndarray, newlines: np.ndarray, heads: np.ndarray) -> bool:
+    """Whether every even line (starting at ``heads``; ``newlines``: where the lines end) is a header and
+    no odd line holds a '>': as many '>' as headers (the usual case), else each '>' on a header line."""
+    if (a[heads] != 62).any():
+        return False
+    return (
+        np.count_nonzero(a == 62) == len(heads)
+        or not (np.searchsorted(newlines, np.flatnonzero(a == 62)) % 2).any()
+    )
+
+
 def _check_records(data: bytes, ends: np.ndarray, ids: pa.Array) -> None:
     """Each record of ``data`` (ending at ``ends``) is a header line ``>`` + its id (then whitespace or
     the line's end) and one sequence line without ``>``."""
@@ -540,9 +542,7 @@ def _check_records(data: bytes, ends: np.ndarray, ids: pa.Array) -> None:
     if (
         len(newlines) != 2 * len(ends)
         or not np.array_equal(newlines[1::2], ends - 1)
-        or (a[heads] != 62).any()
-        # no '>' on a sequence line (one may be in a description)
-        or (data.count(b">") != len(ends) and (np.searchsorted(newlines, np.flatnonzero(a == 62)) % 2).any())
+        or not _header_lines(a, newlines, heads)
         or not _ids_match(a, heads, ids)
     ):
         raise _Disagrees("a record is not at the offset its table row gives")
