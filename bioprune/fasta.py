@@ -185,18 +185,17 @@ def iter_blocks(path: os.PathLike | str, block_size: int | None = None) -> Itera
         yield line, carry
 
 
-def iter_chunks(path: os.PathLike | str, size: int | None = None) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(offset, chunk)``: the file's bytes (gunzipped), ``size`` (default :data:`BLOCK_SIZE`) at
-    a time, read ahead by a helper thread; ``offset`` is where the chunk starts in the decompressed
-    stream. For a reader that knows where its records are (no line is looked for here); a corrupt or
-    unreadable file is an :class:`InputError` as in :func:`iter_blocks`."""
+def iter_chunks(path: os.PathLike | str, size: int | None = None) -> Iterator[bytes]:
+    """The file's bytes (gunzipped), ``size`` (default :data:`BLOCK_SIZE`) at a time, read ahead by a
+    helper thread. For a reader that knows where its records are (no line is looked for here); a corrupt
+    or unreadable file is an :class:`InputError` as in :func:`iter_blocks`."""
     p = Path(path)
     fh = open_maybe_gzip(p)
-    offset = 0
+    offset = 0  # for the message
     try:
         with fh, contextlib.closing(_read_ahead(fh, size or BLOCK_SIZE)) as chunks:
             for chunk in chunks:
-                yield offset, chunk
+                yield chunk
                 offset += len(chunk)
     except _GZIP_ERRORS as exc:
         raise InputError(p, f"truncated or corrupt gzip stream after byte {offset} ({exc})") from exc

@@ -489,7 +489,7 @@ def _copy_at_offsets(pool: PoolFiles, rows: np.ndarray, ids: pa.Array, out: Path
     window, at = b"", 0  # decompressed bytes not yet passed, and their offset in the stream
     next_log = PROGRESS_BYTES
     with FastaWriter(out) as writer:
-        for _, chunk in iter_chunks(pool.fasta):
+        for chunk in iter_chunks(pool.fasta):
             window = window + chunk if window else chunk
             end = at + len(window)
             upto = int(np.searchsorted(stops, end, side="right"))  # records whole in the window
