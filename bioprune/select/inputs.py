@@ -32,7 +32,7 @@ SCORE_COLUMNS = ("self_influence", "loss")
 @dataclass
 class Candidates:
     """The scored sequences, in score-table order. Their ids are not held (250 MB at 20M): each is the
-    pool table's id at its row, checked when loading; :func:`ids_of` reads those of some rows."""
+    pool table's id at its row, checked when loading (``pool.take_ids`` reads those of some rows)."""
 
     pool_rows: np.ndarray  # row of each candidate in the pool table / FASTA
     scores: dict[str, np.ndarray]  # score column -> float64 values
@@ -151,12 +151,6 @@ def load_candidates(
     del ids
     _release()
     return cand
-
-
-def ids_of(pool_dir: os.PathLike | str, cand: Candidates, rows: np.ndarray) -> list[str]:
-    """Ids of the candidates ``rows``, in pool order (the pool table's, streamed: the same strings as
-    the score table's, which loading compared id by id)."""
-    return pool.take_ids(Path(pool_dir), np.sort(cand.pool_rows[rows]))
 
 
 def candidate_rows(pool_dir: os.PathLike | str, cand: Candidates, ids: list[str]) -> np.ndarray:

@@ -33,7 +33,6 @@ from bioprune.select.inputs import (
     SCORE_COLUMNS,
     Candidates,
     candidate_rows,
-    ids_of,
     load_candidates,
     parse_family_regex,
 )
@@ -294,11 +293,13 @@ def run(args: argparse.Namespace) -> int:
     cand, rows = out.cand, out.selection.rows
     # pool order: the order of the pool FASTA, so ids.txt and coreset.fasta.gz agree line by line
     t0 = time.perf_counter()
-    ids = ids_of(args.pool, cand, rows)
+    in_pool = np.sort(cand.pool_rows[rows])
+    # the pool table's ids, streamed: the same strings as the score table's, which loading compared
+    ids = pool.take_ids(Path(args.pool), in_pool)
     with staged_dir(args.out) as stage:
         _write_ids(stage / "ids.txt", ids)
         # the pool's own records, each copied one checked against the pool table (so against the ids above)
-        pool.copy_rows(args.pool, np.sort(cand.pool_rows[rows]), ids, stage / "coreset.fasta.gz")
+        pool.copy_rows(args.pool, in_pool, ids, stage / "coreset.fasta.gz")
         t1 = time.perf_counter()
         out.summary["seconds"]["write"] = round(t1 - t0, 3)
         from bioprune.select import plots  # matplotlib only when writing the figure
