@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bioprune.errors import InputError
+from bioprune.read_ahead import read_ahead
 
 try:  # ISA-L: the same gzip format, ~4x faster to write and ~2x faster to read than zlib.
     from isal import igzip as _gzip
@@ -208,17 +209,9 @@ def _newlines(data: bytes) -> int:
     return int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
 
 
-def _read_ahead(fh: io.BufferedIOBase, size: int, depth: int = 2) -> Iterator[bytes]:
+def _read_ahead(fh: io.BufferedIOBase, size: int) -> Iterator[bytes]:
     """``fh.read(size)`` chunks, read (and gunzipped, without the GIL) by a helper thread ahead of use."""
-    with ThreadPoolExecutor(1, thread_name_prefix="fasta-read") as pool:
-        pending = deque(pool.submit(fh.read, size) for _ in range(depth))
-        try:
-            while chunk := pending.popleft().result():
-                pending.append(pool.submit(fh.read, size))
-                yield chunk
-        finally:
-            for fut in pending:  # let queued reads finish before the caller closes fh
-                fut.cancel() or fut.exception()
+    return read_ahead(iter(lambda: fh.read(size), b""), name="fasta-read")
 
 
 def _record(path: Path, header: bytes, line: int, chunks: list[bytes]) -> Record:
