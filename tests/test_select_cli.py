@@ -651,3 +651,140 @@ def test_stored_statistics_of_other_rows_are_computed_again(data, tmp_path, monk
     assert len(calls) == 1
     assert select(pool, bare, tmp_path / "bare", "--strategy", "topi", "--rate", "0.7") == 0
     assert json.dumps(summary_of(tmp_path / "stale")) == json.dumps(summary_of(tmp_path / "bare"))
+
+
+def _pool_order(scores: Path, row_group_size: int | None = None) -> pa.Table:
+    """Rewrite the fixture's shuffled score table in pool order (seq0, seq1, ...); returns it."""
+    table = pq.read_table(scores)
+    order = np.argsort([int(i[3:]) for i in table.column("id").to_pylist()])
+    table = table.take(pa.array(order))
+    pq.write_table(table, scores, row_group_size=row_group_size)
+    return table
+
+
+@pytest.mark.parametrize(("swap", "found"), [((1, 2), "loading"), ((250, 270), "later"), (None, None)])
+def test_a_table_in_pool_order_is_compared_id_by_id_before_anything_is_written(
+    data, tmp_path, monkeypatch, caplog, swap, found
+):
+    """A score table with the pool's row count whose first ids are the pool's is taken to be in pool
+    order; every id is compared later, in the pass that reads the kept ids. Two rows swapped beyond the
+    first ids are found there, and the scores are then joined by id: every case selects what the
+    shuffled table (joined from the start) selects. Row groups and batches of other sizes than the
+    pool table's are lined up."""
+    from bioprune.pool import io as pool_io
+    from bioprune.select import inputs
+
+    monkeypatch.setattr(inputs, "HEAD_ROWS", 8)
+    monkeypatch.setattr(pool_io, "BATCH_ROWS", 16)
+    pool, scores = data
+    args = ["--strategy", "topi", "--count", "40"]
+    assert select(pool, scores, tmp_path / "joined", *args) == 0
+    table = _pool_order(scores)
+    if swap is not None:
+        rows = list(range(table.num_rows))
+        rows[swap[0]], rows[swap[1]] = rows[swap[1]], rows[swap[0]]
+        table = table.take(pa.array(rows))
+    pq.write_table(table, scores, row_group_size=7)
+    caplog.set_level("INFO", logger="bioprune")
+    assert select(pool, scores, tmp_path / "out", *args) == 0
+    for name in ("ids.txt", "coreset.fasta.gz"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "joined" / name).read_bytes()
+    log = caplog.text
+    assert ("not in the order of the pool after all" in log) == (found == "later")
+    assert ("joining 300 scores" in log) == (found is not None)
+    out, joined = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("out", "joined"))
+    for key in ("coverage", "length", "selection", "n_scored"):  # the means differ in the last bits (order)
+        assert out[key] == joined[key]
+
+
+def test_families_of_another_pool_are_refused_when_the_order_is_checked_late(data, tmp_path, capsys):
+    """With scores in pool order the families' digest is checked in the pass over the ids, after the
+    selection and before any file: same refusal as when loading joins the ids."""
+    pool, scores = data
+    _pool_order(scores)
+    other = write_pool(tmp_path / "other", seed=0)[0]
+    table = pq.read_table(other / "sequences.parquet")
+    ids = table.column("id").to_pylist()
+    ids[250] = "seq250b"
+    pq.write_table(table.set_column(0, "id", pa.array(ids)), other / "sequences.parquet")
+    fam = tmp_path / "other_families.parquet"
+    assert cli.main(["families", "--family-regex", r"^(\S+)", "--out", str(fam), str(other)]) == 0
+    out = tmp_path / "out"
+    assert select(pool, scores, out, "--strategy", "topi", "--count", "40", "--families", str(fam)) == 2
+    err = capsys.readouterr().err
+    assert "computed on another pool" in err and "other_families.parquet" in err and not out.exists()
+
+
+def test_the_ids_digest_does_not_depend_on_chunking_and_old_families_tables_are_refused(
+    data, tmp_path, capsys
+):
+    from bioprune.pool.io import ids_digest
+
+    pool, scores = data
+    ids = pq.read_table(pool / "sequences.parquet").column("id").combine_chunks()
+    chunked = pa.chunked_array([ids.slice(0, 7), ids.slice(7, 100), ids.slice(107)])
+    assert ids_digest(chunked) == ids_digest(ids)
+    assert ids_digest(ids.slice(1)) != ids_digest(ids)
+    fam = tmp_path / "families.parquet"
+    assert cli.main(["families", "--family-regex", r"^(\S+)", "--out", str(fam), str(pool)]) == 0
+    table = pq.read_table(fam)
+    meta = json.loads(table.schema.metadata[b"bioprune"])
+    del meta["ids_digest_version"]  # as written before the digest was made chunking-free
+    pq.write_table(table.replace_schema_metadata({b"bioprune": json.dumps(meta).encode()}), fam)
+    out = tmp_path / "out"
+    assert select(pool, scores, out, "--strategy", "topi", "--count", "40", "--families", str(fam)) == 2
+    assert "written by an older bioprune" in capsys.readouterr().err and not out.exists()
+
+
+def test_cluster_codes_come_from_the_families_table_while_the_pool_column_is_unchanged(
+    data, tmp_path, caplog
+):
+    """The families step codes a clustered pool's cluster column once; selections read the codes and
+    select and report what coding the column themselves gives. A pool whose cluster column changed since
+    (same ids, other clusters) is coded again, with a log line saying why."""
+    pool, scores = data
+    fam = tmp_path / "families.parquet"
+    assert cli.main(["families", "--family-regex", r"^(\S+)", "--out", str(fam), str(pool)]) == 0
+    assert pq.read_schema(fam).names == ["family", "cluster"]
+    caplog.set_level("INFO", logger="bioprune")
+    for strategy in ("cluster", "topi"):
+        args = ["--strategy", strategy, "--count", "40", "--seed", "4"]
+        assert select(pool, scores, tmp_path / f"{strategy}_own", *args) == 0
+        assert select(pool, scores, tmp_path / f"{strategy}_read", *args, "--families", str(fam)) == 0
+        own, read = (tmp_path / f"{strategy}_{how}" for how in ("own", "read"))
+        assert (own / "ids.txt").read_bytes() == (read / "ids.txt").read_bytes()
+        summaries = [json.loads((d / "summary.json").read_text()) for d in (own, read)]
+        assert summaries[0]["coverage"] == summaries[1]["coverage"]
+        assert summaries[0]["coverage"]["clusters"]["pool"] == 60
+    assert "cluster codes are of another cluster column" not in caplog.text
+    # re-clustered: clusters of 10 instead of 5, same ids
+    table = pq.read_table(pool / "sequences.parquet")
+    ids = table.column("id").to_pylist()
+    reclustered = [ids[(i // 10) * 10] for i in range(len(ids))]
+    table = table.set_column(table.schema.get_field_index("cluster"), "cluster", pa.array(reclustered))
+    pq.write_table(table, pool / "sequences.parquet")
+    out = tmp_path / "reclustered"
+    assert select(pool, scores, out, "--strategy", "topi", "--count", "40", "--families", str(fam)) == 0
+    assert "cluster codes are of another cluster column" in caplog.text
+    assert json.loads((out / "summary.json").read_text())["coverage"]["clusters"]["pool"] == 30
+
+
+@pytest.mark.parametrize("strategy", ["topi", "loss", "random"])
+def test_the_figure_draws_the_top_i_region_on_a_self_influence_axis_only(
+    data, tmp_path, monkeypatch, strategy
+):
+    """The Top-I region (the k highest self-influence scores) is drawn where the figure's score axis is
+    self-influence; a loss selection's figure shows loss, so no self-influence threshold on it."""
+    from bioprune.select import plots
+
+    pool, scores = data
+    seen = {}
+    real = plots.diagnostics
+    monkeypatch.setattr(plots, "diagnostics", lambda path, **kw: seen.update(kw) or real(path, **kw))
+    assert select(pool, scores, tmp_path / "out", "--strategy", strategy, "--count", "40") == 0
+    si = pq.read_table(scores).column("self_influence").to_numpy()
+    if strategy == "loss":
+        assert seen["column"] == "loss" and seen["topi_threshold"] is None
+    else:
+        assert seen["column"] == "self_influence"
+        assert seen["topi_threshold"] == np.sort(si)[-40]

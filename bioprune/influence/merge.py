@@ -36,7 +36,7 @@ from bioprune.errors import InputError
 from bioprune.influence.length import subsample
 from bioprune.influence.score_stats import COLUMNS, STATS_KEY, table_stats
 from bioprune.influence.score_table import META_KEY, SCHEMA, read_score_meta
-from bioprune.pool.io import parquet_file
+from bioprune.pool.io import parquet_file, to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def _in_pool_order(paths: list[Path], order: Path, per_file: dict[str, int]) -> 
     missing = [c for c in ORDER_COLUMNS if c not in table.schema_arrow.names]
     if missing:
         raise InputError(order, f"missing column(s) {', '.join(missing)}: not a shard table (bioprune shard)")
-    shard = table.read(columns=["shard"]).column(0).to_numpy()  # 4 bytes a sequence
+    shard = to_numpy(table.read(columns=["shard"]).column(0))  # 4 bytes a sequence
     counts = np.bincount(shard, minlength=len(paths)) if len(shard) else np.zeros(len(paths), np.int64)
     if len(counts) != len(paths):
         raise InputError(order, f"lists {len(counts)} shards but {len(paths)} score tables were given")

@@ -69,7 +69,6 @@ def read_scores(
     columns: list[str],
     *,
     ids: bool = True,
-    record_ids: pa.ChunkedArray | None = None,
 ) -> ScoreTable:
     """Read ``columns`` (and ``id`` unless ``ids`` is false) of a score table as float64 arrays.
 
@@ -77,11 +76,10 @@ def read_scores(
     table that carries bioprune metadata must have it readable, with the provenance and sign convention
     of ``bioprune score``, and the schema's types for its columns; no id is missing; no value is missing
     or non-finite; no self-influence is negative (a sum of squares). One-line InputErrors name the file
-    (and the record, where there is one). ``record_ids``: the table's ids, read before with ``ids=True``
-    and no columns, to name the record of a bad value when ``ids`` is false."""
+    (and the record, where there is one: when ``ids`` is false, its id is read then)."""
     path = Path(path)
     meta, stats = _check_score_columns(path, columns, ids=ids)
-    id_col = _read_column(path, "id") if ids else record_ids
+    id_col = _read_column(path, "id") if ids else None
     if ids and id_col.null_count:
         raise InputError(path, f"{id_col.null_count} rows have no id")
     out = {}
@@ -99,14 +97,14 @@ def read_scores(
             raise InputError(
                 path,
                 f"column {name}: {int(bad.sum())} missing or non-finite values",
-                record=_record(id_col, int(np.argmax(bad))),
+                record=_record(path, id_col, int(np.argmax(bad))),
             )
         if name == "self_influence" and (values < 0).any():
             raise InputError(
                 path,
                 f"column self_influence: {int((values < 0).sum())} negative values; self-influence is a sum "
                 "of squares (the official code stores -s: negate such scores before selection)",
-                record=_record(id_col, int(np.argmax(values < 0))),
+                record=_record(path, id_col, int(np.argmax(values < 0))),
             )
         out[name] = values
     return ScoreTable(path, id_col, out, meta, stats)
@@ -183,5 +181,11 @@ def _meta(path: Path, schema: pa.Schema, wanted: list[str]) -> dict | None:
     return meta
 
 
-def _record(ids: pa.ChunkedArray | None, row: int) -> str | None:
-    return None if ids is None else ids[row].as_py()
+def _record(path: Path, ids: pa.ChunkedArray | None, row: int) -> str | None:
+    """The id of a bad row, for the error: read now when the ids were not (an error costs no time)."""
+    if ids is None:
+        try:
+            ids = _read_column(path, "id")
+        except InputError:
+            return None
+    return ids[row].as_py()

@@ -8,9 +8,11 @@ hash join only runs to name an id that is not in the pool.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,19 +24,26 @@ import pyarrow.parquet as pq
 from bioprune.errors import ConfigError, InputError
 from bioprune.influence.score_table import check_score_columns, read_scores
 from bioprune.pool import io as pool
+from bioprune.read_ahead import read_ahead
 from bioprune.select.join import match_rows
 
 log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ("self_influence", "loss")
+HEAD_ROWS = 1024  # first ids compared while loading: a table not in pool order almost always differs there
 
 
 @dataclass
 class Candidates:
     """The scored sequences, in score-table order. Their ids are not held (250 MB at 20M): each is the
-    pool table's id at its row, checked when loading (``pool.take_ids`` reads those of some rows)."""
+    pool table's id at its row (:func:`kept_ids` reads those of some rows).
 
-    pool_rows: np.ndarray  # row of each candidate in the pool table / FASTA
+    A score table with as many rows as the pool, whose first ids are the pool's, is taken to be in pool
+    order (``order_checked`` False): every id is compared later, in the one pass that also reads the kept
+    rows' ids (:func:`kept_ids`), before anything is written. Otherwise the ids are joined and checked
+    while loading."""
+
+    pool_rows: np.ndarray | None  # row of each candidate in the pool table / FASTA; None: the pool's rows
     scores: dict[str, np.ndarray]  # score column -> float64 values
     lengths: np.ndarray  # residues, from the pool table
     n_pool: int  # rows in the pool table (scored or not)
@@ -42,9 +51,15 @@ class Candidates:
     family_names: list[str] | None = None
     clusters: np.ndarray | None = None  # cluster code per candidate (codes of unscored clusters are unused)
     score_stats: dict | None = None  # the score table's stored statistics (influence.score_stats), if any
+    order_checked: bool = True  # False: the pool order is assumed; kept_ids compares every id
+    families_source: object = None  # the Families given (kept_ids checks its digest if not yet checked)
 
     def __len__(self) -> int:
-        return len(self.pool_rows)
+        return self.n_pool if self.pool_rows is None else len(self.pool_rows)
+
+    def in_pool(self, rows: np.ndarray) -> np.ndarray:
+        """The pool rows of candidate ``rows``."""
+        return rows if self.pool_rows is None else self.pool_rows[rows]
 
 
 def _columns(path: Path) -> list[str]:
@@ -72,14 +87,15 @@ def load_candidates(
     family_regex: str | None = None,
     need_clusters: bool = False,
     families=None,
+    assume_pool_order: bool = True,
 ) -> Candidates:
     """The scored sequences of ``pool_dir`` with the ``score_columns`` asked for. Families: from
     ``families`` (a :class:`bioprune.select.families.Families` of this pool, checked by its ids digest)
-    when given, else from the descriptions by ``family_regex`` (None: no families)."""
+    when given, else from the descriptions by ``family_regex`` (None: no families).
+    ``assume_pool_order`` False: join by id even when the table looks in pool order (after
+    :func:`kept_ids` found it is not)."""
     scores_path, pool_dir = Path(scores_path), Path(pool_dir)
     check_score_columns(scores_path, score_columns)  # a missing column fails before any reading
-    ids = read_scores(scores_path, []).ids  # the values are read after the join: less held at its peak
-    _release()
     table_file = pool.table_path(pool_dir)
     pool_cols = _columns(table_file)
     if families is None and family_regex is not None and "description" not in pool_cols:
@@ -92,65 +108,172 @@ def load_candidates(
             table_file,
             "no 'cluster' column: cluster-balanced selection needs a clustered pool (cluster step)",
         )
+    n_pool = pool.parquet_file(table_file).metadata.num_rows
+    if assume_pool_order and _starts_in_pool_order(scores_path, table_file, n_pool):
+        # scores in pool order (one shard, or merged in pool order): no join; every id is compared by
+        # kept_ids, in the pass that reads the kept ids anyway
+        log.info("%d scores in the order of the pool (first ids compared; all compared later)", n_pool)
+        pool_rows, checked = None, False  # the pool's rows: no arange (160 MB at 20M)
+    else:
+        pool_rows, checked = _joined_rows(scores_path, table_file, families), True
+
+    # the codes before the scores: less is held while the Parquet reader decodes their dictionaries
+    cand = Candidates(pool_rows, {}, np.empty(0, np.int32), n_pool, order_checked=checked)
+    if families is not None:
+        if len(families.codes) != n_pool:
+            raise InputError(
+                families.path or table_file,
+                f"holds {len(families.codes)} rows for a pool of {n_pool}: rerun bioprune families",
+            )
+        cand.families, cand.family_names = _at(families.codes, pool_rows), families.names
+        cand.families_source = families
+    elif family_regex is not None:
+        row_family, cand.family_names = family_codes(table_file, family_regex)
+        cand.families = _at(row_family, pool_rows)
+        del row_family
+        _release()
+    if has_clusters:
+        codes = _cluster_codes(table_file, families)
+        if (codes < 0).any():
+            raise InputError(table_file, f"{int((codes < 0).sum())} rows have no cluster")
+        cand.clusters = _at(codes, pool_rows)
+        del codes
+        _release()
+    table = read_scores(scores_path, score_columns, ids=False)
+    cand.scores, cand.score_stats = table.columns, table.stats
+    del table
+    lengths = pool.to_numpy(_read_parquet(table_file, ["length"]).column("length"))
+    cand.lengths = _at(lengths, pool_rows)
+    _release()
+    return cand
+
+
+def _cluster_codes(table_file: Path, families) -> np.ndarray:
+    """The cluster code of every pool row: the families table's, coded by the families step, while the
+    pool's cluster column is the one they were coded from (its stored bytes unchanged); else coded here."""
+    if families is not None and families.clusters is not None:
+        if families.clusters_of == pool.column_fingerprint(table_file, "cluster"):
+            return families.clusters
+        log.info("%s: its cluster codes are of another cluster column; coding the pool's", families.path)
+    return column_codes(table_file, "cluster", values=False)[0]
+
+
+def _at(values: np.ndarray, pool_rows: np.ndarray | None) -> np.ndarray:
+    """``values`` (one per pool row) of each candidate: no copy when the candidates are the pool's rows."""
+    return values if pool_rows is None else values[pool_rows]
+
+
+def _starts_in_pool_order(scores_path: Path, table_file: Path, n_pool: int) -> bool:
+    """Same row count, and the first ids equal: a table not in pool order (sorted, shuffled, another
+    pool's) almost always differs there, and goes to the join without costing a selection first."""
+    if pool.parquet_file(scores_path, "score table").metadata.num_rows != n_pool:
+        return False
+    heads = [
+        next(pool.parquet_file(p).iter_batches(columns=["id"], batch_size=HEAD_ROWS), None)
+        for p in (scores_path, table_file)
+    ]
+    if any(h is None for h in heads):
+        return n_pool == 0
+    a, b = (h.column(0) for h in heads)
+    return len(a) == len(b) and not a.null_count and _same(a, b)
+
+
+def _joined_rows(scores_path: Path, table_file: Path, families) -> np.ndarray | None:
+    """The pool row of every score row, by id (every id checked); the families' digest checked."""
+    ids = read_scores(scores_path, []).ids
+    _release()
     pool_ids = _read_parquet(table_file, ["id"]).column("id").combine_chunks()
     n_pool = len(pool_ids)
     _release()
-
     log.info("joining %d scores to a pool of %d sequences", len(ids), n_pool)
-    if len(ids) == n_pool and _same(ids.slice(0, 1024), pool_ids[:1024]) and _same(ids, pool_ids):
-        # scores in pool order (one shard, or merged in pool order): no join needed
-        pool_rows = np.arange(n_pool, dtype=np.int64)
+    if len(ids) == n_pool and _same(ids, pool_ids):
+        pool_rows = None  # in pool order after all (asked to join anyway)
     else:
-        pool_rows = match_rows(ids, pool_ids)  # None: some id has no match; the exact join names it
+        pool_rows = _match(ids, pool_ids, scores_path, table_file)
+    if families is not None:
+        _check_families(families, pool.ids_digest(pool_ids), table_file)
+    del pool_ids, ids
+    _release()
+    return pool_rows
+
+
+def _match(ids: pa.ChunkedArray, pool_ids: pa.Array, scores_path: Path, table_file: Path) -> np.ndarray:
+    """The pool row of each score id; InputError when one is not in the pool or occurs twice."""
+    pool_rows = match_rows(ids, pool_ids)  # None: some id has no match; the exact join names it
     if pool_rows is None:
         rows = pc.index_in(ids, value_set=pool_ids)
         if rows.null_count:
             first = pc.filter(ids, pc.is_null(rows))[0].as_py()
             raise InputError(
                 scores_path,
-                f"{rows.null_count} scored ids are not in the pool {pool_dir} (e.g. {first!r}); "
+                f"{rows.null_count} scored ids are not in the pool {table_file.parent} (e.g. {first!r}); "
                 "were the scores computed on another pool?",
             )
         pool_rows = rows.to_numpy().astype(np.int64)
         del rows
-    seen = np.bincount(pool_rows, minlength=n_pool)
+    seen = np.bincount(pool_rows, minlength=len(pool_ids))
     if (seen > 1).any():
         dup = pool_ids[int(np.flatnonzero(seen > 1)[0])].as_py()
         raise InputError(scores_path, f"{int((seen > 1).sum())} ids are scored more than once (e.g. {dup!r})")
-    if families is not None and (
-        len(families.codes) != n_pool or families.ids_digest != pool.ids_digest(pool_ids)
-    ):
+    return pool_rows
+
+
+def _check_families(families, digest: str, table_file: Path) -> None:
+    if families.ids_digest != digest:
         raise InputError(
             families.path or table_file,
-            f"computed on another pool than {pool_dir} (their ids differ): rerun bioprune families",
+            f"computed on another pool than {table_file.parent} (their ids differ): rerun bioprune families",
         )
-    del seen, pool_ids
-    _release()
 
-    # the codes before the scores: less is held while the Parquet reader decodes their dictionaries
-    cand = Candidates(pool_rows, {}, np.empty(0, np.int32), n_pool)
-    # One column at a time, read dictionary-encoded: distinct strings are held once, rows as codes.
-    if families is not None:
-        cand.families, cand.family_names = families.codes[pool_rows], families.names
-    elif family_regex is not None:
-        row_family, cand.family_names = family_codes(table_file, family_regex)
-        cand.families = row_family[pool_rows]
-        del row_family
-        _release()
-    if has_clusters:
-        codes, _ = column_codes(table_file, "cluster", values=False)
-        if (codes < 0).any():
-            raise InputError(table_file, f"{int((codes < 0).sum())} rows have no cluster")
-        cand.clusters = codes[pool_rows]
-        del codes
-        _release()
-    table = read_scores(scores_path, score_columns, ids=False, record_ids=ids)
-    cand.scores, cand.score_stats = table.columns, table.stats
-    del table
-    cand.lengths = _read_parquet(table_file, ["length"]).column("length").to_numpy()[pool_rows]
-    del ids
-    _release()
-    return cand
+
+def kept_ids(
+    scores_path: os.PathLike | str, pool_dir: os.PathLike | str, cand: Candidates, rows: np.ndarray
+) -> list[str] | None:
+    """The pool ids of pool ``rows`` (sorted ascending), for ids.txt and the coreset's check. When the
+    pool order was assumed (``cand.order_checked`` False), every score id is compared with the pool's id
+    at its row in the same pass, both columns streamed and decoded on helper threads, and the families'
+    digest is checked: None when the score table is not in pool order after all (then load again with
+    ``assume_pool_order=False``)."""
+    table_file = pool.table_path(Path(pool_dir))
+    if cand.order_checked:
+        return pool.take_ids(Path(pool_dir), rows)
+    digest = pool.IdsDigest() if cand.families_source is not None else None
+    out: list[str] = []
+    scores = _id_batches(Path(scores_path))
+    held = None  # score ids read but not yet compared
+    start = 0
+    with contextlib.closing(scores), contextlib.closing(_id_batches(table_file)) as pool_batches:
+        for batch in pool_batches:
+            stop = start + len(batch)
+            if digest is not None:
+                digest.update(batch)
+            lo, hi = np.searchsorted(rows, [start, stop])
+            if hi > lo:
+                out += batch.take(pool.int_array(rows[lo:hi] - start, np.int64)).to_pylist()
+            at = 0
+            while at < len(batch):
+                if held is None or not len(held):
+                    held = next(scores, None)
+                    if held is None or held.null_count:
+                        return None  # fewer score rows, or a missing id: the join path says which
+                m = min(len(held), len(batch) - at)
+                if not _same(held.slice(0, m), batch.slice(at, m)):
+                    return None
+                held, at = held.slice(m), at + m
+            start = stop
+        if (held is not None and len(held)) or next(scores, None) is not None:
+            return None
+    if digest is not None:
+        _check_families(cand.families_source, digest.hexdigest(), table_file)
+    cand.order_checked = True
+    return out
+
+
+def _id_batches(path: Path) -> Iterator[pa.Array]:
+    """The id column of a Parquet table, a batch at a time, decoded ahead on a helper thread."""
+    pf = pool.parquet_file(path)
+    batches = pf.iter_batches(columns=["id"], batch_size=pool.BATCH_ROWS, use_threads=False)
+    return read_ahead((b.column(0) for b in batches), depth=2, name="ids")
 
 
 def candidate_rows(pool_dir: os.PathLike | str, cand: Candidates, ids: list[str]) -> np.ndarray:
@@ -167,7 +290,7 @@ def candidate_rows(pool_dir: os.PathLike | str, cand: Candidates, ids: list[str]
             found.update(zip(batch.column(0).filter(hit).to_pylist(), rows.tolist(), strict=True))
         start += batch.num_rows
     of_pool = np.full(cand.n_pool, -1, np.int64)
-    of_pool[cand.pool_rows] = np.arange(len(cand.pool_rows))
+    of_pool[cand.in_pool(np.arange(len(cand)))] = np.arange(len(cand))
     pool_rows = np.array([found.get(i, -1) for i in ids], np.int64)
     return np.where(pool_rows >= 0, of_pool[pool_rows], -1)
 

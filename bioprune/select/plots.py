@@ -16,7 +16,7 @@ from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
 
 from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
 from bioprune.report.ticks import tidy_ticks  # noqa: E402
-from bioprune.select.summary import quantiles  # noqa: E402
+from bioprune.select.summary import countable, quantiles, value_counts  # noqa: E402
 
 SELECTED = "tab:blue"
 POOL = "0.6"
@@ -41,7 +41,9 @@ def diagnostics(
     by the share kept), the selected share (cci: the count kept) per score bin, the length distributions
     and score against length. ``rho``: Spearman(score, length) when the caller has it already (summary.json's
     length_bias), else computed here."""
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6), layout="constrained")
+    # fixed margins, not constrained layout: its extra pass over every tick label cost ~0.7 s a figure
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
+    fig.subplots_adjust(left=0.045, right=0.99, bottom=0.13, top=0.86, wspace=0.25)
     ax_hist, ax_bins, ax_len, ax_vs = axes
     if values is None or not len(values):
         for ax in (ax_hist, ax_bins):
@@ -93,13 +95,18 @@ def _score_panels(ax_hist, ax_bins, values, column, selected_mask, topi_threshol
     ax_bins.set_title("share selected per score bin")
 
 
-def _counts(values: np.ndarray, edges: np.ndarray, log_x: bool) -> np.ndarray:
+def _counts(values: np.ndarray, edges: np.ndarray, log_x: bool, chunk: int = 1 << 20) -> np.ndarray:
     """Histogram counts over ``edges`` (equal steps in value, or in log value when ``log_x``). Given a
-    bin count and range, numpy computes each bin directly; given the edges it sorts the values in
-    blocks, ~1 s per histogram at 20M."""
-    x = np.log(values) if log_x else values  # log_x only when every value is > 0
+    bin count and range, numpy computes each bin directly (given the edges it sorts the values in
+    blocks, ~1 s per histogram at 20M); a million values at a time, so the logs of 20M scores are never
+    held (160 MB at the command's peak). Each value's bin depends on it alone: the same counts."""
     lo, hi = (np.log(edges[0]), np.log(edges[-1])) if log_x else (edges[0], edges[-1])
-    return np.histogram(x, bins=len(edges) - 1, range=(lo, hi))[0]
+    counts = np.zeros(len(edges) - 1, np.int64)
+    for start in range(0, len(values), chunk):
+        part = values[start : start + chunk]
+        x = np.log(part) if log_x else part  # log_x only when every value is > 0
+        counts += np.histogram(x, bins=len(edges) - 1, range=(lo, hi))[0]
+    return counts
 
 
 def _cci_panels(fig, ax_hist, ax_bins, values, column, cci) -> None:
@@ -162,14 +169,14 @@ def _cci_panels(fig, ax_hist, ax_bins, values, column, cci) -> None:
 
 
 def _length_panel(ax, lengths, selected_mask) -> None:
-    log_len = np.log10(np.maximum(lengths, 1))
-    span = (float(log_len.min()), float(log_len.max()) + 1e-9) if len(log_len) else (0.0, 1.0)
-    for arr, color, alpha, label in (
-        (log_len, POOL, 1.0, "pool"),
-        (log_len[selected_mask], SELECTED, 0.7, "selected"),
+    pool, selected = _log_lengths(lengths, selected_mask)
+    span = (float(pool[0].min()), float(pool[0].max()) + 1e-9) if len(pool[0]) else (0.0, 1.0)
+    for (logs, weights), color, alpha, label in (
+        (pool, POOL, 1.0, "pool"),
+        (selected, SELECTED, 0.7, "selected"),
     ):
-        density, edges = np.histogram(arr, bins=60, range=span, density=True)  # bins and range: no sort
-        if len(arr):
+        if len(logs):
+            density, edges = np.histogram(logs, bins=60, range=span, weights=weights, density=True)
             ax.stairs(density, edges, fill=True, color=color, alpha=alpha, label=label)
     for arr, color in ((lengths, "0.3"), (lengths[selected_mask], SELECTED)):
         if len(arr):
@@ -178,6 +185,21 @@ def _length_panel(ax, lengths, selected_mask) -> None:
     ax.set_ylabel("density")
     ax.set_title("lengths")
     ax.legend(fontsize=8)
+
+
+def _log_lengths(lengths: np.ndarray, selected_mask: np.ndarray):
+    """(log10 lengths, weights) of the pool and of the selection, for histograms. Lengths of a small
+    range are counted: each distinct length's log once, weighted by its count (the same histogram as a
+    log per sequence, without 160 MB of logs at 20M: 0.05 s instead of 0.5 s). Otherwise the logs, no
+    weights."""
+    if not countable(lengths):
+        logs = np.log10(np.maximum(lengths, 1))
+        return [(logs, None), (logs[selected_mask], None)]
+    counts = value_counts(lengths)
+    present = np.flatnonzero(counts)  # the logs' min and max are of lengths that occur
+    logs = np.log10(np.maximum(present, 1))
+    selected = np.bincount(lengths[selected_mask], minlength=len(counts))[present]
+    return [(logs, counts[present]), (logs[selected > 0], selected[selected > 0])]
 
 
 def coverage_comparison(path: os.PathLike | str, rows: list[dict], dpi: int = 110) -> plt.Figure:

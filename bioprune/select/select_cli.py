@@ -33,6 +33,7 @@ from bioprune.select.inputs import (
     SCORE_COLUMNS,
     Candidates,
     candidate_rows,
+    kept_ids,
     load_candidates,
     parse_family_regex,
 )
@@ -123,8 +124,10 @@ class Outcome:
     title: str
 
 
-def compute(args: argparse.Namespace) -> Outcome:
-    """Load, select and summarise (``run`` minus the files; the benchmark times this at 20M)."""
+def compute(args: argparse.Namespace, assume_pool_order: bool = True) -> Outcome:
+    """Load, select and summarise (``run`` minus the files; the benchmark times this at 20M). A score
+    table that looks in pool order is taken to be: ``run`` compares every id before it writes anything
+    (:func:`bioprune.select.inputs.kept_ids`), and computes again, joining by id, if it is not."""
     strategy, multiplier = st.parse_strategy(args.strategy, args.multiplier)
     label = args.strategy if strategy == "lenmatch" else st.strategy_label(strategy, multiplier)
     budget = _budget(args)
@@ -161,6 +164,7 @@ def compute(args: argparse.Namespace) -> Outcome:
         family_regex=family_regex,
         need_clusters=strategy == "cluster",
         families=families,
+        assume_pool_order=assume_pool_order,
     )
     n = len(cand)
     if n < cand.n_pool:
@@ -197,8 +201,12 @@ def compute(args: argparse.Namespace) -> Outcome:
     mask[sel.rows] = True
     values = cand.scores.get(plot_column) if plot_column else None
     topi_threshold = None
-    if "self_influence" in cand.scores:
-        topi_threshold = float(np.partition(cand.scores["self_influence"], n - k)[n - k])
+    if plot_column == "self_influence":  # the figure draws the Top-I region on its score axis only
+        si = cand.scores["self_influence"]
+        if strategy == "topi" and k:  # its selection is the k largest: no partition of all the scores
+            topi_threshold = float(si[sel.rows].min())
+        else:
+            topi_threshold = float(np.partition(si, n - k)[n - k])
     families = cand.families
     strata, strata_edges = st.length_strata(cand.lengths, REPORT_STRATA)
     pool_scores, length_bias = _pool_statistics(cand, str(args.scores))
@@ -231,9 +239,7 @@ def compute(args: argparse.Namespace) -> Outcome:
             for col, v in cand.scores.items()
         },
         "score_histogram": (
-            {"column": plot_column, **histogram(values, mask, np.linspace(values.min(), values.max(), 51))}
-            if values is not None
-            else None
+            {"column": plot_column, **histogram(values, mask)} if values is not None else None
         ),
         "coverage": {
             "families": (
@@ -290,12 +296,16 @@ def _match_rows(path: Path, pool_dir: Path, cand: Candidates, k: int) -> np.ndar
 
 def run(args: argparse.Namespace) -> int:
     out = compute(args)
-    cand, rows = out.cand, out.selection.rows
-    # pool order: the order of the pool FASTA, so ids.txt and coreset.fasta.gz agree line by line
     t0 = time.perf_counter()
-    in_pool = np.sort(cand.pool_rows[rows])
-    # the pool table's ids, streamed: the same strings as the score table's, which loading compared
-    ids = pool.take_ids(Path(args.pool), in_pool)
+    in_pool, ids = _kept(out, args)
+    if ids is None:
+        log.info("%s is not in the order of the pool after all: joining its ids to the pool's", args.scores)
+        out = compute(args, assume_pool_order=False)
+        t0 = time.perf_counter()
+        in_pool, ids = _kept(out, args)
+    cand = out.cand
+    out.summary["seconds"]["ids"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
     with staged_dir(args.out) as stage:
         _write_ids(stage / "ids.txt", ids)
         # the pool's own records, each copied one checked against the pool table (so against the ids above)
@@ -321,6 +331,14 @@ def run(args: argparse.Namespace) -> int:
         (stage / "summary.json").write_text(json.dumps(out.summary, indent=2) + "\n")
     log.info("wrote %s", args.out)
     return 0
+
+
+def _kept(out: Outcome, args: argparse.Namespace) -> tuple[np.ndarray, list[str] | None]:
+    """The selection's pool rows, in pool order (the order of the pool FASTA, so ids.txt and
+    coreset.fasta.gz agree line by line), and their ids from the pool table: every score id compared
+    with the pool's on the way when the order was assumed (None: it was wrong)."""
+    in_pool = np.sort(out.cand.in_pool(out.selection.rows))
+    return in_pool, kept_ids(args.scores, args.pool, out.cand, in_pool)
 
 
 def _write_ids(path: Path, ids: list[str], chunk: int = 1 << 20) -> None:

@@ -20,6 +20,15 @@ def countable(values: np.ndarray) -> bool:
     return values.min() >= 0 and values.max() < MAX_COUNTED_RANGE
 
 
+def value_counts(values: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """``np.bincount(values)`` of countable values, a few million at a time: bincount casts int32 to
+    int64 first (160 MB at 20M lengths, at the peak of a selection's figure)."""
+    counts = np.zeros(int(values.max()) + 1 if len(values) else 0, np.int64)
+    for start in range(0, len(values), chunk):
+        counts += np.bincount(values[start : start + chunk], minlength=len(counts))
+    return counts
+
+
 def quantiles(values: np.ndarray, qs, method: str = "linear") -> np.ndarray:
     """``np.quantile(values, qs, method=method)`` (``linear`` or ``lower``), the same numbers. Non-negative
     integers of a small range are read off their counts: the i-th smallest value is where the
@@ -27,7 +36,7 @@ def quantiles(values: np.ndarray, qs, method: str = "linear") -> np.ndarray:
     qs = np.asarray(qs, dtype=np.float64)
     if method not in ("linear", "lower") or not countable(values):
         return np.quantile(values, qs, method=method)
-    cumulative = np.cumsum(np.bincount(values))
+    cumulative = np.cumsum(value_counts(values))
     virtual = (len(values) - 1) * qs
     below = np.floor(virtual)
     a = np.searchsorted(cumulative, below.astype(np.int64), side="right").astype(np.float64)
@@ -49,6 +58,15 @@ def distribution(values: np.ndarray) -> dict:
     return out
 
 
+def _group_counts(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, int]:
+    """Rows per group code, and the rows without a group (code -1). Codes all labelled (the common
+    case) are counted as they are: no filtered copy of 20M codes."""
+    if not len(codes) or codes.min() >= 0:
+        return np.bincount(codes, minlength=n_codes), 0
+    labelled = codes[codes >= 0]
+    return np.bincount(labelled, minlength=n_codes), len(codes) - len(labelled)
+
+
 def _effective_number(counts: np.ndarray) -> float:
     """exp(Shannon entropy) of a count vector: how many equally used groups it is worth."""
     p = counts[counts > 0] / counts.sum()
@@ -64,16 +82,16 @@ def coverage(
     ``effective == selected``; one concentrated on a few large groups has far fewer.
     """
     n_codes = int(pool_codes.max()) + 1 if len(pool_codes) and pool_codes.max() >= 0 else 0
-    pool_counts = np.bincount(pool_codes[pool_codes >= 0], minlength=n_codes)
-    sel_counts = np.bincount(selected_codes[selected_codes >= 0], minlength=n_codes)
+    pool_counts, unlabelled_pool = _group_counts(pool_codes, n_codes)
+    sel_counts, unlabelled_selected = _group_counts(selected_codes, n_codes)
     n_pool = int(np.count_nonzero(pool_counts))
     n_sel = int(np.count_nonzero(sel_counts))
     out = {
         "pool": n_pool,
         "selected": n_sel,
         "fraction": n_sel / n_pool if n_pool else None,
-        "unlabelled_pool": int(np.count_nonzero(pool_codes < 0)),
-        "unlabelled_selected": int(np.count_nonzero(selected_codes < 0)),
+        "unlabelled_pool": unlabelled_pool,
+        "unlabelled_selected": unlabelled_selected,
         "effective_pool": _effective_number(pool_counts),
         "effective_selected": _effective_number(sel_counts),
     }
@@ -102,9 +120,18 @@ def length_shares(strata: np.ndarray, edges: np.ndarray, selected_mask: np.ndarr
     }
 
 
-def histogram(values: np.ndarray, selected_mask: np.ndarray, edges: np.ndarray) -> dict:
-    pool_counts, _ = np.histogram(values, bins=edges)
-    sel_counts, _ = np.histogram(values[selected_mask], bins=edges)
+def histogram(values: np.ndarray, selected_mask: np.ndarray, bins: int = 50) -> dict:
+    """Pool and selected counts over ``bins`` equal-width bins from the pool's min to its max. Given a
+    bin count and a range, numpy computes each value's bin (and corrects it against the edges); given
+    the edges it sorts the values in blocks: ~0.2 s against ~0.05 s at 20M, same counts."""
+    lo, hi = float(values.min()), float(values.max())
+    edges = np.linspace(lo, hi, bins + 1)
+    if hi > lo:  # numpy widens an empty range: the edges are then given as they are
+        pool_counts = np.histogram(values, bins=bins, range=(lo, hi))[0]
+        sel_counts = np.histogram(values[selected_mask], bins=bins, range=(lo, hi))[0]
+    else:
+        pool_counts = np.histogram(values, bins=edges)[0]
+        sel_counts = np.histogram(values[selected_mask], bins=edges)[0]
     return {"edges": edges.tolist(), "pool": pool_counts.tolist(), "selected": sel_counts.tolist()}
 
 
