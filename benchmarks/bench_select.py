@@ -5,17 +5,18 @@ Run from the repository root (a few minutes on 2 cores, ~5 GB of RAM at the data
     nice -n 10 python benchmarks/bench_select.py
 
 Three measurements, each strategy in its own process (peak RSS from ``os.wait4``, the kernel's maxrss
-of that process):
+of that process; for the whole command also the summed PSS of it and the child that draws its figure):
 
 - ``core``: the strategy function alone on in-memory numpy columns (20M float64 scores; clusters: 2M
   groups). ``rss_inputs`` is the process after loading its inputs, so ``peak - rss_inputs`` is what the
   selection itself adds.
 - ``compute``: ``bioprune.select.select_cli.compute`` from the Parquet files: read the score table and
-  the pool table (20M ids each, the score table in pool order as ``merge-scores --order`` writes it, so
-  the ids are compared, not joined), family codes from descriptions (3,000 Rfam-style families), select,
-  and every summary statistic. This is ``bioprune select`` minus writing ids.txt, the coreset FASTA and
-  the figure. One more row (``topi:shuffled``) reads a score table in another order (merged by hand),
-  which needs the sort join; ``join`` times that join against Arrow's hash join in its own process.
+  the pool table (the score table in pool order as ``merge-scores --order`` writes it: its first ids are
+  compared here, every id in the pass that reads the kept ids, which ``compute`` leaves to ``run``),
+  family codes from descriptions (3,000 Rfam-style families), select, and every summary statistic. This
+  is ``bioprune select`` minus the ids pass, ids.txt, the coreset FASTA and the figure. One more row
+  (``topi:shuffled``) reads a score table in another order (merged by hand), which needs the sort join;
+  ``join`` times that join against Arrow's hash join in its own process.
 - ``cli``: the whole ``bioprune select`` command (ids.txt, the coreset FASTA cut out of the pool's, the
   figure) as the workflow runs it: with ``--families``, the table its families step writes once per run
   (timed once, its own row), by default on the same 20M pool (``--cli-n`` for a smaller one). The
@@ -35,6 +36,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -274,7 +276,9 @@ def _run_cli(small: Path, out: Path, label: str) -> dict:
            "--families", str(small / "families.parquet"), "--out", str(out)]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+    sampler = _TreePss(proc.pid)
     _, status, usage = os.wait4(proc.pid, 0)
+    sampler.stop()
     if status != 0:
         raise SystemExit(f"{cmd} failed with status {status}")
     summary = json.loads((out / "summary.json").read_text())
@@ -283,8 +287,47 @@ def _run_cli(small: Path, out: Path, label: str) -> dict:
         "k": summary["n_selected"],
         "wall": wall,
         "peak_rss": usage.ru_maxrss * 1024,
+        "peak_tree_pss": sampler.peak,
         **summary["seconds"],
     }
+
+
+class _TreePss(threading.Thread):
+    """Samples (every 20 ms; a read costs ~0.6 ms of kernel time) the summed proportional set size of a
+    process and its children: select draws its figure in a forked child that shares the parent's
+    arrays, so neither process's maxrss is the memory used, and the sum of the two would count the
+    shared pages twice; PSS splits them."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self._done = pid, 0, threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, sum(_pss(p) for p in [self.pid, *_children(self.pid)]))
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _pss(pid: int) -> int:
+    """Bytes; 0 once the process has gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def markdown(r: dict) -> str:
@@ -318,9 +361,11 @@ def markdown(r: dict) -> str:
         "",
         f"## From Parquet files, {r['n']:,} scores and a {r['n']:,}-row pool table",
         "",
-        "`select_cli.compute`: read + id check (or join) + family and cluster codes (load), select, "
-        "summary statistics. Not included: ids.txt, the coreset FASTA pass and the figure. "
-        "`topi:shuffled` reads a score table that is not in pool order (the sort join runs).",
+        "`select_cli.compute`: read (a table in pool order: its first 1,024 ids compared, the rest in "
+        "the pass that reads the kept ids, not included here; else the join) + family and cluster codes "
+        "(load), select, summary statistics. Not included: the ids pass, ids.txt, the coreset FASTA "
+        "pass and the figure. `topi:shuffled` reads a score table that is not in pool order (the sort "
+        "join runs).",
         "",
         "| strategy | k | load (s) | select (s) | total (s) | process wall (s) | peak RSS (GiB) |",
         "|---|---|---|---|---|---|---|",
@@ -339,7 +384,7 @@ def markdown(r: dict) -> str:
         f"`compute` uses (`bioprune.select.join`: 64-bit hashes from the Arrow buffers, packed (hash "
         f"prefix, row) keys sorted, every pairing compared id by id) {j['sort_join']:.1f} s (peak RSS "
         f"{j['peak_rss'] / gib:.2f} GiB, both joins). The workflow's score table is in pool order "
-        "(`merge-scores --order`), so only the check runs.",
+        "(`merge-scores --order`), so only the streamed comparison runs (`ids` below).",
     ]
     lines += [
         "",
@@ -348,18 +393,23 @@ def markdown(r: dict) -> str:
         "As the workflow runs it: families from the families step's table (`bioprune families`, once per "
         f"run: {r['families']['wall']:.1f} s, peak RSS {r['families']['peak_rss'] / gib:.2f} GiB). "
         "The score table carries the statistics `merge-scores` stores. Includes interpreter start-up "
-        "and imports. `ids + FASTA`: the ids of the kept rows read from the pool table, then the "
-        "coreset FASTA (gzip level 1) cut out of the pool's decompressed stream at the offsets of its "
-        "`fasta_bytes` column; `figure`: matplotlib's import and the drawing.",
+        "and imports. `ids`: both id columns streamed side by side (decoded on two helper threads), "
+        "every score id compared with the pool's, the kept rows' ids taken on the way; `FASTA`: the "
+        "coreset (gzip level 1) cut out of the pool's decompressed stream at the offsets of its "
+        "`fasta_bytes` column, while a forked child process draws the figure (matplotlib's import and "
+        "the drawing); `FASTA | figure`: both, side by side. Peak RSS: the kernel's maxrss of the "
+        "select process; peak PSS: the proportional set size of it and its child summed, sampled "
+        "every 20 ms (the child shares the parent's arrays copy-on-write: PSS counts them once).",
         "",
-        "| strategy | k | load (s) | select (s) | ids + FASTA (s) | figure (s) | process wall (s) | "
-        "peak RSS (GiB) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| strategy | k | load (s) | select (s) | ids (s) | FASTA (s) | FASTA \\| figure (s) | "
+        "process wall (s) | peak RSS (GiB) | peak PSS, both processes (GB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, x in r["cli"].items():
         lines.append(
-            f"| {label} | {x['k']:,} | {x['load']:.2f} | {x['select']:.2f} | {x['write']:.1f} | "
-            f"{x['figure']:.1f} | {x['wall']:.1f} | {x['peak_rss'] / gib:.2f} |"
+            f"| {label} | {x['k']:,} | {x['load']:.2f} | {x['select']:.2f} | {x['ids']:.1f} | "
+            f"{x['write']:.1f} | {x['write_and_figure']:.1f} | {x['wall']:.1f} | "
+            f"{x['peak_rss'] / gib:.2f} | {x['peak_tree_pss'] / 1e9:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -17,6 +17,7 @@ from snakemake_plan import plan
 from bioprune import cli
 from bioprune.fasta import FastaWriter
 from bioprune.pool.io import TABLE_SCHEMA
+from bioprune.select import select_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,6 +172,7 @@ def test_cci_bins_are_bounded_and_many_bins_draw_as_one_outline(data, tmp_path, 
     assert not (tmp_path / "o").exists()
     drawn = []
     save = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(select_cli, "_fork", lambda: None)  # the figure drawn in this process, to see it
     monkeypatch.setattr(
         matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k))
     )
@@ -780,6 +782,7 @@ def test_the_figure_draws_the_top_i_region_on_a_self_influence_axis_only(
     pool, scores = data
     seen = {}
     real = plots.diagnostics
+    monkeypatch.setattr(select_cli, "_fork", lambda: None)  # the figure drawn in this process, to see it
     monkeypatch.setattr(plots, "diagnostics", lambda path, **kw: seen.update(kw) or real(path, **kw))
     assert select(pool, scores, tmp_path / "out", "--strategy", strategy, "--count", "40") == 0
     si = pq.read_table(scores).column("self_influence").to_numpy()
@@ -788,3 +791,34 @@ def test_the_figure_draws_the_top_i_region_on_a_self_influence_axis_only(
     else:
         assert seen["column"] == "self_influence"
         assert seen["topi_threshold"] == np.sort(si)[-40]
+
+
+def test_the_figure_is_drawn_in_a_child_process_beside_the_coreset_copy(data, tmp_path, monkeypatch, caplog):
+    """The figure is drawn by a forked child while the coreset is copied; a child that fails leaves the
+    drawing to the select process, with a warning, and the outputs are the same."""
+    import os
+
+    from bioprune.select import plots
+
+    pool, scores = data
+    pids = []
+    real = plots.diagnostics
+    monkeypatch.setattr(plots, "diagnostics", lambda path, **kw: pids.append(os.getpid()) or real(path, **kw))
+    assert select(pool, scores, tmp_path / "child", "--strategy", "topi", "--count", "40") == 0
+    assert pids == []  # appended in the child only
+    assert (tmp_path / "child" / "diagnostics.png").read_bytes()[:4] == b"\x89PNG"
+
+    def fails_in_a_child(path, **kw):
+        if os.getpid() != parent:
+            raise RuntimeError("no figure in the child")
+        pids.append(os.getpid())
+        return real(path, **kw)
+
+    parent = os.getpid()
+    monkeypatch.setattr(plots, "diagnostics", fails_in_a_child)
+    caplog.set_level("WARNING", logger="bioprune")
+    assert select(pool, scores, tmp_path / "here", "--strategy", "topi", "--count", "40") == 0
+    assert pids == [parent] and "the figure's child process failed (exit code 1)" in caplog.text
+    for name in ("ids.txt", "coreset.fasta.gz"):
+        assert (tmp_path / "here" / name).read_bytes() == (tmp_path / "child" / name).read_bytes()
+    assert (tmp_path / "here" / "diagnostics.png").read_bytes()[:4] == b"\x89PNG"
