@@ -168,3 +168,17 @@ def test_strategy_labels(label, multiplier, expected):
 def test_bad_strategy_labels(label, multiplier, message):
     with pytest.raises(ConfigError, match=message):
         st.parse_strategy(label, multiplier)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64])
+def test_stable_order_is_the_stable_argsort(dtype):
+    """The packed-key sort behind cluster-balanced sampling and allocate returns numpy's stable argsort
+    exactly (ties in row order), so selections are the same as before it; huge values fall back."""
+    from bioprune.select.strategies import stable_order
+
+    rng = np.random.default_rng(0)
+    for n, high in [(0, 1), (1, 1), (7, 2), (50_000, 30), (200_000, 20_000)]:
+        values = rng.integers(0, high, n).astype(dtype)
+        assert np.array_equal(stable_order(values), np.argsort(values, kind="stable"))
+    huge = np.array([1 << 61, 3, 1 << 61, 0], np.int64)
+    assert np.array_equal(stable_order(huge), [3, 1, 0, 2])

@@ -74,7 +74,7 @@ def allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     total = int(sizes.sum())
     if not 0 <= k <= total:
         raise ValueError(f"cannot allocate {k} over groups holding {total}")
-    order = np.argsort(sizes, kind="stable")
+    order = stable_order(sizes)
     s = sizes[order]
     g = len(s)
     left = g - np.arange(g, dtype=np.int64)
@@ -90,6 +90,19 @@ def allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     out = np.empty_like(got)
     out[order] = got
     return out
+
+
+def stable_order(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values, kind="stable")`` of non-negative integers, ~3x faster at millions: one
+    sort of the unique keys value * n + position (no merge sort), positions read back off the keys.
+    Falls back to the stable argsort where the keys could overflow int64."""
+    n = len(values)
+    if n == 0 or values.min() < 0 or int(values.max()) >= (1 << 62) // n:
+        return np.argsort(values, kind="stable")
+    keys = values.astype(np.int64) * n + np.arange(n, dtype=np.int64)
+    keys.sort()
+    np.remainder(keys, n, out=keys)
+    return keys
 
 
 # Up to this many groups, sample each group on its own (one stable radix sort of the group index and a
@@ -125,7 +138,7 @@ def sample_in_groups(groups: np.ndarray, budgets: np.ndarray, rng: np.random.Gen
     rows = np.flatnonzero(partial_group[groups])
     rows = rows[rng.permutation(len(rows))]
     g = groups[rows]
-    order = np.argsort(g, kind="stable")
+    order = stable_order(g)
     rows, g = rows[order], g[order]
     sub_counts = np.where(partial_group, counts, 0)
     rank = np.arange(len(rows), dtype=np.int64) - (np.cumsum(sub_counts) - sub_counts)[g]
