@@ -3,7 +3,9 @@
 The candidates of a selection are the scored sequences. Each score row is mapped to its row in the pool
 table (and so in the pool FASTA, which has the same order) by a join over the ids: none when the table
 is in pool order, else the sort join of :mod:`bioprune.select.join`, checked id by id; the exact Arrow
-hash join only runs to name an id that is not in the pool.
+hash join only runs to name an id that is not in the pool. A table that looks in pool order (the pool's
+row count and first ids) is not joined while loading: :func:`kept_ids` compares every id later, in the
+pass that reads the kept rows' ids, and says when the order was wrong after all.
 """
 
 from __future__ import annotations

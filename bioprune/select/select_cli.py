@@ -354,7 +354,7 @@ def _fork():
 def _figure_beside(path: Path, out: Outcome, work: Callable[[], object]) -> float:
     """Run ``work`` (the coreset copy) here while a forked child process draws the figure; returns the
     seconds ``work`` took. Both are mostly Python: on threads of one process the GIL took turns between
-    them and saved nothing (measured); as two processes they take ~3 s instead of ~5.5 s at 20M. The
+    them and saved nothing (measured); as two processes they take 3-4.5 s instead of ~5.5 s at 20M. The
     child shares the arrays copy-on-write and only reads them; it runs numpy and matplotlib, never Arrow,
     and ends with os._exit. Without fork, or if the child fails or hangs, the figure is drawn here."""
     ctx = _fork()
