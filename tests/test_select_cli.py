@@ -274,13 +274,7 @@ def test_families_once_per_run_select_the_same(data, tmp_path, capsys):
     assert select(pool, scores, out, *args[:-1], r"^(\S+)", "--families", str(fam)) == 2
     assert "computed with family regex" in capsys.readouterr().err and not out.exists()
     # another pool: same size, one id changed
-    other = write_pool(tmp_path / "other", seed=0)[0]
-    table = pq.read_table(other / "sequences.parquet")
-    ids = table.column("id").to_pylist()
-    ids[5] = "seq5b"
-    pq.write_table(table.set_column(0, "id", pa.array(ids)), other / "sequences.parquet")
-    other_fam = tmp_path / "other_families.parquet"
-    assert cli.main(["families", "--family-regex", regex, "--out", str(other_fam), str(other)]) == 0
+    other_fam = families_of_another_pool(tmp_path, regex, row=5)
     out = tmp_path / "other_pool"
     assert select(pool, scores, out, *args, "--families", str(other_fam)) == 2
     err = capsys.readouterr().err
@@ -290,6 +284,19 @@ def test_families_once_per_run_select_the_same(data, tmp_path, capsys):
     assert "not a families table" in capsys.readouterr().err
     assert cli.main(["families", "--family-regex", "none", "--out", str(out), str(pool)]) != 0
     assert not out.exists()
+
+
+def families_of_another_pool(tmp_path: Path, regex: str, row: int) -> Path:
+    """The families table of a pool like the fixture's (same seed and size) with the id of ``row``
+    changed: a table its digest check must refuse."""
+    other = write_pool(tmp_path / "other", seed=0)[0]
+    table = pq.read_table(other / "sequences.parquet")
+    ids = table.column("id").to_pylist()
+    ids[row] = f"seq{row}b"
+    pq.write_table(table.set_column(0, "id", pa.array(ids)), other / "sequences.parquet")
+    fam = tmp_path / "other_families.parquet"
+    assert cli.main(["families", "--family-regex", regex, "--out", str(fam), str(other)]) == 0
+    return fam
 
 
 def test_fasta_out_of_step_with_its_table_is_an_error(data, tmp_path, capsys):
@@ -704,13 +711,7 @@ def test_families_of_another_pool_are_refused_when_the_order_is_checked_late(dat
     selection and before any file: same refusal as when loading joins the ids."""
     pool, scores = data
     _pool_order(scores)
-    other = write_pool(tmp_path / "other", seed=0)[0]
-    table = pq.read_table(other / "sequences.parquet")
-    ids = table.column("id").to_pylist()
-    ids[250] = "seq250b"
-    pq.write_table(table.set_column(0, "id", pa.array(ids)), other / "sequences.parquet")
-    fam = tmp_path / "other_families.parquet"
-    assert cli.main(["families", "--family-regex", r"^(\S+)", "--out", str(fam), str(other)]) == 0
+    fam = families_of_another_pool(tmp_path, r"^(\S+)", row=250)
     out = tmp_path / "out"
     assert select(pool, scores, out, "--strategy", "topi", "--count", "40", "--families", str(fam)) == 2
     err = capsys.readouterr().err
