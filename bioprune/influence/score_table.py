@@ -182,7 +182,7 @@ def _meta(path: Path, schema: pa.Schema, wanted: list[str]) -> dict | None:
 
 
 def _record(path: Path, ids: pa.ChunkedArray | None, row: int) -> str | None:
-    """The id of a bad row, for the error: read now when the ids were not (an error costs no time)."""
+    """The id of a bad row, for the error message: read now when the ids were not read before."""
     if ids is None:
         try:
             ids = _read_column(path, "id")
