@@ -148,11 +148,12 @@ def markdown(r: dict) -> str:
         f"at the start and {m['load_average'][1]:.1f} at the end. Pool: bench_select's {r['n']:,} sequences "
         f"with {r['distinct']:,} distinct descriptions; family regex `{REGEX}`. Each row is its own process.",
         "",
-        f"- `bioprune families` (once per run): {step['wall']:.1f} s, "
-        f"peak RSS {step['peak_rss'] / gib:.2f} GiB.",
+        f"- `bioprune families` (once per run; this pool is clustered, so it codes the clusters too): "
+        f"{step['wall']:.1f} s, peak RSS {step['peak_rss'] / gib:.2f} GiB.",
         "",
-        "`select_cli.compute` for Top-I at rate 0.99 (read, id check, family and cluster codes, select, "
-        "summary), in every selection job:",
+        "`select_cli.compute` for Top-I at rate 0.99 (read, the first ids compared (every id is compared "
+        "by select's id pass, not timed here), family and cluster codes, select, summary), in every "
+        "selection job:",
         "",
         "| families | compute (s) | load (s) | process wall (s) | peak RSS (GiB) |",
         "|---|---|---|---|---|",
