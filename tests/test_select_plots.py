@@ -80,3 +80,33 @@ def test_coverage_figure_has_axis_labels_and_a_legend_beside_the_panels(tmp_path
     (legend,) = fig.legends
     assert [t.get_text() for t in legend.get_texts()] == ["topi", "cci", "random1x"]
     assert fig.axes[0].get_ylabel() == "fraction of the pool's families"
+
+
+def test_histograms_without_edges_or_per_sequence_logs_count_the_same():
+    """summary.histogram (numpy's bins+range path), plots._counts (a million values at a time) and the
+    length panel's counted lengths give the counts that np.histogram over the edges / per-sequence logs
+    gives, values on the edges included."""
+    from bioprune.select.summary import histogram
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.lognormal(0, 2, 100_000), np.linspace(0.5, 40, 51)])  # some on edges
+    mask = rng.random(len(values)) < 0.1
+    got = histogram(values, mask)
+    edges = np.linspace(values.min(), values.max(), 51)
+    assert got["edges"] == edges.tolist()
+    assert got["pool"] == np.histogram(values, bins=edges)[0].tolist()
+    assert got["selected"] == np.histogram(values[mask], bins=edges)[0].tolist()
+    flat = histogram(np.full(10, 3.0), np.ones(10, bool))  # one value: numpy widens the range itself
+    assert sum(flat["pool"]) == sum(flat["selected"]) == 10
+
+    log_edges = np.geomspace(values.min(), values.max(), 101)
+    expected = np.histogram(np.log(values), bins=100, range=(np.log(log_edges[0]), np.log(log_edges[-1])))[0]
+    assert np.array_equal(plots._counts(values, log_edges, True, chunk=7_777), expected)
+
+    lengths = rng.integers(0, 3_000, 50_000).astype(np.int32)
+    (pool_logs, pool_w), (sel_logs, sel_w) = plots._log_lengths(lengths, mask[: len(lengths)])
+    logs = np.log10(np.maximum(lengths, 1))
+    span = (logs.min(), logs.max() + 1e-9)
+    for (x, w), ref in (((pool_logs, pool_w), logs), ((sel_logs, sel_w), logs[mask[: len(lengths)]])):
+        weighted = np.histogram(x, bins=60, range=span, weights=w, density=True)[0]
+        assert np.allclose(weighted, np.histogram(ref, bins=60, range=span, density=True)[0], rtol=1e-12)
