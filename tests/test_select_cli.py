@@ -662,12 +662,12 @@ def test_stored_statistics_of_other_rows_are_computed_again(data, tmp_path, monk
     assert json.dumps(summary_of(tmp_path / "stale")) == json.dumps(summary_of(tmp_path / "bare"))
 
 
-def _pool_order(scores: Path, row_group_size: int | None = None) -> pa.Table:
+def _pool_order(scores: Path) -> pa.Table:
     """Rewrite the fixture's shuffled score table in pool order (seq0, seq1, ...); returns it."""
     table = pq.read_table(scores)
     order = np.argsort([int(i[3:]) for i in table.column("id").to_pylist()])
     table = table.take(pa.array(order))
-    pq.write_table(table, scores, row_group_size=row_group_size)
+    pq.write_table(table, scores)
     return table
 
 
@@ -721,6 +721,8 @@ def test_families_of_another_pool_are_refused_when_the_order_is_checked_late(dat
 def test_the_ids_digest_does_not_depend_on_chunking_and_old_families_tables_are_refused(
     data, tmp_path, capsys
 ):
+    """The digest of the pool's ids is fed streamed batches now: any chunking gives the same digest. A
+    families table from before (digest of another definition) is refused with what to do."""
     from bioprune.pool.io import ids_digest
 
     pool, scores = data
