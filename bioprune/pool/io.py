@@ -17,6 +17,7 @@ from buffers) live here too: ingest writes the table with them, dedup and decont
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ import xxhash
 
 from bioprune.errors import InputError
 from bioprune.fasta import FastaWriter, Record, iter_blocks, iter_chunks
+from bioprune.read_ahead import read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +146,25 @@ def take_ids(pool_dir: Path, rows: np.ndarray) -> list[str]:
     out: list[str] = []
     if len(rows) == 0:
         return out
-    pf = parquet_file(table_path(pool_dir))
     start = 0
-    for batch in pf.iter_batches(columns=["id"], batch_size=BATCH_ROWS):
-        stop = start + batch.num_rows
-        lo, hi = np.searchsorted(rows, [start, stop])
-        if hi > lo:
-            out += batch.column(0).take(pa.array(rows[lo:hi] - start)).to_pylist()
-        start = stop
+    with contextlib.closing(id_batches(table_path(pool_dir))) as batches:
+        for batch in batches:
+            out += ids_at(batch, rows, start)
+            start += len(batch)
     return out
+
+
+def id_batches(path: Path) -> Iterator[pa.Array]:
+    """The id column of a Parquet table, BATCH_ROWS at a time, decoded ahead on a helper thread (close
+    the iterator when stopping early)."""
+    batches = parquet_file(path).iter_batches(columns=["id"], batch_size=BATCH_ROWS, use_threads=False)
+    return read_ahead((b.column(0) for b in batches), depth=2, name="ids")
+
+
+def ids_at(batch: pa.Array, rows: np.ndarray, start: int) -> list[str]:
+    """The ids of those of ``rows`` (sorted table rows) in ``batch``, whose first row is ``start``."""
+    lo, hi = np.searchsorted(rows, [start, start + len(batch)])
+    return batch.take(int_array(rows[lo:hi] - start, np.int64)).to_pylist() if hi > lo else []
 
 
 # -- the pool table's hash and Arrow helpers --------------------------------------------------------

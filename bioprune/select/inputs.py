@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,6 @@ import pyarrow.parquet as pq
 from bioprune.errors import ConfigError, InputError
 from bioprune.influence.score_table import check_score_columns, read_scores
 from bioprune.pool import io as pool
-from bioprune.read_ahead import read_ahead
 from bioprune.select.join import match_rows
 
 log = logging.getLogger(__name__)
@@ -241,17 +239,14 @@ def kept_ids(
         return pool.take_ids(Path(pool_dir), rows)
     digest = pool.IdsDigest() if cand.families_source is not None else None
     out: list[str] = []
-    scores = _id_batches(Path(scores_path))
+    scores = pool.id_batches(Path(scores_path))
     held = None  # score ids read but not yet compared
     start = 0
-    with contextlib.closing(scores), contextlib.closing(_id_batches(table_file)) as pool_batches:
+    with contextlib.closing(scores), contextlib.closing(pool.id_batches(table_file)) as pool_batches:
         for batch in pool_batches:
-            stop = start + len(batch)
             if digest is not None:
                 digest.update(batch)
-            lo, hi = np.searchsorted(rows, [start, stop])
-            if hi > lo:
-                out += batch.take(pool.int_array(rows[lo:hi] - start, np.int64)).to_pylist()
+            out += pool.ids_at(batch, rows, start)
             at = 0
             while at < len(batch):
                 if held is None or not len(held):
@@ -262,20 +257,13 @@ def kept_ids(
                 if not _same(held.slice(0, m), batch.slice(at, m)):
                     return None
                 held, at = held.slice(m), at + m
-            start = stop
+            start += len(batch)
         if (held is not None and len(held)) or next(scores, None) is not None:
             return None
     if digest is not None:
         _check_families(cand.families_source, digest.hexdigest(), table_file)
     cand.order_checked = True
     return out
-
-
-def _id_batches(path: Path) -> Iterator[pa.Array]:
-    """The id column of a Parquet table, a batch at a time, decoded ahead on a helper thread."""
-    pf = pool.parquet_file(path)
-    batches = pf.iter_batches(columns=["id"], batch_size=pool.BATCH_ROWS, use_threads=False)
-    return read_ahead((b.column(0) for b in batches), depth=2, name="ids")
 
 
 def candidate_rows(pool_dir: os.PathLike | str, cand: Candidates, ids: list[str]) -> np.ndarray:
