@@ -17,7 +17,7 @@ import pytest
 from bioprune import cli
 from bioprune.errors import BiopruneError, InputError
 from bioprune.fasta import read_fasta
-from bioprune.pool.dedup import dedup, find_duplicates
+from bioprune.pool.dedup import _rows_of, dedup, find_duplicates
 from bioprune.pool.ingest import ingest
 
 
@@ -124,6 +124,64 @@ def test_find_duplicates_matches_a_dict_oracle():
     assert list(zip(dup_rows.tolist(), kept_rows.tolist(), strict=True)) == want
 
 
+@pytest.mark.parametrize("block", [None, 23])
+def test_ingest_dedup_is_ingest_then_dedup(tmp_path, write_fasta, small_blocks, monkeypatch, block):
+    """One pass (ingest --dedup) writes what the two steps write: the same records, table, duplicates.tsv
+    and reports, with duplicates within a block, across blocks and files, hidden by normalisation, and
+    among records the filters drop."""
+    rng = random.Random(11)
+    distinct = ["".join(rng.choice("ACGU") for _ in range(rng.randint(3, 14))) for _ in range(40)]
+    texts = []
+    for f in range(2):
+        recs = [(f"f{f}r{i}", rng.choice(distinct)) for i in range(150)]
+        recs += [(f"f{f}low{i}", s.lower().replace("U", "T")) for i, s in enumerate(distinct[:5])]
+        recs += [(f"f{f}bad{i}", s + "X") for i, s in enumerate(distinct[:3])]  # invalid: dropped
+        recs += [(f"f{f}short{i}", "AC") for i in range(3)]  # too short: dropped
+        rng.shuffle(recs)
+        texts.append("".join(f">{i} d {i}\n{s}\n" for i, s in recs))
+    paths = [write_fasta(f"in{f}.fa", t) for f, t in enumerate(texts)]
+    if block:
+        small_blocks(block)
+        monkeypatch.setattr("bioprune.pool.ingest.ROW_GROUP_ROWS", 9)
+    ingest(paths, tmp_path / "plain", "rna", min_length=3)
+    two_step = tmp_path / "two"
+    dedup(tmp_path / "plain", two_step)
+    one = tmp_path / "one"
+    ingest(paths, one, "rna", min_length=3, dedup=True)
+
+    def records(folder):
+        return [(r.id, r.description, r.seq) for r in read_fasta(folder / "sequences.fasta.gz")]
+
+    assert records(one) == records(two_step)
+    assert pq.read_table(one / "sequences.parquet").equals(pq.read_table(two_step / "sequences.parquet"))
+    assert (one / "duplicates.tsv").read_bytes() == (two_step / "duplicates.tsv").read_bytes()
+    pairs = _read_tsv(one / "duplicates.tsv")
+    assert any(d.startswith("f1") and k.startswith("f0") for d, k in pairs)  # across files
+    assert any("low" in d for d, _ in pairs)  # equal once normalised
+    reports = [json.loads((d / "dedup_report.json").read_text()) for d in (one, two_step)]
+    assert reports[0]["input"] == f"{paths[0]}, {paths[1]}"
+    assert reports[0] | {"input": None} == reports[1] | {"input": None}
+    assert reports[0]["duplicates"] == len(pairs) > 0
+    ingested = [json.loads((d / "ingest_report.json").read_text()) for d in (one, tmp_path / "plain")]
+    assert ingested[0]["outputs"] == [*ingested[1]["outputs"], "duplicates.tsv", "dedup_report.json"]
+    assert ingested[0] | {"outputs": None} == ingested[1] | {"outputs": None}
+    assert ingested[0]["dropped"]["invalid_characters"] == ingested[0]["dropped"]["too_short"] == 6
+
+
+def test_rows_of_checks_all_128_bits():
+    """The kept row of each duplicate: searched on 64 bits, exact when kept digests share them."""
+    kept = np.array([[9, 1], [3, 5], [7, 2]], dtype=np.uint64)
+    dups = np.array([[7, 2], [9, 1], [7, 2], [3, 5]], dtype=np.uint64)
+    assert _rows_of(kept, dups).tolist() == [2, 0, 2, 1]
+    shared = np.array([[1, 5], [1, 6], [2, 5]], dtype=np.uint64)  # two share their first 64 bits
+    assert _rows_of(shared, np.array([[1, 6], [2, 5], [1, 5], [1, 6]], dtype=np.uint64)).tolist() == [
+        1,
+        2,
+        0,
+        1,
+    ]
+
+
 def test_extra_table_columns_are_kept(tmp_path, write_fasta):
     """Later steps may add columns; dedup filters rows and keeps every column."""
     pool = _pool(tmp_path, write_fasta, ">a\nACGU\n>b\nACGU\n>c\nGG\n")
@@ -226,6 +284,10 @@ def test_rfam_seeds_duplicates(shared_data, tmp_path):
     path = shared_data / "rfam14.2_seed" / "rfam14.2_seed.fasta.gz"
     ingest([path], tmp_path / "ingest", "rna")
     report = dedup(tmp_path / "ingest", tmp_path / "dedup")
+    ingest([path], tmp_path / "one_pass", "rna", dedup=True)
+    assert (tmp_path / "one_pass" / "duplicates.tsv").read_bytes() == (
+        tmp_path / "dedup" / "duplicates.tsv"
+    ).read_bytes()
     # Oracle: distinct sequence lines of the (already normalised, unwrapped) file.
     lines = gzip.decompress(path.read_bytes()).splitlines()
     records = [(h[1:].split()[0].decode(), s) for h, s in zip(lines[0::2], lines[1::2], strict=True)]
@@ -243,8 +305,11 @@ def test_ingest_and_dedup_do_not_import_pandas(tmp_path, write_fasta):
         "import sys; from bioprune import cli; "
         f"cli.main(['ingest', '--alphabet', 'rna', '--out', {str(tmp_path / 'i')!r}, {str(path)!r}]); "
         f"cli.main(['dedup', '--out', {str(tmp_path / 'd')!r}, {str(tmp_path / 'i')!r}]); "
+        f"cli.main(['ingest', '--dedup', '--alphabet', 'rna', '--out', {str(tmp_path / 'o')!r}, "
+        f"{str(path)!r}]); "
         "print('pandas' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-    assert json.loads((tmp_path / "d" / "dedup_report.json").read_text())["duplicates"] == 1
+    for folder in ("d", "o"):
+        assert json.loads((tmp_path / folder / "dedup_report.json").read_text())["duplicates"] == 1

@@ -10,6 +10,8 @@ against the table, and only the kept records are written (:func:`bioprune.pool.i
 After the hash column, the table is read once, row group by row group: each group's kept rows are
 written, its duplicates' lines too, and its ids go to the FASTA copy's check.
 
+``bioprune ingest --dedup`` does the same while it reads the FASTA (:class:`StreamingDedup`).
+
 Outputs (atomically): ``sequences.fasta.gz`` and ``sequences.parquet`` (kept rows, input order and
 columns kept), ``duplicates.tsv`` (``duplicate_id<TAB>kept_id``, one line per removed record, in
 input order) and ``dedup_report.json``.
@@ -110,6 +112,89 @@ def find_duplicates(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return dup_rows, first_of_row[dup_rows]
 
 
+class StreamingDedup:
+    """Exact dedup while records stream in (``bioprune ingest --dedup``): the first occurrence is kept.
+
+    It holds the xxh3-128 digest of every distinct sequence seen so far in a set (~90 bytes a distinct
+    sequence), the kept digests as uint64 pairs (16 bytes each) and, for the duplicates, their ids and
+    digests. Which kept record each duplicate repeats is found once at the end (:func:`_rows_of`), and
+    the ids of those kept records are read back from the table just written: no id is held per kept
+    record. On 1M records with 44% duplicates the peak is ~0.35 GB, against ~0.2 GB for ingest then dedup.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[bytes] = set()
+        self.kept: list[np.ndarray] = []
+        self.dup_hashes: list[np.ndarray] = []
+        self.dup_ids: list[pa.Array] = []
+        self.offered = self.n_kept = self.n_dup = 0
+
+    def keep(self, digests: list[bytes], ids: pa.Array) -> np.ndarray | None:
+        """Positions of the records of a block (their digests and ids, in order) seen for the first time;
+        None when that is all of them."""
+        n = len(digests)
+        seen = self.seen
+        fresh = ~np.fromiter(map(seen.__contains__, digests), bool, n)  # one C-level pass
+        before = len(seen)
+        seen.update(digests)
+        if len(seen) - before != int(fresh.sum()):  # a sequence repeated within the block: its first copy
+            first = dict(zip(reversed(digests), range(n - 1, -1, -1), strict=True))  # smallest position wins
+            fresh &= np.fromiter(map(first.__getitem__, digests), np.int64, n) == np.arange(n)
+        self.offered += n
+        if fresh.all():
+            self.kept.append(_digests_u64(digests))
+            self.n_kept += n
+            return None
+        kept_pos = np.flatnonzero(fresh)
+        dup_pos = np.flatnonzero(~fresh)
+        self.kept.append(_digests_u64([digests[i] for i in kept_pos]))
+        self.dup_hashes.append(_digests_u64([digests[i] for i in dup_pos]))
+        self.dup_ids.append(ids.take(int_array(dup_pos, np.int64)))
+        self.n_kept += len(kept_pos)
+        self.n_dup += len(dup_pos)
+        return kept_pos
+
+    def finish(self, table: Path, duplicates: Path, source: str) -> dict:
+        """Write ``duplicates`` (the kept rows' ids read back from the pool ``table`` just written) and
+        return the dedup report."""
+        self.seen = set()  # (its memory, before the sort below)
+        kept = np.concatenate(self.kept) if self.kept else np.empty((0, 2), np.uint64)
+        dups = np.concatenate(self.dup_hashes) if self.dup_hashes else np.empty((0, 2), np.uint64)
+        self.kept = self.dup_hashes = []
+        kept_rows = _rows_of(kept, dups)
+        del kept, dups
+        reps = np.unique(kept_rows)
+        rep_ids = _Ids(pq.ParquetFile(table), table).take(reps)
+        dup_ids = pa.concat_arrays(self.dup_ids) if self.dup_ids else repeated_string("", 0)
+        with open(duplicates, "wb") as fh:
+            fh.write(b"duplicate_id\tkept_id\n")
+            kept_ids = rep_ids.take(int_array(np.searchsorted(reps, kept_rows), np.int64))
+            write_duplicate_lines(fh, dup_ids, kept_ids)
+        dup_rows = np.arange(self.n_kept, self.offered)  # (their count is what the report needs)
+        return _report(source, self.offered, self.n_kept, dup_rows, kept_rows, reps, rep_ids)
+
+
+def _rows_of(kept: np.ndarray, dups: np.ndarray) -> np.ndarray:
+    """For each of ``dups`` (uint64 pairs), the row of ``kept`` (distinct pairs) that holds it.
+
+    Searched on the first 64 bits and checked on the other 64; only if two kept digests share their
+    first half (never seen in practice) does :func:`find_duplicates` over both decide.
+    """
+    order = np.argsort(kept[:, 0])
+    hi = kept[order, 0]
+    asked = np.argsort(dups[:, 0])  # sorted needles: searchsorted walks ``hi`` in order (3x faster)
+    rows = np.empty(len(dups), np.int64)
+    rows[asked] = order[np.minimum(np.searchsorted(hi, dups[asked, 0]), len(hi) - 1)]
+    if (kept[rows] == dups).all():
+        return rows
+    return find_duplicates(np.concatenate([kept, dups]))[1]
+
+
+def _digests_u64(digests: list[bytes]) -> np.ndarray:
+    """xxh3-128 digests -> ``(n, 2)`` uint64, as :func:`hashes_to_u64` reads their hex text."""
+    return np.frombuffer(b"".join(digests), ">u8").astype(np.uint64).reshape(-1, 2)
+
+
 def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:
     """Write the deduplicated pool folder ``out_dir`` from the pool folder ``in_dir``; returns the report."""
     src, out = Path(in_dir), Path(out_dir)
@@ -196,20 +281,25 @@ def _readable(path: Path) -> Iterator[None]:
         raise InputError(path, f"not a readable Parquet table ({exc})") from exc
 
 
+def write_duplicate_lines(fh, dup_ids: pa.Array, kept_ids: pa.Array) -> None:
+    """``duplicate_id<TAB>kept_id`` lines, unquoted (ids hold no whitespace), built by Arrow ("dup" + TAB
+    + "kept" + newline) and written straight from its buffer, without one Python object per row."""
+    if not len(dup_ids):
+        return
+    tab, newline, empty = (repeated_string(x, 1)[0] for x in ("\t", "\n", ""))
+    lines = pc.binary_join_element_wise(pc.binary_join_element_wise(dup_ids, kept_ids, tab), empty, newline)
+    offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, lines.offset * 4)
+    fh.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
+
+
 class _DuplicateLines:
-    """``duplicate_id<TAB>kept_id`` lines, unquoted (ids hold no whitespace, so no quoting is needed),
-    written a row group at a time, in row order.
+    """The duplicates' lines (:func:`write_duplicate_lines`), a row group at a time, in row order.
 
     ``kept_index[j]`` is the position in ``rep_ids`` of the id that duplicate ``dup_rows[j]`` maps to.
-    Lines are built by Arrow ("dup" + TAB + "kept" + newline) and written straight from its buffer,
-    without one Python object per row.
     """
 
     def __init__(self, dup_rows: np.ndarray, kept_index: np.ndarray, rep_ids: pa.Array, fh):
         self.dup_rows, self.kept_index, self.rep_ids, self.fh = dup_rows, kept_index, rep_ids, fh
-        self.tab = repeated_string("\t", 1)[0]
-        self.newline = repeated_string("\n", 1)[0]
-        self.empty = repeated_string("", 1)[0]
 
     def add(self, first_row: int, group_ids: pa.Array) -> None:
         """The lines of the duplicates among rows ``first_row ..`` (``group_ids``: their ids)."""
@@ -218,11 +308,7 @@ class _DuplicateLines:
             return
         dup = group_ids.take(int_array(self.dup_rows[lo:hi] - first_row, np.int64))
         kept = self.rep_ids.take(int_array(self.kept_index[lo:hi], np.int64))
-        lines = pc.binary_join_element_wise(
-            pc.binary_join_element_wise(dup, kept, self.tab), self.empty, self.newline
-        )
-        offsets = np.frombuffer(lines.buffers()[1], np.int32, len(lines) + 1, lines.offset * 4)
-        self.fh.write(memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]])
+        write_duplicate_lines(self.fh, dup, kept)
 
 
 class _TableCopy:
@@ -253,7 +339,7 @@ class _TableCopy:
         self.writer.close()
 
 
-def _report(src: Path, n: int, n_kept: int, dup_rows, kept_rows, reps, rep_ids: pa.Array) -> dict:
+def _report(src: Path | str, n: int, n_kept: int, dup_rows, kept_rows, reps, rep_ids: pa.Array) -> dict:
     largest = None
     if len(reps):
         copies = np.bincount(np.searchsorted(reps, kept_rows), minlength=len(reps))

@@ -29,6 +29,11 @@ Outputs, written atomically (nothing is left behind on failure): ``sequences.fas
 Both are a hand-over that dedup reads once, so neither is compressed: the FASTA is gzip of stored
 deflate blocks (:data:`bioprune.fasta.STORED`), the table has no zstd; compressing them cost over a
 third of ingest's CPU time. Dedup's pool, the first one kept for later steps, is compressed as usual.
+
+``--dedup`` (what the workflow runs) removes exact duplicates in the same pass instead
+(:class:`bioprune.pool.dedup.StreamingDedup`): the folder is then what ``bioprune dedup`` makes of the
+plain one, compressed, with ``duplicates.tsv`` and ``dedup_report.json`` beside ``ingest_report.json``,
+whose counts are those of the records that pass the filters, duplicates included.
 """
 
 from __future__ import annotations
@@ -52,7 +57,9 @@ from bioprune import __version__
 from bioprune.alphabet import ALPHABETS, GAP_CHARS, WHITESPACE, Alphabet, get_alphabet
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
-from bioprune.fasta import STORED, FastaWriter, iter_blocks
+from bioprune.fasta import GZIP_LEVEL, STORED, FastaWriter, iter_blocks
+from bioprune.pool.dedup import DUPLICATES_NAME, StreamingDedup
+from bioprune.pool.dedup import REPORT_NAME as DEDUP_REPORT_NAME
 from bioprune.pool.io import (
     FASTA_NAME,
     POOL_SCHEMA,
@@ -103,10 +110,10 @@ def _line_of(recs: list[bytes], first_line: int, k: int) -> int:
 class _TableWriter:
     """Buffers per-block Arrow batches and writes them as Parquet row groups of ROW_GROUP_ROWS."""
 
-    def __init__(self, path: Path):
-        # The hash column is random hex: dictionary encoding would only cost time. No compression: the
-        # table is a hand-over that dedup reads once (zstd was ~0.4 of ingest's ~2.5 CPU-s a 1M records).
-        self._writer = pq.ParquetWriter(path, POOL_SCHEMA, use_dictionary=["source"], compression="none")
+    def __init__(self, path: Path, compression: str):
+        # The hash column is random hex: dictionary encoding would only cost time. No compression for a
+        # hand-over that dedup reads once (zstd was ~0.4 of ingest's ~2.5 CPU-s a 1M records).
+        self._writer = pq.ParquetWriter(path, POOL_SCHEMA, use_dictionary=["source"], compression=compression)
         self._batches: list[pa.RecordBatch] = []
         self._rows = 0
         # Arrow encodes and compresses without the GIL: on a helper thread it overlaps parsing.
@@ -229,8 +236,9 @@ def _strings(data: bytes, lengths: np.ndarray) -> pa.Array:
 
 
 class _Ingester:
-    def __init__(self, alphabet: Alphabet, min_length: int, max_length: int, strict: bool):
+    def __init__(self, alphabet: Alphabet, min_length: int, max_length: int, strict: bool, dedup: bool):
         self.alphabet = alphabet
+        self.dedup = StreamingDedup() if dedup else None
         self.min_length = min_length
         self.max_length = max_length
         self.strict = strict
@@ -412,33 +420,49 @@ class _Ingester:
                 id_col, desc_col = id_col.take(keep_idx), desc_col.take(keep_idx)
                 out_block = None
         k = len(seqs)
-
-        if out_block is None:
-            out: list[bytes] = [b""] * (2 * k)
-            out[0::2] = heads
-            out[1::2] = seqs
-            out.append(b"")  # the final newline
-            out_block = b"\n".join(out)
-        fasta.write_block(out_block, k)
-
-        batch = pa.RecordBatch.from_arrays(
-            [
-                id_col,
-                desc_col,
-                self._source_column(source, k),
-                int_array(lengths),
-                hash_array(seqs),
-                # the record as written: header line, sequence line, their newlines
-                int_array(np.fromiter(map(len, heads), np.int32, k) + lengths + 2),
-            ],
-            schema=POOL_SCHEMA,
-        )
-        table.add(batch)
+        # The ingest report counts the records that pass the filters, duplicates included.
         self.kept += k
         self.residues += int(lengths.sum(dtype=np.int64))
         lo, hi = int(lengths.min()), int(lengths.max())
         self.min_len = lo if self.min_len is None else min(self.min_len, lo)
         self.max_len = max(self.max_len, hi)
+        digests = None
+        if self.dedup is not None:
+            digests = list(map(xxhash.xxh3_128_digest, seqs))
+            fresh = self.dedup.keep(digests, id_col)
+            if fresh is not None:
+                if not len(fresh):
+                    return n, k
+                heads = [heads[i] for i in fresh]
+                seqs = [seqs[i] for i in fresh]
+                digests = [digests[i] for i in fresh]
+                lengths = lengths[fresh]
+                fresh_idx = int_array(fresh, np.int64)
+                id_col, desc_col = id_col.take(fresh_idx), desc_col.take(fresh_idx)
+                out_block = None
+        m = len(seqs)
+
+        if out_block is None:
+            out: list[bytes] = [b""] * (2 * m)
+            out[0::2] = heads
+            out[1::2] = seqs
+            out.append(b"")  # the final newline
+            out_block = b"\n".join(out)
+        fasta.write_block(out_block, m)
+
+        batch = pa.RecordBatch.from_arrays(
+            [
+                id_col,
+                desc_col,
+                self._source_column(source, m),
+                int_array(lengths),
+                hash_array(seqs, digests),
+                # the record as written: header line, sequence line, their newlines
+                int_array(np.fromiter(map(len, heads), np.int32, m) + lengths + 2),
+            ],
+            schema=POOL_SCHEMA,
+        )
+        table.add(batch)
         return n, k
 
     def _source_column(self, source: str, k: int) -> pa.Array:
@@ -566,8 +590,13 @@ def ingest(
     min_length: int = 1,
     max_length: int = 0,
     strict: bool = False,
+    dedup: bool = False,
 ) -> dict:
-    """Build the pool folder ``out_dir`` from ``inputs``; returns the report (also written as JSON)."""
+    """Build the pool folder ``out_dir`` from ``inputs``; returns the report (also written as JSON).
+
+    ``dedup``: remove exact duplicates on the way (:class:`bioprune.pool.dedup.StreamingDedup`), so the
+    folder is what ``bioprune dedup`` would write from the plain one (compressed, with duplicates.tsv and
+    dedup_report.json beside ingest_report.json), in one pass and without the uncompressed hand-over."""
     try:
         alpha = get_alphabet(alphabet)
     except ValueError as exc:
@@ -592,11 +621,11 @@ def ingest(
 
     settings = {"alphabet": alpha.name, "min_length": min_length, "max_length": max_length, "strict": strict}
     log.info("ingest %d file(s) into %s (%s)", len(paths), out_dir, settings)
-    worker = _Ingester(alpha, min_length, max_length, strict)
+    worker = _Ingester(alpha, min_length, max_length, strict, dedup)
     with staged_dir(out_dir) as stage:
-        table = _TableWriter(stage / TABLE_NAME)
+        table = _TableWriter(stage / TABLE_NAME, "zstd" if dedup else "none")
         try:
-            with FastaWriter(stage / FASTA_NAME, level=STORED) as fasta:
+            with FastaWriter(stage / FASTA_NAME, level=GZIP_LEVEL if dedup else STORED) as fasta:
                 for path in paths:
                     worker.add_file(path, fasta, table)
         finally:
@@ -606,8 +635,15 @@ def ingest(
             counts = ", ".join(f"{r} {n}" for r, n in worker.dropped.items() if n)
             raise InputError(paths[0], f"no record left after filtering ({counts}); nothing to write")
         report = worker.report(settings)
+        if worker.dedup is not None:
+            sources = ", ".join(map(str, paths))
+            dedup_report = worker.dedup.finish(stage / TABLE_NAME, stage / DUPLICATES_NAME, sources)
+            write_report(stage / DEDUP_REPORT_NAME, dedup_report)
+            report["outputs"] += [DUPLICATES_NAME, DEDUP_REPORT_NAME]
         write_report(stage / REPORT_NAME, report)
     log.info("kept %d of %d records; dropped %s", report["kept"], report["input_records"], report["dropped"])
+    if worker.dedup is not None:
+        log.info("%d distinct sequences, %d duplicates removed", worker.dedup.n_kept, worker.dedup.n_dup)
     if report["alignment_gaps_removed"]["characters"]:
         gaps = report["alignment_gaps_removed"]
         log.info("removed %d alignment gap characters from %d records", gaps["characters"], gaps["records"])
@@ -629,8 +665,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="drop longer sequences (too_long); 0 (default) = no limit",
     )
     parser.add_argument("--strict", action="store_true", help="any record that would be dropped is an error")
+    parser.add_argument(
+        "--dedup",
+        action="store_true",
+        help="also remove exact duplicate sequences (first occurrence kept) as they stream in: the folder"
+        " is what bioprune dedup would make of the plain one, in one pass",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    ingest(args.inputs, args.out, args.alphabet, args.min_length, args.max_length, args.strict)
+    ingest(args.inputs, args.out, args.alphabet, args.min_length, args.max_length, args.strict, args.dedup)
     return 0
