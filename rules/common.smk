@@ -62,7 +62,7 @@ def decontaminated_dir():
     return (
         f"{POOL}/decontaminate"
         if config["decontaminate"]["enabled"]
-        else f"{POOL}/dedup"
+        else f"{POOL}/ingest"
     )
 
 

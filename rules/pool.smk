@@ -1,19 +1,21 @@
-# Pool stage: ingest -> exact dedup -> decontaminate -> cluster -> holdout -> shard. Each step reads the previous
-# step's pool folder (sequences.fasta.gz + sequences.parquet) and writes its own.
+# Pool stage: ingest (with exact dedup) -> decontaminate -> cluster -> holdout -> shard. Each step reads
+# the previous step's pool folder (sequences.fasta.gz + sequences.parquet) and writes its own.
 import shlex
 
 from bioprune.pool.cluster import DEFAULT_METHOD as CLUSTER_DEFAULT_METHOD
 
 
-# ingest's folder is a hand-over that dedup reads once: its FASTA (gzip of stored blocks) and table are
-# not compressed, which saves a third of ingest's CPU time; every later pool folder is compressed.
+# ingest validates, filters and removes exact duplicates in one pass (ingest --dedup): the first pool
+# folder kept, compressed, with duplicates.tsv and both reports.
 rule ingest:
     input:
         config["inputs"],
     output:
         fasta=f"{POOL}/ingest/sequences.fasta.gz",
         table=f"{POOL}/ingest/sequences.parquet",
+        duplicates=f"{POOL}/ingest/duplicates.tsv",
         report=f"{POOL}/ingest/ingest_report.json",
+        dedup_report=f"{POOL}/ingest/dedup_report.json",
     log:
         f"{LOGS}/ingest.log",
     conda:
@@ -25,34 +27,14 @@ rule ingest:
         strict="--strict" if config["ingest"]["strict"] else "",
         out=folder_of("output.report"),
     shell:
-        "python -m bioprune ingest --alphabet {params.alphabet} --min-length {params.min_length}"
+        "python -m bioprune ingest --dedup --alphabet {params.alphabet} --min-length {params.min_length}"
         " --max-length {params.max_length} {params.strict} --out {params.out:q} {input:q} 2> {log:q}"
-
-
-rule dedup:
-    input:
-        fasta=rules.ingest.output.fasta,
-        table=rules.ingest.output.table,
-    output:
-        fasta=f"{POOL}/dedup/sequences.fasta.gz",
-        table=f"{POOL}/dedup/sequences.parquet",
-        duplicates=f"{POOL}/dedup/duplicates.tsv",
-        report=f"{POOL}/dedup/dedup_report.json",
-    log:
-        f"{LOGS}/dedup.log",
-    conda:
-        ENV_POOL
-    params:
-        src=folder_of("input.table"),
-        out=folder_of("output.report"),
-    shell:
-        "python -m bioprune dedup --out {params.out:q} {params.src:q} 2> {log:q}"
 
 
 rule decontaminate:
     input:
-        fasta=rules.dedup.output.fasta,
-        table=rules.dedup.output.table,
+        fasta=rules.ingest.output.fasta,
+        table=rules.ingest.output.table,
         eval_sets=list(eval_sets().values()),
     output:
         fasta=f"{POOL}/decontaminate/sequences.fasta.gz",

@@ -16,7 +16,6 @@ DEFAULTS = light_config()  # the settings the shared example run used
 # Steps before selection: a change of a selection setting must not rerun any of them.
 UPSTREAM = {
     "ingest",
-    "dedup",
     "decontaminate",
     "cluster",
     "holdout",
@@ -86,7 +85,7 @@ def test_changed_pool_setting_reruns_from_the_pool(finished_run):
     """The control: the same plan reader sees upstream jobs when an upstream setting changes."""
     min_length = DEFAULTS["ingest"]["min_length"] + 5
     table = dry_run(finished_run, {"ingest": {"min_length": min_length}}, "pool").counts
-    assert {"ingest", "dedup", "reference", "score", "select"} <= set(table), table
+    assert {"ingest", "decontaminate", "reference", "score", "select"} <= set(table), table
 
 
 def test_pruning_rate_changed_from_the_command_line(finished_run):
@@ -100,5 +99,5 @@ def test_pruning_rate_changed_from_the_command_line(finished_run):
 def test_changed_holdout_seed_reruns_from_the_holdout_step(finished_run):
     """Another draw of held-out families changes the pool that is scored and selected, not what is before."""
     table = dry_run(finished_run, {"holdout": {"seed": DEFAULTS["holdout"]["seed"] + 1}}, "holdout").counts
-    assert table["holdout"] == 1 and not {"ingest", "dedup", "decontaminate", "cluster"} & set(table), table
+    assert table["holdout"] == 1 and not {"ingest", "decontaminate", "cluster"} & set(table), table
     assert {"shard", "reference", "score", "select", "pretrain", "evaluate", "report"} <= set(table), table

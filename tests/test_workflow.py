@@ -58,7 +58,7 @@ def test_pool_stage_counts_add_up(example_run):
     tmp_path, _ = example_run
     pool = tmp_path / "results" / "pool"
     ingest = json.loads((pool / "ingest" / "ingest_report.json").read_text())
-    dedup = json.loads((pool / "dedup" / "dedup_report.json").read_text())
+    dedup = json.loads((pool / "ingest" / "dedup_report.json").read_text())  # (ingest --dedup: one pass)
     decont = json.loads((pool / "decontaminate" / "decontaminate_report.json").read_text())
     shards = json.loads((pool / "shards" / "shard_report.json").read_text())
     held = json.loads((pool / "holdout" / "holdout_report.json").read_text())
