@@ -129,9 +129,9 @@ class StreamingDedup:
         self.dup_ids: list[pa.Array] = []
         self.offered = self.n_kept = self.n_dup = 0
 
-    def keep(self, digests: list[bytes], ids: pa.Array) -> np.ndarray | None:
-        """Positions of the records of a block (their digests and ids, in order) seen for the first time;
-        None when that is all of them."""
+    def keep(self, digests: list[bytes], joined: bytes, ids: pa.Array) -> np.ndarray | None:
+        """Positions of the records of a block (their digests, those joined, and their ids, in order)
+        seen for the first time; None when that is all of them."""
         n = len(digests)
         seen = self.seen
         fresh = ~np.fromiter(map(seen.__contains__, digests), bool, n)  # one C-level pass
@@ -141,14 +141,15 @@ class StreamingDedup:
             first = dict(zip(reversed(digests), range(n - 1, -1, -1), strict=True))  # smallest position wins
             fresh &= np.fromiter(map(first.__getitem__, digests), np.int64, n) == np.arange(n)
         self.offered += n
+        pairs = np.frombuffer(joined, ">u8").astype(np.uint64).reshape(-1, 2)  # as hashes_to_u64 reads hex
         if fresh.all():
-            self.kept.append(_digests_u64(digests))
+            self.kept.append(pairs)
             self.n_kept += n
             return None
         kept_pos = np.flatnonzero(fresh)
         dup_pos = np.flatnonzero(~fresh)
-        self.kept.append(_digests_u64([digests[i] for i in kept_pos]))
-        self.dup_hashes.append(_digests_u64([digests[i] for i in dup_pos]))
+        self.kept.append(pairs[kept_pos])
+        self.dup_hashes.append(pairs[dup_pos])
         self.dup_ids.append(ids.take(int_array(dup_pos, np.int64)))
         self.n_kept += len(kept_pos)
         self.n_dup += len(dup_pos)
@@ -188,11 +189,6 @@ def _rows_of(kept: np.ndarray, dups: np.ndarray) -> np.ndarray:
     if (kept[rows] == dups).all():
         return rows
     return find_duplicates(np.concatenate([kept, dups]))[1]
-
-
-def _digests_u64(digests: list[bytes]) -> np.ndarray:
-    """xxh3-128 digests -> ``(n, 2)`` uint64, as :func:`hashes_to_u64` reads their hex text."""
-    return np.frombuffer(b"".join(digests), ">u8").astype(np.uint64).reshape(-1, 2)
 
 
 def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:

@@ -235,6 +235,18 @@ def _strings(data: bytes, lengths: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
+def _records_at(block: bytes, sizes: np.ndarray, rows: np.ndarray) -> bytes:
+    """The records ``rows`` (increasing) of ``block``, whose records are ``sizes`` bytes long: one slice
+    per run of consecutive rows (duplicates come in runs, so there are few)."""
+    ends = np.cumsum(sizes, dtype=np.int64)
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    firsts = rows[np.concatenate([[0], breaks])]
+    lasts = rows[np.concatenate([breaks - 1, [len(rows) - 1]])]
+    view = memoryview(block)
+    spans = zip((ends - sizes)[firsts].tolist(), ends[lasts].tolist(), strict=True)
+    return b"".join([view[a:b] for a, b in spans])
+
+
 class _Ingester:
     def __init__(self, alphabet: Alphabet, min_length: int, max_length: int, strict: bool, dedup: bool):
         self.alphabet = alphabet
@@ -426,30 +438,29 @@ class _Ingester:
         lo, hi = int(lengths.min()), int(lengths.max())
         self.min_len = lo if self.min_len is None else min(self.min_len, lo)
         self.max_len = max(self.max_len, hi)
-        digests = None
-        if self.dedup is not None:
-            digests = list(map(xxhash.xxh3_128_digest, seqs))
-            fresh = self.dedup.keep(digests, id_col)
-            if fresh is not None:
-                if not len(fresh):
-                    return n, k
-                heads = [heads[i] for i in fresh]
-                seqs = [seqs[i] for i in fresh]
-                digests = [digests[i] for i in fresh]
-                lengths = lengths[fresh]
-                fresh_idx = int_array(fresh, np.int64)
-                id_col, desc_col = id_col.take(fresh_idx), desc_col.take(fresh_idx)
-                out_block = None
-        m = len(seqs)
-
         if out_block is None:
-            out: list[bytes] = [b""] * (2 * m)
+            out: list[bytes] = [b""] * (2 * k)
             out[0::2] = heads
             out[1::2] = seqs
             out.append(b"")  # the final newline
             out_block = b"\n".join(out)
+        # each record as written: header line, sequence line, their newlines
+        sizes = np.fromiter(map(len, heads), np.int32, k) + lengths + 2
+        digests = None
+        if self.dedup is not None:
+            listed = list(map(xxhash.xxh3_128_digest, seqs))
+            digests = b"".join(listed)
+            fresh = self.dedup.keep(listed, digests, id_col)
+            if fresh is not None:
+                if not len(fresh):
+                    return n, k
+                out_block = _records_at(out_block, sizes, fresh)
+                digests = np.frombuffer(digests, np.uint8).reshape(-1, 16)[fresh].tobytes()
+                lengths, sizes = lengths[fresh], sizes[fresh]
+                fresh_idx = int_array(fresh, np.int64)
+                id_col, desc_col = id_col.take(fresh_idx), desc_col.take(fresh_idx)
+        m = len(lengths)
         fasta.write_block(out_block, m)
-
         batch = pa.RecordBatch.from_arrays(
             [
                 id_col,
@@ -457,8 +468,7 @@ class _Ingester:
                 self._source_column(source, m),
                 int_array(lengths),
                 hash_array(seqs, digests),
-                # the record as written: header line, sequence line, their newlines
-                int_array(np.fromiter(map(len, heads), np.int32, m) + lengths + 2),
+                int_array(sizes),
             ],
             schema=POOL_SCHEMA,
         )

@@ -265,11 +265,13 @@ def _from_buffers(kind: pa.DataType, n: int, offsets: np.ndarray, data: bytes) -
     return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
-def hash_array(seqs: list[bytes], digests: list[bytes] | None = None) -> pa.Array:
+def hash_array(seqs: list[bytes], digests: bytes | None = None) -> pa.Array:
     """The ``hash`` column: hex xxh3-128 of each sequence (same text as ``xxh3_128_hexdigest``);
-    ``digests``: their ``xxh3_128_digest`` when the caller has them already."""
-    hexes = b"".join(map(xxhash.xxh3_128_digest, seqs) if digests is None else digests).hex().encode()
-    return _from_buffers(pa.string(), len(seqs), np.arange(len(seqs) + 1, dtype=np.int32) * 32, hexes)
+    ``digests``: their ``xxh3_128_digest`` joined, when the caller has them already (then ``seqs`` is
+    not read)."""
+    hexes = (b"".join(map(xxhash.xxh3_128_digest, seqs)) if digests is None else digests).hex().encode()
+    n = len(hexes) // 32
+    return _from_buffers(pa.string(), n, np.arange(n + 1, dtype=np.int32) * 32, hexes)
 
 
 # -- streaming a pool folder, checked against its table ---------------------------------------------
