@@ -17,7 +17,7 @@ import pytest
 from bioprune import cli
 from bioprune.errors import BiopruneError, InputError
 from bioprune.fasta import read_fasta
-from bioprune.pool.dedup import _rows_of, dedup, find_duplicates
+from bioprune.pool.dedup import _KeptIndex, dedup, find_duplicates
 from bioprune.pool.ingest import ingest
 
 
@@ -94,6 +94,10 @@ def test_no_duplicates(tmp_path, write_fasta):
     report = dedup(pool, tmp_path / "d")
     assert (report["kept"], report["duplicates"], report["largest_group"]) == (2, 0, None)
     assert _read_tsv(tmp_path / "d" / "duplicates.tsv") == []
+    ingest([write_fasta("in.fa", ">a\nACGU\n>b\nGG\n")], tmp_path / "one", "rna", dedup=True)
+    report = json.loads((tmp_path / "one" / "dedup_report.json").read_text())
+    assert (report["kept"], report["duplicates"], report["largest_group"]) == (2, 0, None)
+    assert _read_tsv(tmp_path / "one" / "duplicates.tsv") == []
     # Unchanged pool: same records out as in.
     src = [(r.id, r.seq) for r in read_fasta(pool / "sequences.fasta.gz")]
     assert [(r.id, r.seq) for r in read_fasta(tmp_path / "d" / "sequences.fasta.gz")] == src
@@ -168,18 +172,16 @@ def test_ingest_dedup_is_ingest_then_dedup(tmp_path, write_fasta, small_blocks, 
     assert ingested[0]["dropped"]["invalid_characters"] == ingested[0]["dropped"]["too_short"] == 6
 
 
-def test_rows_of_checks_all_128_bits():
+def test_kept_index_checks_all_128_bits():
     """The kept row of each duplicate: searched on 64 bits, exact when kept digests share them."""
-    kept = np.array([[9, 1], [3, 5], [7, 2]], dtype=np.uint64)
+    blocks = [np.array([[9, 1], [3, 5]], dtype=np.uint64), np.array([[7, 2]], dtype=np.uint64)]
     dups = np.array([[7, 2], [9, 1], [7, 2], [3, 5]], dtype=np.uint64)
-    assert _rows_of(kept, dups).tolist() == [2, 0, 2, 1]
-    shared = np.array([[1, 5], [1, 6], [2, 5]], dtype=np.uint64)  # two share their first 64 bits
-    assert _rows_of(shared, np.array([[1, 6], [2, 5], [1, 5], [1, 6]], dtype=np.uint64)).tolist() == [
-        1,
-        2,
-        0,
-        1,
-    ]
+    assert _KeptIndex(blocks).rows(dups).tolist() == [2, 0, 2, 1]
+    shared = [np.array([[1, 5], [1, 6], [2, 5], [1, 7], [0, 1]], dtype=np.uint64)]  # three share 1
+    dups = np.array([[1, 6], [2, 5], [1, 5], [1, 7], [1, 6], [0, 1]], dtype=np.uint64)
+    assert _KeptIndex(shared).rows(dups).tolist() == [1, 2, 0, 3, 1, 4]
+    with pytest.raises(RuntimeError, match="never kept"):
+        _KeptIndex(shared).rows(np.array([[1, 8]], dtype=np.uint64))
 
 
 def test_extra_table_columns_are_kept(tmp_path, write_fasta):
