@@ -17,7 +17,7 @@ import pytest
 from bioprune import cli
 from bioprune.errors import BiopruneError, InputError
 from bioprune.fasta import read_fasta
-from bioprune.pool.dedup import _KeptIndex, dedup, find_duplicates
+from bioprune.pool.dedup import dedup, find_duplicates
 from bioprune.pool.ingest import ingest
 
 
@@ -170,18 +170,6 @@ def test_ingest_dedup_is_ingest_then_dedup(tmp_path, write_fasta, small_blocks, 
     assert ingested[0]["outputs"] == [*ingested[1]["outputs"], "duplicates.tsv", "dedup_report.json"]
     assert ingested[0] | {"outputs": None} == ingested[1] | {"outputs": None}
     assert ingested[0]["dropped"]["invalid_characters"] == ingested[0]["dropped"]["too_short"] == 6
-
-
-def test_kept_index_checks_all_128_bits():
-    """The kept row of each duplicate: searched on 64 bits, exact when kept digests share them."""
-    blocks = [np.array([[9, 1], [3, 5]], dtype=np.uint64), np.array([[7, 2]], dtype=np.uint64)]
-    dups = np.array([[7, 2], [9, 1], [7, 2], [3, 5]], dtype=np.uint64)
-    assert _KeptIndex(blocks).rows(dups).tolist() == [2, 0, 2, 1]
-    shared = [np.array([[1, 5], [1, 6], [2, 5], [1, 7], [0, 1]], dtype=np.uint64)]  # three share 1
-    dups = np.array([[1, 6], [2, 5], [1, 5], [1, 7], [1, 6], [0, 1]], dtype=np.uint64)
-    assert _KeptIndex(shared).rows(dups).tolist() == [1, 2, 0, 3, 1, 4]
-    with pytest.raises(RuntimeError, match="never kept"):
-        _KeptIndex(shared).rows(np.array([[1, 8]], dtype=np.uint64))
 
 
 def test_extra_table_columns_are_kept(tmp_path, write_fasta):

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
+from bioprune.pool.digest_table import DigestTable
 from bioprune.pool.io import (
     FASTA_NAME,
     TABLE_NAME,
@@ -115,96 +116,47 @@ def find_duplicates(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class StreamingDedup:
     """Exact dedup while records stream in (``bioprune ingest --dedup``): the first occurrence is kept.
 
-    It holds the xxh3-128 digest of every distinct sequence seen so far in a set (~90 bytes a distinct
-    sequence), the kept digests as uint64 pairs (16 bytes each) and, for the duplicates, their ids and
-    digests. Which kept record each duplicate repeats is found once at the end (:class:`_KeptIndex`), and
-    the ids of those kept records are read back from the table just written: no id is held per kept
-    record. On 1M records with 44% duplicates the peak is ~0.35 GB, against ~0.2 GB for ingest then dedup.
+    A :class:`~bioprune.pool.digest_table.DigestTable` holds the xxh3-128 digest of every distinct
+    sequence seen so far with its row (48-96 bytes each); for the duplicates it keeps their ids and the
+    row they repeat. The ids of those kept rows are read back at the end from the table just written,
+    so no id is held per kept record.
     """
 
     def __init__(self) -> None:
-        self.seen: set[bytes] = set()
-        self.kept: list[np.ndarray] = []
-        self.dup_hashes: list[np.ndarray] = []
+        self.table = DigestTable()
+        self.dup_rows: list[np.ndarray] = []  # per block with duplicates: the kept row each repeats
         self.dup_ids: list[pa.Array] = []
         self.offered = self.n_kept = self.n_dup = 0
 
-    def keep(self, digests: list[bytes], joined: bytes, ids: pa.Array) -> np.ndarray | None:
-        """Positions of the records of a block (their digests, those joined, and their ids, in order)
-        seen for the first time; None when that is all of them."""
-        n = len(digests)
-        seen = self.seen
-        fresh = ~np.fromiter(map(seen.__contains__, digests), bool, n)  # one C-level pass
-        before = len(seen)
-        seen.update(digests)
-        if len(seen) - before != int(fresh.sum()):  # a sequence repeated within the block: its first copy
-            first = dict(zip(reversed(digests), range(n - 1, -1, -1), strict=True))  # smallest position wins
-            fresh &= np.fromiter(map(first.__getitem__, digests), np.int64, n) == np.arange(n)
+    def keep(self, digests: bytes, ids: pa.Array) -> np.ndarray | None:
+        """Positions of the records of a block (their digests joined, and their ids, in order) seen for
+        the first time; None when that is all of them."""
+        n = len(ids)
+        pairs = np.frombuffer(digests, ">u8").astype(np.uint64).reshape(-1, 2)  # as hashes_to_u64 reads hex
+        new, kept_rows = self.table.add(pairs, self.n_kept)
         self.offered += n
-        pairs = np.frombuffer(joined, ">u8").astype(np.uint64).reshape(-1, 2)  # as hashes_to_u64 reads hex
-        if fresh.all():
-            self.kept.append(pairs)
-            self.n_kept += n
+        self.n_kept += len(new)
+        if len(new) == n:
             return None
-        kept_pos = np.flatnonzero(fresh)
-        dup_pos = np.flatnonzero(~fresh)
-        self.kept.append(pairs[kept_pos])
-        self.dup_hashes.append(pairs[dup_pos])
+        dup_pos = np.setdiff1d(np.arange(n), new, assume_unique=True)
+        self.dup_rows.append(kept_rows)
         self.dup_ids.append(ids.take(int_array(dup_pos, np.int64)))
-        self.n_kept += len(kept_pos)
         self.n_dup += len(dup_pos)
-        return kept_pos
+        return new
 
     def finish(self, table: Path, duplicates: Path, source: str) -> dict:
         """Write ``duplicates`` (the kept rows' ids read back from the pool ``table`` just written), a
         block of duplicates at a time, and return the dedup report."""
-        self.seen = set()  # (its memory, before the index below)
-        index = _KeptIndex(self.kept)
-        self.kept = []
-        sizes = [len(p) for p in self.dup_hashes]
-        kept_rows = np.concatenate([index.rows(p) for p in self.dup_hashes] or [np.empty(0, np.int64)])
-        self.dup_hashes = []
-        del index
+        self.table = DigestTable()  # (its memory)
+        kept_rows = np.concatenate(self.dup_rows or [np.empty(0, np.int64)])
         reps = np.unique(kept_rows)
         rep_ids = _Ids(pq.ParquetFile(table), table).take(reps)
         with open(duplicates, "wb") as fh:
             fh.write(b"duplicate_id\tkept_id\n")
-            blocks = np.split(kept_rows, np.cumsum(sizes)[:-1]) if sizes else []
-            for ids, rows in zip(self.dup_ids, blocks, strict=True):
+            for ids, rows in zip(self.dup_ids, self.dup_rows, strict=True):
                 write_duplicate_lines(fh, ids, rep_ids.take(int_array(np.searchsorted(reps, rows), np.int64)))
         dup_rows = np.arange(self.n_kept, self.offered)  # (their count is what the report needs)
         return _report(source, self.offered, self.n_kept, dup_rows, kept_rows, reps, rep_ids)
-
-
-class _KeptIndex:
-    """The kept digests (uint64 pairs, one array per block, in row order) sorted on their first half:
-    :meth:`rows` finds the kept row of a duplicate's digest. 24 bytes a kept record."""
-
-    def __init__(self, blocks: list[np.ndarray]):
-        hi = np.concatenate([b[:, 0] for b in blocks]) if blocks else np.empty(0, np.uint64)
-        self.order = np.argsort(hi)
-        self.hi = hi[self.order]
-        del hi
-        lo = np.concatenate([b[:, 1] for b in blocks]) if blocks else np.empty(0, np.uint64)
-        self.lo = lo[self.order]
-
-    def rows(self, pairs: np.ndarray) -> np.ndarray:
-        """The kept row of each of ``pairs``, every one of which is a kept digest: searched on the first
-        64 bits and checked on the other 64."""
-        asked = np.argsort(pairs[:, 0])  # sorted needles: searchsorted walks ``hi`` in order
-        hi, lo = pairs[asked, 0], pairs[asked, 1]
-        pos = np.minimum(np.searchsorted(self.hi, hi), len(self.hi) - 1)
-        for i in np.flatnonzero((self.hi[pos] != hi) | (self.lo[pos] != lo)).tolist():
-            # Two kept digests share their first half (never seen in practice): look along them.
-            j = int(pos[i])
-            while j < len(self.hi) and self.hi[j] == hi[i] and self.lo[j] != lo[i]:
-                j += 1
-            if j == len(self.hi) or self.hi[j] != hi[i]:
-                raise RuntimeError(f"digest {hi[i]:016x}{lo[i]:016x} was never kept")  # (a bug)
-            pos[i] = j
-        rows = np.empty(len(pairs), np.int64)
-        rows[asked] = self.order[pos]
-        return rows
 
 
 def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:

@@ -448,9 +448,8 @@ class _Ingester:
         sizes = np.fromiter(map(len, heads), np.int32, k) + lengths + 2
         digests = None
         if self.dedup is not None:
-            listed = list(map(xxhash.xxh3_128_digest, seqs))
-            digests = b"".join(listed)
-            fresh = self.dedup.keep(listed, digests, id_col)
+            digests = b"".join(map(xxhash.xxh3_128_digest, seqs))
+            fresh = self.dedup.keep(digests, id_col)
             if fresh is not None:
                 if not len(fresh):
                     return n, k

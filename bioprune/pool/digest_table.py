@@ -1,0 +1,87 @@
+"""A hash table of 128-bit digests (uint64 pairs) in numpy arrays: which records of a block repeat a
+digest seen before, and the row that first had it.
+
+Open addressing with linear probing, a block of keys at a time: every pending key looks at its slot,
+then those that found their digest are repeats, those that found an empty slot claim it (of several
+keys reaching one empty slot in the same round, the earliest in the block wins, so the first copy of a
+digest is the one kept even within a block), and the rest move to the next slot. The digests are
+xxh3-128 hashes, uniform, so the slot is the first half's low bits. The table holds its load under
+one half, growing by doubling: 24 bytes a slot, 48-96 bytes a distinct digest, with no Python object
+per digest (a Python set of the same digests takes ~90 bytes each, and more time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Slots hold row + 1, so that 0 is an empty slot and a new table is np.zeros, whose pages the system
+# hands out when first written: 2^20 slots (24 MB) from the start save four doublings of a large pool
+# and cost a small one only the pages its digests land on.
+_EMPTY = 0
+_START_SLOTS = 1 << 20
+
+
+class DigestTable:
+    """Digests (``(n, 2)`` uint64) and the row each was first seen at."""
+
+    def __init__(self, slots: int = _START_SLOTS):
+        if slots & (slots - 1):
+            raise ValueError(f"slots must be a power of two, got {slots}")
+        self._alloc(slots)
+        self.size = 0  # distinct digests held
+
+    def _alloc(self, slots: int) -> None:
+        self.hi = np.zeros(slots, np.uint64)
+        self.lo = np.zeros(slots, np.uint64)
+        self.row = np.zeros(slots, np.int64)
+
+    def add(self, digests: np.ndarray, first_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Add a block of digests, the new ones getting rows ``first_row, first_row + 1, ...`` in block
+        order. Returns (positions of the digests not seen before, in order; for each of the others, the
+        row first seen with its digest)."""
+        n = len(digests)
+        while 2 * (self.size + n) > len(self.row):
+            self._grow()
+        # Claim with provisional values -(position + 1), made rows once the block's new digests are known.
+        found, won, slot = self._probe(digests[:, 0], digests[:, 1], -(np.arange(n, dtype=np.int64) + 1))
+        new = np.flatnonzero(won)
+        rows = np.zeros(n, np.int64)
+        rows[new] = first_row + np.arange(len(new))
+        self.row[slot[new]] = rows[new] + 1
+        self.size += len(new)
+        old = found[~won]
+        within = old < 0  # a digest first seen earlier in this block
+        old[within] = rows[-old[within] - 1] + 1
+        return new, old - 1
+
+    def _grow(self) -> None:
+        used = self.row != _EMPTY
+        hi, lo, row = self.hi[used], self.lo[used], self.row[used]
+        self._alloc(2 * len(self.row))
+        self._probe(hi, lo, row)
+
+    def _probe(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray):
+        """Look up the keys ``(hi, lo)`` in order, inserting ``values`` for those not found. Returns
+        (value found, for keys already there; whether the key was inserted; the slot it is in)."""
+        n = len(hi)
+        mask = len(self.row) - 1
+        slot = (hi & np.uint64(mask)).astype(np.int64)
+        found = np.full(n, _EMPTY, np.int64)
+        won = np.zeros(n, bool)
+        pending = np.arange(n)
+        while len(pending):
+            s = slot[pending]
+            there = self.row[s]
+            empty = there == _EMPTY
+            match = ~empty & (self.hi[s] == hi[pending]) & (self.lo[s] == lo[pending])
+            found[pending[match]] = there[match]
+            # Empty slots: the first pending key to reach each one takes it (pending is in block order).
+            taken, first = np.unique(s[empty], return_index=True)
+            winners = pending[empty][first]
+            self.hi[taken], self.lo[taken], self.row[taken] = hi[winners], lo[winners], values[winners]
+            won[winners] = True
+            # Occupied by another key: the next slot; beaten to an empty slot: look at it again.
+            move = ~empty & ~match
+            slot[pending[move]] = (s[move] + 1) & mask
+            pending = pending[move | (empty & ~won[pending])]
+        return found, won, slot
