@@ -261,6 +261,13 @@ def bool_array(mask: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
 
 
+def string_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's offsets (int32, ``len + 1``) and data bytes (uint8), as numpy views."""
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, len(arr) + 1, arr.offset * 4)
+    data = arr.buffers()[2]
+    return offsets, np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
+
+
 def _from_buffers(kind: pa.DataType, n: int, offsets: np.ndarray, data: bytes) -> pa.Array:
     return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
