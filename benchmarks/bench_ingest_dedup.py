@@ -1,4 +1,5 @@
-"""Benchmark: ``bioprune ingest`` + ``bioprune dedup`` against ``seqkit rmdup -s -P -w 0`` on the same file.
+"""Benchmark: ``bioprune ingest --dedup`` (one pass, as the workflow runs it) and ``bioprune ingest`` +
+``bioprune dedup`` (two steps) against ``seqkit rmdup -s -P -w 0`` on the same file.
 
 Run from the repository root (a few minutes on 2 busy cores):
 
@@ -11,7 +12,9 @@ gives a ~100k-record file, to show that peak memory barely grows with the pool. 
 under benchmarks/work/ (git-ignored); results to benchmarks/results/ingest_dedup.{json,md}.
 
 Each command runs in its own process; wall time and peak RSS come from ``os.wait4`` (the kernel's
-maxrss of that process). The median of ``--repeats`` runs is reported. seqkit writes gzip like we
+maxrss of that process). The tools run in rounds (one run of each, ``--repeats`` times), so that the
+machine's drift hits them alike; the median of each tool's runs is reported. The one-pass and two-step
+pools are checked to be the same (records, duplicates.tsv). seqkit writes gzip like we
 do (``-o out.fasta.gz``); when seqkit is not installed the comparison is skipped with a message
 (``apt-get install -y seqkit``) and the script still exits 0.
 
@@ -89,6 +92,23 @@ def timed(cmd: list[str], log: Path) -> dict:
     return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
+def run_one_pass(fasta: Path, tag: str) -> dict:
+    out = WORK / f"ours_{tag}_one_pass"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "bioprune", "ingest", "--dedup", "--alphabet", "rna", "--out", str(out)]
+    r = timed([*cmd, str(fasta)], WORK / f"ours_{tag}_one_pass.log")
+    report = json.loads((out / "dedup_report.json").read_text())
+    return {**r, "kept": report["kept"], "duplicates": report["duplicates"]}
+
+
+def same_pool(tag: str) -> bool:
+    """The one-pass pool holds the two-step one's records and duplicates.tsv."""
+    one, two = WORK / f"ours_{tag}_one_pass", WORK / f"ours_{tag}_dedup"
+    fasta = [gzip.decompress((d / "sequences.fasta.gz").read_bytes()) for d in (one, two)]
+    tsv = [(d / "duplicates.tsv").read_bytes() for d in (one, two)]
+    return fasta[0] == fasta[1] and tsv[0] == tsv[1]
+
+
 def run_ours(fasta: Path, tag: str) -> dict:
     ing, ded = WORK / f"ours_{tag}_ingest", WORK / f"ours_{tag}_dedup"
     for d in (ing, ded):
@@ -119,10 +139,18 @@ def run_seqkit(fasta: Path, tag: str, seqkit: str, suffix: str = ".fasta.gz") ->
     return r
 
 
-def median_run(fn, repeats: int) -> dict:
-    runs = [fn() for _ in range(repeats)]
-    median = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
-    return {**median, "wall_s_all": [round(r["wall_s"], 2) for r in runs]}
+def median_runs(fns: dict, repeats: int) -> dict:
+    """Each of ``fns`` run ``repeats`` times, a round at a time; per name, the run of median wall time
+    with every run's wall time."""
+    runs: dict[str, list[dict]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            runs[name].append(fn())
+    out = {}
+    for name, rs in runs.items():
+        median = sorted(rs, key=lambda r: r["wall_s"])[len(rs) // 2]
+        out[name] = {**median, "wall_s_all": [round(r["wall_s"], 2) for r in rs]}
+    return out
 
 
 def main() -> int:
@@ -167,19 +195,28 @@ def main() -> int:
         records = sum(1 for line in open(path, "rb") if line.startswith(b">"))
         entry: dict = {"file": path.name, "records": records, "mib": round(path.stat().st_size / 2**20, 1)}
         print(f"{tag}: {records:,} records, {entry['mib']} MiB", flush=True)
-        entry["bioprune"] = median_run(lambda p=path, t=tag: run_ours(p, t), args.repeats)
+        fns = {
+            "one_pass": lambda p=path, t=tag: run_one_pass(p, t),
+            "bioprune": lambda p=path, t=tag: run_ours(p, t),
+        }
         if seqkit:
-            entry["seqkit"] = median_run(lambda p=path, t=tag: run_seqkit(p, t, seqkit), args.repeats)
-            entry["seqkit_plain_out"] = median_run(
-                lambda p=path, t=tag: run_seqkit(p, t, seqkit, ".fasta"), args.repeats
-            )
-            ours, theirs = entry["bioprune"], entry["seqkit"]
-            entry["ratio_ours_over_seqkit"] = {
-                "wall": ours["wall_s"] / theirs["wall_s"],
-                "cpu": ours["cpu_s"] / theirs["cpu_s"],
-                "peak_rss": ours["peak_rss_mib"] / theirs["peak_rss_mib"],
-            }
-            entry["same_duplicate_count"] = theirs["duplicates"] == ours["duplicates"]
+            fns["seqkit"] = lambda p=path, t=tag: run_seqkit(p, t, seqkit)
+            fns["seqkit_plain_out"] = lambda p=path, t=tag: run_seqkit(p, t, seqkit, ".fasta")
+        entry.update(median_runs(fns, args.repeats))
+        entry["one_pass_same_pool"] = same_pool(tag)
+        if seqkit:
+            theirs = entry["seqkit"]
+            for key, name in (
+                ("one_pass", "ratio_one_pass_over_seqkit"),
+                ("bioprune", "ratio_ours_over_seqkit"),
+            ):
+                ours = entry[key]
+                entry[name] = {
+                    "wall": ours["wall_s"] / theirs["wall_s"],
+                    "cpu": ours["cpu_s"] / theirs["cpu_s"],
+                    "peak_rss": ours["peak_rss_mib"] / theirs["peak_rss_mib"],
+                }
+            entry["same_duplicate_count"] = theirs["duplicates"] == entry["one_pass"]["duplicates"]
         results["sizes"][tag] = entry
         _print_entry(entry)
 
@@ -188,6 +225,7 @@ def main() -> int:
         step: big["bioprune"][step]["peak_rss_mib"] - small["bioprune"][step]["peak_rss_mib"]
         for step in ("ingest", "dedup")
     }
+    extra["ingest --dedup"] = big["one_pass"]["peak_rss_mib"] - small["one_pass"]["peak_rss_mib"]
     extra_records = big["records"] - small["records"]
     results["memory_growth_100k_to_1M"] = {
         step: {"mib": round(mib, 1), "bytes_per_extra_record": round(mib * 2**20 / extra_records, 1)}
@@ -208,6 +246,12 @@ def main() -> int:
 
 
 def _print_entry(e: dict) -> None:
+    o = e["one_pass"]
+    print(
+        f"  bioprune ingest --dedup: {o['wall_s']:.2f} s wall, {o['cpu_s']:.2f} s CPU, peak "
+        f"{o['peak_rss_mib']:.0f} MiB, {o['duplicates']:,} duplicates; same pool as two steps: "
+        f"{e['one_pass_same_pool']}"
+    )
     o = e["bioprune"]
     print(
         f"  bioprune ingest+dedup: {o['wall_s']:.2f} s wall, {o['cpu_s']:.2f} s CPU (ingest "
@@ -221,9 +265,10 @@ def _print_entry(e: dict) -> None:
                 f"  {key}: {s['wall_s']:.2f} s wall, {s['cpu_s']:.2f} s CPU, "
                 f"peak {s['peak_rss_mib']:.0f} MiB, {s['duplicates']:,} duplicates"
             )
-    if "ratio_ours_over_seqkit" in e:
-        r = e["ratio_ours_over_seqkit"]
-        print(f"  ours/seqkit: wall {r['wall']:.2f}x, CPU {r['cpu']:.2f}x, peak RSS {r['peak_rss']:.2f}x")
+    for key in ("ratio_one_pass_over_seqkit", "ratio_ours_over_seqkit"):
+        if key in e:
+            r = e[key]
+            print(f"  {key}: wall {r['wall']:.2f}x, CPU {r['cpu']:.2f}x, peak RSS {r['peak_rss']:.2f}x")
 
 
 def _markdown(r: dict) -> str:
@@ -238,10 +283,12 @@ def _markdown(r: dict) -> str:
         f"gzip via {m['gzip']}; load average {m['load_average_before']} before, {m['load_average_after']} "
         "after (the machine is shared: CPU seconds are steadier than wall time under load).",
         f"- Input: {r['input']}, plain FASTA.",
-        "- bioprune = `bioprune ingest --alphabet rna` then `bioprune dedup` (two processes; wall and CPU",
-        "  summed, peak RSS the larger). seqkit = `seqkit rmdup -s -P -w 0 -o out.fasta.gz` (gzip output, as",
-        "  ours); the `-o out.fasta` row shows seqkit without compression.",
-        f"- Median of {r['repeats']} runs by wall time; all wall times listed.",
+        "- one pass = `bioprune ingest --dedup --alphabet rna`, what the workflow runs. two steps =",
+        "  `bioprune ingest --alphabet rna` then `bioprune dedup` (two processes; wall and CPU summed, peak",
+        "  RSS the larger). seqkit = `seqkit rmdup -s -P -w 0 -o out.fasta.gz` (gzip output, as ours); the",
+        "  `-o out.fasta` row shows seqkit without compression.",
+        f"- Median of {r['repeats']} runs by wall time, run in rounds (one of each tool per round); all wall",
+        "  times listed.",
         "",
         "| records | tool | wall s | CPU s | peak RSS MiB | duplicates removed | runs (wall s) |",
         "|---:|---|---:|---:|---:|---:|---|",
@@ -255,8 +302,9 @@ def _markdown(r: dict) -> str:
         )
 
     for e in r["sizes"].values():
+        lines.append(row(f"{e['records']:,}", "**bioprune ingest --dedup** (one pass)", e["one_pass"]))
         o = e["bioprune"]
-        lines.append(row(f"{e['records']:,}", "bioprune ingest + dedup", o))
+        lines.append(row("", "bioprune ingest + dedup (two steps)", o))
         lines.append(row("", "&nbsp;&nbsp;ingest", {**o["ingest"], "duplicates": None}))
         lines.append(row("", "&nbsp;&nbsp;dedup", {**o["dedup"], "duplicates": None}))
         if "seqkit" in e:
@@ -265,10 +313,12 @@ def _markdown(r: dict) -> str:
     lines.append("")
     for tag, e in r["sizes"].items():
         if "ratio_ours_over_seqkit" in e:
-            q = e["ratio_ours_over_seqkit"]
+            q, t = e["ratio_one_pass_over_seqkit"], e["ratio_ours_over_seqkit"]
             lines.append(
-                f"- {tag}: ours/seqkit **{q['wall']:.2f}x wall**, {q['cpu']:.2f}x CPU, {q['peak_rss']:.2f}x "
-                f"peak memory; same duplicate count as seqkit: {e['same_duplicate_count']}."
+                f"- {tag}: one pass / seqkit **{q['wall']:.2f}x wall**, {q['cpu']:.2f}x CPU, "
+                f"{q['peak_rss']:.2f}x peak memory (two steps: {t['wall']:.2f}x wall, {t['cpu']:.2f}x CPU, "
+                f"{t['peak_rss']:.2f}x memory); same duplicate count as seqkit: {e['same_duplicate_count']}; "
+                f"one pass and two steps give the same pool: {e['one_pass_same_pool']}."
             )
     for step, g in r["memory_growth_100k_to_1M"].items():
         lines.append(
