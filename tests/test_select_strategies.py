@@ -103,6 +103,53 @@ def test_cci_equal_scores_all_land_in_the_last_bin():
     assert bin_of.tolist() == [2] * 7
 
 
+@pytest.mark.parametrize("bins", [1, 3, 50, 1000, 40_000])
+def test_cci_bins_by_arithmetic_are_the_edge_search(bins):
+    """The bin computed from the value, then corrected, is the one searchsorted over the edges gives,
+    for values on every edge, next to it on both sides, and anywhere between."""
+    rng = np.random.default_rng(bins)
+    lo, hi = -3.7, 1234.5
+    edges = np.linspace(lo, hi, bins + 1)
+    values = np.concatenate(
+        [
+            edges,
+            np.nextafter(edges, -np.inf).clip(lo, hi),
+            np.nextafter(edges, np.inf).clip(lo, hi),
+            rng.uniform(lo, hi, 20_000),
+        ]
+    )
+    rng.shuffle(values)
+    got, got_edges = st.cci_bins(values, bins)
+    assert np.array_equal(got_edges, edges)
+    assert got.tolist() == np.searchsorted(edges[1:-1], values, side="right").tolist()
+
+
+def _old_many_groups_sample(groups, budgets, rng):
+    """sample_in_groups' many-groups path as it was (every row ranked), the reference for the new one."""
+    counts = np.bincount(groups, minlength=len(budgets))
+    whole = np.flatnonzero((budgets == counts)[groups])
+    partial_group = (budgets > 0) & (budgets < counts)
+    rows = np.flatnonzero(partial_group[groups])
+    rows = rows[rng.permutation(len(rows))]
+    g = groups[rows]
+    order = np.argsort(g, kind="stable")
+    rows, g = rows[order], g[order]
+    sub_counts = np.where(partial_group, counts, 0)
+    rank = np.arange(len(rows)) - (np.cumsum(sub_counts) - sub_counts)[g]
+    return np.sort(np.concatenate([whole, rows[rank < budgets[g]]]))
+
+
+def test_many_groups_sample_is_the_same_as_ranking_every_row(monkeypatch):
+    monkeypatch.setattr(st, "FEW_GROUPS", 0)
+    rng = np.random.default_rng(4)
+    groups = rng.integers(0, 700, 20_000)
+    counts = np.bincount(groups, minlength=700)
+    budgets = np.minimum(counts, rng.integers(0, 40, 700))  # empty, partial and whole groups
+    for seed in range(3):
+        got = st.sample_in_groups(groups, budgets, np.random.default_rng(seed))
+        assert got.tolist() == _old_many_groups_sample(groups, budgets, np.random.default_rng(seed)).tolist()
+
+
 def test_cci_budget_above_what_survives_the_drop_is_a_clear_error():
     with pytest.raises(BiopruneError, match=r"19 sequences is larger than the 18 left after dropping"):
         st.select_cci(HAND, k=19, beta=0.1, bins=4, rng=np.random.default_rng(0))

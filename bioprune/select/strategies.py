@@ -137,12 +137,15 @@ def sample_in_groups(groups: np.ndarray, budgets: np.ndarray, rng: np.random.Gen
     partial_group = (budgets > 0) & (budgets < counts)
     rows = np.flatnonzero(partial_group[groups])
     rows = rows[rng.permutation(len(rows))]
-    g = groups[rows]
-    order = stable_order(g)
-    rows, g = rows[order], g[order]
+    order = stable_order(groups[rows])
+    # In ``rows[order]`` each partial group's rows are consecutive, in random order: take the first
+    # budget of each (positions computed per group, so only the chosen rows are gathered).
     sub_counts = np.where(partial_group, counts, 0)
-    rank = np.arange(len(rows), dtype=np.int64) - (np.cumsum(sub_counts) - sub_counts)[g]
-    chosen = np.concatenate([whole, rows[rank < budgets[g]]])
+    partial = np.flatnonzero(partial_group)
+    take = budgets[partial]
+    firsts = (np.cumsum(sub_counts) - sub_counts)[partial]
+    at = np.repeat(firsts - (np.cumsum(take) - take), take) + np.arange(int(take.sum()), dtype=np.int64)
+    chosen = np.concatenate([whole, rows[order[at]]])
     chosen.sort()
     return chosen
 
@@ -172,8 +175,19 @@ def cci_bins(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     edges = np.linspace(lo, hi, bins + 1)
     idx_type = np.int16 if bins <= np.iinfo(np.int16).max else np.int32  # int16 sorts by radix
     out = np.empty(len(values), idx_type)
-    for start in range(0, len(values), CHUNK):  # searchsorted gives int64: 8 bytes a row, a chunk at a time
-        out[start : start + CHUNK] = np.searchsorted(edges[1:-1], values[start : start + CHUNK], side="right")
+    if hi == lo:
+        out[:] = bins - 1
+        return out, edges
+    scale = bins / (hi - lo)
+    for start in range(0, len(values), CHUNK):  # int64 temporaries: 8 bytes a row, a chunk at a time
+        x = values[start : start + CHUNK]
+        # The bin by arithmetic (2x faster than searching the edges), then one step down or up where
+        # rounding put a value on the wrong side of an edge: the same bins as searchsorted(side="right").
+        i = ((x - lo) * scale).astype(np.int64)
+        np.clip(i, 0, bins - 1, out=i)
+        i -= (i > 0) & (x < edges[i])
+        i += (i < bins - 1) & (x >= edges[i + 1])
+        out[start : start + CHUNK] = i
     return out, edges
 
 
