@@ -825,3 +825,30 @@ def test_the_figure_is_drawn_in_a_child_process_beside_the_coreset_copy(data, tm
     for name in ("ids.txt", "coreset.fasta.gz"):
         assert (tmp_path / "here" / name).read_bytes() == (tmp_path / "child" / name).read_bytes()
     assert (tmp_path / "here" / "diagnostics.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_figure_child_leaves_nothing_behind(data, tmp_path, monkeypatch):
+    """The child draws into a temporary folder: the figure lands with the mode of the other outputs, and
+    after an error once the child has started, the child is stopped and nothing is left, here or there."""
+    import tempfile
+
+    from bioprune.errors import InputError
+    from bioprune.pool import io as pool_io
+
+    pool, scores = data
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert select(pool, scores, tmp_path / "ok", "--strategy", "topi", "--count", "40") == 0
+    modes = {
+        (tmp_path / "ok" / name).stat().st_mode for name in ("ids.txt", "diagnostics.png", "summary.json")
+    }
+    assert len(modes) == 1
+    assert not list((tmp_path / "tmp").iterdir())
+
+    def broken_copy(*args, **kwargs):
+        raise InputError(pool / "sequences.fasta.gz", "damaged on purpose")
+
+    monkeypatch.setattr(pool_io, "copy_rows", broken_copy)
+    assert select(pool, scores, tmp_path / "broken", "--strategy", "topi", "--count", "40") == 2
+    assert not list((tmp_path / "tmp").iterdir())
+    assert not [p for p in (tmp_path / "broken").rglob("*") if p.is_file()]

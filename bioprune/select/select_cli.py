@@ -12,12 +12,13 @@ import argparse
 import csv
 import json
 import logging
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,20 @@ def _score_columns(scores_path: Path, needed: str | None) -> tuple[list[str], st
 
 
 @dataclass
+class Figure:
+    """What the diagnostics figure shows (all known once the selection is made)."""
+
+    title: str
+    values: np.ndarray | None  # the plotted score column over the candidates
+    column: str | None
+    mask: np.ndarray
+    topi_threshold: float | None
+    cci: dict | None
+    lengths: np.ndarray
+    rho: float | None  # summary.json's Spearman(score, length), when the figure shows self-influence
+
+
+@dataclass
 class Outcome:
     """A selection and everything reported about it, before any file is written."""
 
@@ -123,15 +138,18 @@ class Outcome:
     selection: st.Selection
     mask: np.ndarray  # over candidates
     summary: dict
-    plot_column: str | None
-    topi_threshold: float | None
-    title: str
+    figure: Figure
 
 
-def compute(args: argparse.Namespace, assume_pool_order: bool = True) -> Outcome:
+def compute(
+    args: argparse.Namespace,
+    assume_pool_order: bool = True,
+    on_figure: Callable[[Figure], object] | None = None,
+) -> Outcome:
     """Load, select and summarise (``run`` minus the files; the benchmark times this at 20M). A score
     table that looks in pool order is taken to be: ``run`` compares every id before it writes anything
-    (:func:`bioprune.select.inputs.kept_ids`), and computes again, joining by id, if it is not."""
+    (:func:`bioprune.select.inputs.kept_ids`), and computes again, joining by id, if it is not.
+    ``on_figure`` is handed what the figure shows as soon as it is known, before the summary."""
     strategy, multiplier = st.parse_strategy(args.strategy, args.multiplier)
     label = args.strategy if strategy == "lenmatch" else st.strategy_label(strategy, multiplier)
     budget = _budget(args)
@@ -211,9 +229,23 @@ def compute(args: argparse.Namespace, assume_pool_order: bool = True) -> Outcome
             topi_threshold = float(si[sel.rows].min())
         else:
             topi_threshold = float(np.partition(si, n - k)[n - k])
+    pool_scores, length_bias = _pool_statistics(cand, str(args.scores))
+    title = f"{label}, {budget.describe(multiplier)}: {k:,} of {n:,} (seed {args.seed})"
+    figure = Figure(
+        title,
+        values,
+        plot_column,
+        mask,
+        topi_threshold,
+        sel.details if strategy == "cci" else None,
+        cand.lengths,
+        # the figure's rho(score, length) is summary.json's when both are of self_influence
+        (length_bias or {}).get("spearman_length") if plot_column == "self_influence" else None,
+    )
+    if on_figure is not None:
+        on_figure(figure)
     families = cand.families
     strata, strata_edges = st.length_strata(cand.lengths, REPORT_STRATA)
-    pool_scores, length_bias = _pool_statistics(cand, str(args.scores))
     summary = {
         "strategy": label,
         "method": strategy,
@@ -260,8 +292,7 @@ def compute(args: argparse.Namespace, assume_pool_order: bool = True) -> Outcome
         "seconds": {"load": round(t1 - t0, 3), "select": round(t2 - t1, 3)},
         "bioprune_version": __version__,
     }
-    title = f"{label}, {budget.describe(multiplier)}: {k:,} of {n:,} (seed {args.seed})"
-    return Outcome(cand, sel, mask, summary, plot_column, topi_threshold, title)
+    return Outcome(cand, sel, mask, summary, figure)
 
 
 def _pool_statistics(cand: Candidates, what: str) -> tuple[dict[str, dict], dict | None]:
@@ -299,43 +330,50 @@ def _match_rows(path: Path, pool_dir: Path, cand: Candidates, k: int) -> np.ndar
 
 
 def run(args: argparse.Namespace) -> int:
-    out = compute(args)
-    t0 = time.perf_counter()
-    in_pool, ids = _kept(out, args)
-    if ids is None:
-        log.info("%s is not in the order of the pool after all: joining its ids to the pool's", args.scores)
-        out = compute(args, assume_pool_order=False)
+    # A forked child draws the figure from the moment the selection is made: beside the summary, the id
+    # pass and the coreset copy.
+    figure = _FigureChild()
+    try:
+        out = compute(args, on_figure=figure.start)
         t0 = time.perf_counter()
         in_pool, ids = _kept(out, args)
-    out.summary["seconds"]["ids"] = round(time.perf_counter() - t0, 3)
-    with staged_dir(args.out) as stage:
-        _write_ids(stage / "ids.txt", ids)
-        # the pool's own records, each copied one checked against the pool table (so against the ids
-        # above), while a child process draws the figure
-        t0 = time.perf_counter()
-        copy = partial(pool.copy_rows, args.pool, in_pool, ids, stage / "coreset.fasta.gz")
-        out.summary["seconds"]["write"] = round(_figure_beside(stage / "diagnostics.png", out, copy), 3)
-        out.summary["seconds"]["write_and_figure"] = round(time.perf_counter() - t0, 3)  # side by side
-        (stage / "summary.json").write_text(json.dumps(out.summary, indent=2) + "\n")
+        if ids is None:
+            log.info(
+                "%s is not in the order of the pool after all: joining its ids to the pool's", args.scores
+            )  # noqa: E501
+            figure.cancel()
+            out = compute(args, assume_pool_order=False, on_figure=figure.start)
+            t0 = time.perf_counter()
+            in_pool, ids = _kept(out, args)
+        out.summary["seconds"]["ids"] = round(time.perf_counter() - t0, 3)
+        with staged_dir(args.out) as stage:
+            _write_ids(stage / "ids.txt", ids)
+            # the pool's own records, each copied one checked against the pool table (so against the ids)
+            t0 = time.perf_counter()
+            pool.copy_rows(args.pool, in_pool, ids, stage / "coreset.fasta.gz")
+            out.summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
+            figure.finish(out.figure, stage / "diagnostics.png")
+            out.summary["seconds"]["write_and_figure"] = round(time.perf_counter() - t0, 3)
+            (stage / "summary.json").write_text(json.dumps(out.summary, indent=2) + "\n")
+    finally:
+        figure.cancel()  # (after an error: the child stopped, its file removed)
     log.info("wrote %s", args.out)
     return 0
 
 
-def _figure(path: Path, out: Outcome) -> None:
+def _figure(path: Path, fig: Figure) -> None:
     from bioprune.select import plots  # matplotlib only when writing the figure
 
-    # the figure's rho(score, length) is summary.json's when both are of self_influence
-    bias = out.summary["length_bias"] if out.plot_column == "self_influence" else None
     plots.diagnostics(
         path,
-        title=out.title,
-        values=out.cand.scores.get(out.plot_column) if out.plot_column else None,
-        column=out.plot_column,
-        selected_mask=out.mask,
-        topi_threshold=out.topi_threshold,
-        cci=out.selection.details if out.summary["method"] == "cci" else None,
-        lengths=out.cand.lengths,
-        rho=(bias or {}).get("spearman_length"),
+        title=fig.title,
+        values=fig.values,
+        column=fig.column,
+        selected_mask=fig.mask,
+        topi_threshold=fig.topi_threshold,
+        cci=fig.cci,
+        lengths=fig.lengths,
+        rho=fig.rho,
     )
 
 
@@ -351,39 +389,51 @@ def _fork():
     return multiprocessing.get_context("fork")
 
 
-def _figure_beside(path: Path, out: Outcome, work: Callable[[], object]) -> float:
-    """Run ``work`` (the coreset copy) here while a forked child process draws the figure; returns the
-    seconds ``work`` took. Both are mostly Python: on threads of one process the GIL took turns between
-    them and saved nothing (measured); as two processes they take 3-4.5 s instead of ~5.5 s at 20M. The
-    child shares the arrays copy-on-write and only reads them; it runs numpy and matplotlib, never Arrow,
-    and ends with os._exit. Without fork, or if the child fails or hangs, the figure is drawn here."""
-    ctx = _fork()
-    child = None
-    if ctx is not None:
-        child = ctx.Process(target=_figure, args=(path, out), name="bioprune-figure", daemon=True)
+class _FigureChild:
+    """The figure, drawn by a forked child process while select goes on (summary, id pass, coreset
+    copy: mostly Python, so threads would take turns on the GIL; two processes overlap). The child
+    shares the arrays copy-on-write and only reads them; it runs numpy and matplotlib, never Arrow, and
+    ends with os._exit. It draws into a temporary file, moved into the output folder by :meth:`finish`.
+    Without fork, or if the child fails or hangs, :meth:`finish` draws the figure here."""
+
+    def __init__(self) -> None:
+        self.child = None
+        self.path: Path | None = None
+
+    def start(self, fig: Figure) -> None:
+        ctx = _fork()
+        if ctx is None:
+            return
+        # (in a folder of its own, so that the file gets the mode any output gets)
+        self.path = Path(tempfile.mkdtemp(prefix="bioprune-figure-")) / "diagnostics.png"
+        self.child = ctx.Process(target=_figure, args=(self.path, fig), name="bioprune-figure", daemon=True)
         sys.stdout.flush(), sys.stderr.flush()  # else the child would write what they hold a second time
         with warnings.catch_warnings():  # Python >= 3.12 warns of fork beside threads: see the docstring
             warnings.simplefilter("ignore", DeprecationWarning)
-            child.start()
-    t0 = time.perf_counter()
-    try:
-        work()
-    except BaseException:
+            self.child.start()
+
+    def cancel(self) -> None:
+        if self.child is not None:
+            self.child.kill()
+            self.child.join()
+            self.child = None
+        if self.path is not None:
+            shutil.rmtree(self.path.parent, ignore_errors=True)
+            self.path = None
+
+    def finish(self, fig: Figure, dest: Path) -> None:
+        """The figure at ``dest``: the child's, or drawn here."""
+        child, self.child = self.child, None
         if child is not None:
-            child.kill()
-            child.join()
-        raise
-    seconds = time.perf_counter() - t0
-    if child is not None:
-        child.join(FIGURE_TIMEOUT)
-        if child.exitcode == 0:
-            return seconds
-        if child.exitcode is None:
-            child.kill()
-            child.join()
-        log.warning("the figure's child process failed (exit code %s): drawing it here", child.exitcode)
-    _figure(path, out)
-    return seconds
+            child.join(FIGURE_TIMEOUT)
+            if child.exitcode == 0:
+                shutil.move(self.path, dest)
+                return
+            if child.exitcode is None:
+                child.kill()
+                child.join()
+            log.warning("the figure's child process failed (exit code %s): drawing it here", child.exitcode)
+        _figure(dest, fig)
 
 
 def _kept(out: Outcome, args: argparse.Namespace) -> tuple[np.ndarray, list[str] | None]:
