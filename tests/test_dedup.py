@@ -168,7 +168,9 @@ def test_ingest_dedup_is_ingest_then_dedup(tmp_path, write_fasta, small_blocks, 
     assert reports[0]["duplicates"] == len(pairs) > 0
     ingested = [json.loads((d / "ingest_report.json").read_text()) for d in (one, tmp_path / "plain")]
     assert ingested[0]["outputs"] == [*ingested[1]["outputs"], "duplicates.tsv", "dedup_report.json"]
-    assert ingested[0] | {"outputs": None} == ingested[1] | {"outputs": None}
+    assert ingested[0]["settings"] == ingested[1]["settings"] | {"dedup": True}
+    apart = {"outputs": None, "settings": None}  # (just compared)
+    assert ingested[0] | apart == ingested[1] | apart
     assert ingested[0]["dropped"]["invalid_characters"] == ingested[0]["dropped"]["too_short"] == 6
 
 

@@ -190,7 +190,8 @@ def test_table_matches_fasta(tmp_path, write_fasta):
     assert table.column("source").to_pylist() == [str(paths[0]), str(paths[0]), str(paths[1])]
     assert table.column("hash").to_pylist() == [xxhash.xxh3_128_hexdigest(r[2]) for r in recs]
     assert [f["records"] for f in report["inputs"]] == [2, 1]
-    assert report["settings"] == {"alphabet": "rna", "min_length": 1, "max_length": 0, "strict": False}
+    settings = {"alphabet": "rna", "min_length": 1, "max_length": 0, "strict": False, "dedup": False}
+    assert report["settings"] == settings
 
 
 @pytest.mark.parametrize(

@@ -628,7 +628,13 @@ def ingest(
             raise InputError(p, f"given twice (also as {seen[key]}); every record would be a duplicate id")
         seen[key] = p
 
-    settings = {"alphabet": alpha.name, "min_length": min_length, "max_length": max_length, "strict": strict}
+    settings = {
+        "alphabet": alpha.name,
+        "min_length": min_length,
+        "max_length": max_length,
+        "strict": strict,
+        "dedup": dedup,
+    }
     log.info("ingest %d file(s) into %s (%s)", len(paths), out_dir, settings)
     worker = _Ingester(alpha, min_length, max_length, strict, dedup)
     with staged_dir(out_dir) as stage:

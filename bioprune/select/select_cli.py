@@ -340,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
         if ids is None:
             log.info(
                 "%s is not in the order of the pool after all: joining its ids to the pool's", args.scores
-            )  # noqa: E501
+            )
             figure.cancel()
             out = compute(args, assume_pool_order=False, on_figure=figure.start)
             t0 = time.perf_counter()
