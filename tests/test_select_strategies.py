@@ -124,6 +124,16 @@ def test_cci_bins_by_arithmetic_are_the_edge_search(bins):
     assert got.tolist() == np.searchsorted(edges[1:-1], values, side="right").tolist()
 
 
+def test_cci_bins_over_extreme_ranges_are_still_the_edge_search():
+    """Ranges so narrow that bins / (max - min) overflows, or so wide that max - min does: the bins
+    fall back to the search."""
+    for values in ([0.0, 5e-324, 1e-323, 1.5e-323, 2e-323, 1e-323], [-1e308, 0.0, 3e307, 1e308, -5e307]):
+        values = np.array(values)
+        with np.errstate(over="ignore", invalid="ignore"):  # (np.linspace overflows on the wide range)
+            got, edges = st.cci_bins(values, 4)
+        assert got.tolist() == np.searchsorted(edges[1:-1], values, side="right").tolist()
+
+
 def _old_many_groups_sample(groups, budgets, rng):
     """sample_in_groups' many-groups path as it was (every row ranked), the reference for the new one."""
     counts = np.bincount(groups, minlength=len(budgets))
