@@ -72,7 +72,11 @@ def open_maybe_gzip(path: os.PathLike | str) -> io.BufferedIOBase:
         raise InputError(p, f"cannot open: {exc.strerror}") from exc
     magic = fh.peek(6)[:6]
     if magic[:2] == GZIP_MAGIC:
-        return _gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
+        fh.close()  # opened again by name: a GzipFile given fileobj= leaves that file open when closed
+        try:
+            return _gzip.GzipFile(p, mode="rb")  # type: ignore[return-value]
+        except OSError as exc:
+            raise InputError(p, f"cannot open: {exc.strerror}") from exc
     for other, name in _OTHER_COMPRESSION.items():
         if magic.startswith(other):
             fh.close()

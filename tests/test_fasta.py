@@ -5,9 +5,11 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
 import subprocess
 import threading
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -239,3 +241,17 @@ def test_write_records_gives_the_bytes_of_write_pairs(tmp_path, monkeypatch):
             ends = [sum(map(len, recs[: k + 1])) for k in range(len(recs))]
             w.write_records(b"".join(recs), ends)
     assert (tmp_path / "a" / "x.fa.gz").read_bytes() == (tmp_path / "b" / "x.fa.gz").read_bytes()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc/self/fd (Linux)")
+def test_closing_a_gzip_reader_closes_its_file(tmp_path):
+    """A GzipFile given fileobj= leaves that file open when closed: every gzip read held a file open
+    until it was garbage collected (a ResourceWarning under -W error)."""
+    path = tmp_path / "a.fa.gz"
+    path.write_bytes(gzip.compress(b">a\nACGU\n"))
+    before = len(os.listdir("/proc/self/fd"))
+    fh = open_maybe_gzip(path)
+    assert fh.read() == b">a\nACGU\n"
+    fh.close()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert [r.id for r in read_fasta(path)] == ["a"] and len(os.listdir("/proc/self/fd")) == before
