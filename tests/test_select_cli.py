@@ -444,7 +444,7 @@ def test_kept_records_as_slices_or_a_byte_mask_are_the_same_bytes(monkeypatch, m
         ends = np.cumsum(sizes)
         data = rng.integers(0, 256, int(ends[-1])).astype(np.uint8).tobytes()
         mask = rng.random(len(sizes)) < rng.random()
-        kept, kept_ends = io._kept_bytes(data, ends, mask)
+        kept, kept_ends = io.kept_bytes(data, ends, mask)
         assert kept == np.frombuffer(data, np.uint8)[np.repeat(mask, sizes)].tobytes()
         assert np.array_equal(kept_ends, np.cumsum(sizes[mask]))
 

@@ -63,12 +63,12 @@ def hashes_to_u64(column: pa.Array | pa.ChunkedArray, path: Path, first_row: int
             bad = row + int(np.flatnonzero(chunk.is_null().to_numpy(zero_copy_only=False))[0])
             raise InputError(path, f"row {bad}: missing hash; rerun bioprune ingest")
         chunk = chunk.cast(pa.string())
-        offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+        offsets, data = string_parts(chunk)
         sizes = np.diff(offsets)
         if (sizes != HASH_HEX_CHARS).any():
             bad = row + int(np.flatnonzero(sizes != HASH_HEX_CHARS)[0])
             raise InputError(path, f"row {bad}: hash is not {HASH_HEX_CHARS} hex characters; rerun ingest")
-        text = chunk.buffers()[2].to_pybytes()[offsets[0] : offsets[-1]]
+        text = data[offsets[0] : offsets[-1]].tobytes()
         try:
             raw = bytes.fromhex(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError) as exc:
@@ -129,8 +129,8 @@ class StreamingDedup:
         self.offered = self.n_kept = self.n_dup = 0
 
     def keep(self, digests: bytes, ids: pa.Array) -> np.ndarray | None:
-        """Positions of the records of a block (their digests joined, and their ids, in order) seen for
-        the first time; None when that is all of them."""
+        """Which records of a block (their digests joined, and their ids, in order) are seen for the
+        first time, as a mask; None when that is all of them."""
         n = len(ids)
         pairs = np.frombuffer(digests, ">u8").astype(np.uint64).reshape(-1, 2)  # as hashes_to_u64 reads hex
         new, kept_rows = self.table.add(pairs, self.n_kept)
@@ -138,11 +138,12 @@ class StreamingDedup:
         self.n_kept += len(new)
         if len(new) == n:
             return None
-        dup_pos = np.setdiff1d(np.arange(n), new, assume_unique=True)
+        fresh = np.zeros(n, bool)
+        fresh[new] = True
         self.dup_rows.append(kept_rows)
-        self.dup_ids.append(ids.take(int_array(dup_pos, np.int64)))
-        self.n_dup += len(dup_pos)
-        return new
+        self.dup_ids.append(ids.filter(bool_array(~fresh)))
+        self.n_dup += n - len(new)
+        return fresh
 
     def finish(self, table: Path, duplicates: Path, source: str) -> dict:
         """Write ``duplicates`` (the kept rows' ids read back from the pool ``table`` just written), a

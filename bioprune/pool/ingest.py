@@ -64,8 +64,10 @@ from bioprune.pool.io import (
     FASTA_NAME,
     POOL_SCHEMA,
     TABLE_NAME,
+    bool_array,
     hash_array,
     int_array,
+    kept_bytes,
     raise_bad_header,
     repeated_string,
     string_array,
@@ -233,18 +235,6 @@ def _strings(data: bytes, lengths: np.ndarray) -> pa.Array:
     offsets = np.zeros(len(lengths) + 1, np.int32)
     np.cumsum(lengths, out=offsets[1:])
     return pa.Array.from_buffers(pa.string(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-
-
-def _records_at(block: bytes, sizes: np.ndarray, rows: np.ndarray) -> bytes:
-    """The records ``rows`` (increasing) of ``block``, whose records are ``sizes`` bytes long: one slice
-    per run of consecutive rows (duplicates come in runs, so there are few)."""
-    ends = np.cumsum(sizes, dtype=np.int64)
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    firsts = rows[np.concatenate([[0], breaks])]
-    lasts = rows[np.concatenate([breaks - 1, [len(rows) - 1]])]
-    view = memoryview(block)
-    spans = zip((ends - sizes)[firsts].tolist(), ends[lasts].tolist(), strict=True)
-    return b"".join([view[a:b] for a, b in spans])
 
 
 class _Ingester:
@@ -451,13 +441,12 @@ class _Ingester:
             digests = b"".join(map(xxhash.xxh3_128_digest, seqs))
             fresh = self.dedup.keep(digests, id_col)
             if fresh is not None:
-                if not len(fresh):
+                if not fresh.any():
                     return n, k
-                out_block = _records_at(out_block, sizes, fresh)
+                out_block, _ = kept_bytes(out_block, np.cumsum(sizes, dtype=np.int64), fresh)
                 digests = np.frombuffer(digests, np.uint8).reshape(-1, 16)[fresh].tobytes()
                 lengths, sizes = lengths[fresh], sizes[fresh]
-                fresh_idx = int_array(fresh, np.int64)
-                id_col, desc_col = id_col.take(fresh_idx), desc_col.take(fresh_idx)
+                id_col, desc_col = id_col.filter(bool_array(fresh)), desc_col.filter(bool_array(fresh))
         m = len(lengths)
         fasta.write_block(out_block, m)
         batch = pa.RecordBatch.from_arrays(

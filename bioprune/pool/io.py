@@ -188,9 +188,9 @@ class IdsDigest:
     def update(self, chunk: pa.Array) -> None:
         if chunk.type != pa.string():
             chunk = chunk.cast(pa.string())
-        offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+        offsets, data = string_parts(chunk)
         self._lengths.update(np.diff(offsets).astype("<i4").tobytes())
-        self._bytes.update(memoryview(chunk.buffers()[2])[offsets[0] : offsets[-1]] if len(chunk) else b"")
+        self._bytes.update(data[offsets[0] : offsets[-1]])
 
     def hexdigest(self) -> str:
         return xxhash.xxh3_128_hexdigest(self._lengths.digest() + self._bytes.digest())
@@ -320,9 +320,9 @@ def _ids_match(a: np.ndarray, heads: np.ndarray, want: pa.Array) -> bool:
         want.validate(full=True)  # the table's ids are UTF-8, as the check line by line requires
     except pa.ArrowInvalid:
         return False
-    offsets = np.frombuffer(want.buffers()[1], np.int32, len(want) + 1, want.offset * 4)
+    offsets, data = string_parts(want)
     # want is a slice of a whole batch: view only its own bytes (no copy of the batch's buffer).
-    text = np.frombuffer(want.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    text = data[offsets[0] : offsets[-1]]
     # Whitespace is at most 32: one compare clears the usual block (a lookup by every byte of the ids
     # cost ~0.13 s a million records, more than the rest of this check).
     if (text <= 32).any() and _ID_END[text].any():
@@ -473,7 +473,7 @@ def copy_records(
             ends = np.append(block.starts[2::2], len(data))
             mask = None if keep is None else keep[block.row : stop]
             if mask is not None and not mask.all():
-                data, ends = _kept_bytes(data, ends, mask)
+                data, ends = kept_bytes(data, ends, mask)
             writer.write_records(data, ends)
             if stop >= next_log:
                 rate = stop / max(time.perf_counter() - start_time, 1e-9)
@@ -618,7 +618,7 @@ def _check_records(data: bytes, ends: np.ndarray, ids: pa.Array) -> None:
 MAX_SLICED_RUNS = 512  # runs of kept records joined as slices; above, one boolean gather over the block
 
 
-def _kept_bytes(data: bytes, ends: np.ndarray, mask: np.ndarray) -> tuple[bytes, np.ndarray]:
+def kept_bytes(data: bytes, ends: np.ndarray, mask: np.ndarray) -> tuple[bytes, np.ndarray]:
     """The bytes of the records of ``data`` (ending at ``ends``) where ``mask`` is true, and their ends.
     A selection keeps a few scattered records per block: joining the runs of kept records as slices
     costs a fraction of building and applying a byte mask over the whole block."""

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bioprune.pool.io import string_parts
+
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -45,14 +47,14 @@ def _hash_chunk(arr: pa.Array, out: np.ndarray) -> None:
     n = len(arr)
     if n == 0:
         return
-    offsets = np.frombuffer(arr.buffers()[1], np.int32, n + 1, arr.offset * 4)
+    offsets, data = string_parts(arr)
     lengths = np.diff(offsets).astype(np.int64)
     longest = int(lengths.max())
     h = lengths.astype(np.uint64) * _GOLDEN
     width = max(8, -(-longest // 8) * 8)
     if pa.types.is_string(arr.type) and not arr.null_count:
         padded = pc.ascii_rpad(arr, width, padding="\0")  # pads bytes (not characters) with zeros
-        p_off = np.frombuffer(padded.buffers()[1], np.int32, n + 1, padded.offset * 4)
+        p_off = string_parts(padded)[0]
         if int(p_off[-1] - p_off[0]) == n * width:  # every string exactly `width` bytes
             words = np.frombuffer(padded.buffers()[2], np.uint64, n * width // 8, int(p_off[0]))
             words = words.reshape(n, width // 8)
@@ -65,7 +67,7 @@ def _hash_chunk(arr: pa.Array, out: np.ndarray) -> None:
     # the used bytes, zero-padded so that a word read past the last string is zeros
     buf = np.zeros((hi - lo + longest) // 8 + 2, np.uint64)
     if hi > lo:
-        buf.view(np.uint8)[: hi - lo] = np.frombuffer(arr.buffers()[2], np.uint8, hi - lo, lo)
+        buf.view(np.uint8)[: hi - lo] = data[lo:hi]
     for w in range(0, longest, 8):
         p = start + w
         q, shift = p >> 3, (p & 7).astype(np.uint64) * np.uint64(8)
