@@ -137,3 +137,23 @@ def test_rows_must_be_ascending(tmp_path):
     pool = _ingested(tmp_path, _records(20))
     with pytest.raises(ValueError, match="ascending"):
         pool_io.copy_rows(pool, np.array([3, 2]), ["r3", "r2"], tmp_path / "o.fa.gz")
+
+
+@pytest.mark.parametrize(
+    "col",
+    [
+        pa.array(np.arange(40, dtype=np.int32)).slice(13, 9),
+        pa.array(np.linspace(0, 1, 11)).slice(4),
+        pa.array(np.arange(5, dtype=np.uint8) * 50),
+        pa.array([i % 3 == 0 for i in range(37)]).slice(5, 23),  # bits that start mid-byte
+        pa.chunked_array([pa.array([1, 2], pa.int64()), pa.array([3], pa.int64())]),
+        pa.chunked_array([pa.array([0.5]).slice(1), pa.array([1.5, 2.5])]),
+        pa.chunked_array([], pa.int16()),
+        pa.array([1.0, None, 3.0]),  # nulls: Arrow's own conversion (NaN)
+    ],
+)
+def test_to_numpy_reads_values_from_the_buffers(col):
+    got = pool_io.to_numpy(col)
+    want = col.to_numpy(zero_copy_only=False)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)

@@ -852,3 +852,23 @@ def test_the_figure_child_leaves_nothing_behind(data, tmp_path, monkeypatch):
     assert select(pool, scores, tmp_path / "broken", "--strategy", "topi", "--count", "40") == 2
     assert not list((tmp_path / "tmp").iterdir())
     assert not [p for p in (tmp_path / "broken").rglob("*") if p.is_file()]
+
+
+def test_select_as_the_workflow_runs_it_does_not_import_pandas(data, tmp_path):
+    """Arrow's to_numpy() imports pandas (~0.4 s of a 20M selection, and of its figure's child): select
+    reads the buffers (pool.to_numpy). A score table in pool order with the families table, as the
+    workflow hands them over."""
+    pool, scores = data
+    merged = merged_scores(tmp_path, scores, order=True)
+    families = tmp_path / "families.parquet"
+    assert cli.main(["families", str(pool), "--family-regex", r"^(\S+)", "--out", str(families)]) == 0
+    argv = ["select", "--scores", str(merged), "--pool", str(pool), "--out", str(tmp_path / "sel")]
+    argv += ["--strategy", "cluster", "--rate", "0.9", "--families", str(families)]
+    code = f"import sys; from bioprune import cli; cli.main({argv!r}); print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+    # nor does the figure's child process, which imports the plots
+    code = "import sys; import bioprune.select.plots; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+    assert len((tmp_path / "sel" / "ids.txt").read_text().split()) == 30

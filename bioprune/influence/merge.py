@@ -79,9 +79,9 @@ def merge_scores(
             for rb in batches:
                 writer.write_batch(pa.RecordBatch.from_arrays(rb.columns, schema=SCHEMA))
                 for col, whole in columns.items():
-                    whole[seen : seen + rb.num_rows] = rb.column(col).to_numpy(zero_copy_only=False)
+                    whole[seen : seen + rb.num_rows] = to_numpy(rb.column(col))
                 first = (-seen) % step  # rows whose global index is a multiple of step
-                lengths.append(rb.column("length").to_numpy(zero_copy_only=False)[first::step].copy())
+                lengths.append(to_numpy(rb.column("length"))[first::step].copy())
                 seen += rb.num_rows
             if seen != n_rows:  # cannot happen: the row counts come from the same files
                 raise RuntimeError(f"merged {seen} rows, the tables hold {n_rows}")
@@ -164,7 +164,7 @@ def _in_pool_order(paths: list[Path], order: Path, per_file: dict[str, int]) -> 
         got = rows.column("id")
         same = pc.equal(got, want.column(0))
         if not pc.all(same).as_py():
-            at = int(np.flatnonzero(~same.to_numpy(zero_copy_only=False))[0])
+            at = int(np.flatnonzero(~to_numpy(same))[0])
             i = int(block[at])
             raise InputError(
                 paths[i],

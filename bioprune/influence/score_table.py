@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from bioprune.errors import InputError
 from bioprune.influence.score_stats import STATS_KEY
-from bioprune.pool.io import parquet_file
+from bioprune.pool.io import parquet_file, to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def read_scores(
         values = np.empty(len(col), np.float64)
         at = 0
         for chunk in col.chunks:
-            values[at : at + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
+            values[at : at + len(chunk)] = to_numpy(chunk)
             at += len(chunk)
         del col
         pa.default_memory_pool().release_unused()  # the reader's buffers, before the next column

@@ -19,9 +19,7 @@ import pandas as pd
 
 from bioprune.errors import InputError
 from bioprune.evaluate.tasks import LOWER_IS_BETTER
-
-# Display order; anything else comes after, alphabetically.
-STRATEGY_ORDER = ("topi", "cci", "cluster", "loss", "random1x", "random10x", "untrained", "floor")
+from bioprune.report.order import budget_key, strategy_rank
 
 
 def read_json(path: os.PathLike | str) -> dict:
@@ -39,12 +37,6 @@ def _need(p, data: dict, keys) -> None:
     missing = [k for k in keys if k not in data]
     if missing:
         raise InputError(p, f"missing key(s) {missing}; not a bioprune evaluate/pretrain output?")
-
-
-def strategy_rank(name: str) -> tuple[int, str]:
-    if name in STRATEGY_ORDER:
-        return (STRATEGY_ORDER.index(name), name)
-    return (len(STRATEGY_ORDER), name)
 
 
 LINEAR_PREFIX = "linear_probe_"
@@ -125,19 +117,6 @@ def sort_rows(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         return keys[col.name](col) if col.name in keys else col
 
     return df.sort_values(by, key=key, kind="stable").reset_index(drop=True)
-
-
-def budget_key(token) -> tuple:
-    """rate0.9 < rate0.99 (more pruning later); n-budgets by count; none last."""
-    t = str(token)
-    if t.startswith("rate"):
-        try:
-            return (0, float(t[4:]))
-        except ValueError:
-            return (2, t)
-    if t.startswith("n") and t[1:].isdigit():
-        return (1, -int(t[1:]))
-    return (3, t)
 
 
 def read_floors(paths: list[os.PathLike | str]) -> pd.DataFrame:

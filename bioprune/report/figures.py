@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
+from bioprune.report.order import budget_key, strategy_rank  # noqa: E402
 from bioprune.report.ticks import tidy_ticks  # noqa: E402
 
 REFERENCES = ("random1x", "random10x", "untrained", "floor")

@@ -32,13 +32,13 @@ from bioprune.influence.length import length_diagnostics
 from bioprune.influence.score_table import read_scores
 from bioprune.report import figures, numbers
 from bioprune.report.collect import (
-    budget_key,
     read_compute,
     read_floors,
     read_json,
     read_metrics,
     sort_rows,
 )
+from bioprune.report.order import budget_key
 from bioprune.report.tables import headline_table, metrics_markdown, seed_summary, to_markdown
 from bioprune.report.verdict import verdict_table, warnings
 

@@ -209,7 +209,7 @@ def _match(ids: pa.ChunkedArray, pool_ids: pa.Array, scores_path: Path, table_fi
                 f"{rows.null_count} scored ids are not in the pool {table_file.parent} (e.g. {first!r}); "
                 "were the scores computed on another pool?",
             )
-        pool_rows = rows.to_numpy().astype(np.int64)
+        pool_rows = pool.to_numpy(rows).astype(np.int64)
         del rows
     seen = np.bincount(pool_rows, minlength=len(pool_ids))
     if (seen > 1).any():
@@ -276,7 +276,7 @@ def candidate_rows(pool_dir: os.PathLike | str, cand: Candidates, ids: list[str]
     ):
         hit = pc.is_valid(pc.index_in(batch.column(0), value_set=want))
         if pc.any(hit).as_py():
-            rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False)) + start
+            rows = np.flatnonzero(pool.to_numpy(hit)) + start
             found.update(zip(batch.column(0).filter(hit).to_pylist(), rows.tolist(), strict=True))
         start += batch.num_rows
     of_pool = np.full(cand.n_pool, -1, np.int64)
@@ -305,7 +305,7 @@ def column_codes(path: Path, name: str, values: bool = True) -> tuple[np.ndarray
     at = 0
     for c in col.chunks:
         indices = c.indices.fill_null(-1) if c.null_count else c.indices
-        codes[at : at + len(c)] = indices.to_numpy(zero_copy_only=False)
+        codes[at : at + len(c)] = pool.to_numpy(indices)
         at += len(c)
     names = col.chunk(0).dictionary.to_pylist() if values else None
     del col

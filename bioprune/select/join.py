@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bioprune.pool.io import string_parts
+from bioprune.pool.io import string_parts, to_numpy
 
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
@@ -158,7 +158,7 @@ def _mismatches(ids: pa.ChunkedArray, pool_ids, rows: np.ndarray) -> np.ndarray:
             got = pool_ids.take(pa.array(rows[at : at + len(part)]))
             same = pc.fill_null(pc.equal(part, got), False)
             if not pc.all(same).as_py():
-                bad.append(at + np.flatnonzero(~same.to_numpy(zero_copy_only=False)))
+                bad.append(at + np.flatnonzero(~to_numpy(same)))
             at += len(part)
     return np.concatenate(bad) if bad else np.empty(0, np.int64)
 

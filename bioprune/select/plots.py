@@ -14,7 +14,7 @@ from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.colors import ListedColormap, Normalize  # noqa: E402
 
-from bioprune.report.collect import budget_key, strategy_rank  # noqa: E402
+from bioprune.report.order import budget_key, strategy_rank  # noqa: E402
 from bioprune.report.ticks import tidy_ticks  # noqa: E402
 from bioprune.select.summary import countable, quantiles, value_counts  # noqa: E402
 
