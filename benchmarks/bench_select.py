@@ -23,6 +23,10 @@ of that process; for the whole command also the summed PSS of it and the child t
   synthetic FASTA's sequences are prefixes of one sequence, so it is smaller than a real pool's (gzip
   finds the repeats); the pass decompresses every record, so its time grows with records and residues.
 
+``--baseline DIR`` runs the whole-command rows of another checkout (``git worktree add DIR REV``) in the
+same rounds, interleaved, and adds a table comparing the two: on a shared machine whose speed drifts by
+20-30% over minutes, that ratio is the measure of a change, more than either absolute time.
+
 Budget: pruning rate 0.99 (k = 200,000 of 20M; random10x: 2,000,000). Inputs go under
 benchmarks/work/select (git-ignored); results to benchmarks/results/select.{json,md}.
 """
@@ -209,6 +213,13 @@ def main() -> None:
     parser.add_argument(
         "--cli-runs", type=int, default=3, help="runs of each whole-command row, in rounds (median shown)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="a checkout of an earlier commit (git worktree add DIR REV): its whole-command rows run in the"
+        " same rounds, interleaved, and the results compare the two",
+    )
     parser.add_argument("--child", nargs=3, metavar=("MODE", "FOLDER", "STRATEGY"), help=argparse.SUPPRESS)
     parser.add_argument("--make", nargs=2, metavar=("FOLDER", "N"), help=argparse.SUPPRESS)
     parser.add_argument("--fasta", action="store_true", help=argparse.SUPPRESS)
@@ -247,10 +258,17 @@ def main() -> None:
     # the whole command in rounds (every strategy once per round): the machine's speed drifts over
     # minutes, and a round spreads that drift over all strategies alike
     runs: dict[str, list[dict]] = {label: [] for label in STRATEGIES}
-    for _ in range(args.cli_runs):
+    base_runs: dict[str, list[dict]] = {label: [] for label in STRATEGIES}
+    for i in range(args.cli_runs):
         for label in STRATEGIES:
-            runs[label].append(_run_cli(small, WORK / "cli_out" / label, label))
-            print("cli", label, runs[label][-1], file=sys.stderr)
+            # with a baseline, each round alternates which of the two goes first
+            for which in ("this", "base") if i % 2 == 0 else ("base", "this"):
+                if which == "base" and args.baseline is None:
+                    continue
+                done = runs if which == "this" else base_runs
+                cwd = ROOT if which == "this" else args.baseline.resolve()
+                done[label].append(_run_cli(small, WORK / f"cli_out_{which}" / label, label, cwd))
+                print("cli", which, label, done[label][-1], file=sys.stderr)
     for label, done in runs.items():
         median = sorted(done, key=lambda x: x["wall"])[len(done) // 2]
         results["cli"][label] = {
@@ -259,6 +277,14 @@ def main() -> None:
             # memory: the largest of the runs
             "peak_rss": max(x["peak_rss"] for x in done),
             "peak_tree_pss": max(x["peak_tree_pss"] for x in done),
+        }
+    if args.baseline is not None:
+        results["baseline"] = {
+            "dir": str(args.baseline),
+            "commit": _commit(args.baseline),
+            "this_commit": _commit(ROOT),
+            "cli": {label: _median_walls(done) for label, done in base_runs.items()},
+            "same_outputs": {label: _same_outputs(label) for label in STRATEGIES},
         }
     results["compute"]["topi:shuffled"] = run_child("--child", "compute", str(big), "topi:shuffled")
 
@@ -287,12 +313,30 @@ def _run_families(small: Path) -> dict:
     return {"wall": time.perf_counter() - start, "peak_rss": usage.ru_maxrss * 1024}
 
 
-def _run_cli(small: Path, out: Path, label: str) -> dict:
+def _commit(folder: Path) -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return out.stdout.strip() + (" + uncommitted changes" if dirty else "")
+
+
+def _median_walls(done: list[dict]) -> dict:
+    walls = sorted(x["wall"] for x in done)
+    return {"wall": walls[len(walls) // 2], "walls": [round(x["wall"], 1) for x in done]}
+
+
+def _same_outputs(label: str) -> bool:
+    """Whether this checkout and the baseline wrote the same ids.txt and coreset FASTA (the last runs)."""
+    a, b = WORK / "cli_out_this" / label, WORK / "cli_out_base" / label
+    return all((a / f).read_bytes() == (b / f).read_bytes() for f in ("ids.txt", "coreset.fasta.gz"))
+
+
+def _run_cli(small: Path, out: Path, label: str, cwd: Path = ROOT) -> dict:
     cmd = [sys.executable, "-m", "bioprune", "select", "--scores", str(small / "scores.parquet"),
            "--pool", str(small / "pool"), "--strategy", label, "--rate", str(RATE),
            "--families", str(small / "families.parquet"), "--out", str(out)]  # fmt: skip
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=cwd, stderr=subprocess.DEVNULL)  # (python -m: cwd's bioprune)
     sampler = _TreePss(proc.pid)
     _, status, usage = os.wait4(proc.pid, 0)
     sampler.stop()
@@ -353,7 +397,13 @@ def markdown(r: dict) -> str:
     lines = [
         "# Selection benchmark",
         "",
-        "Command (repository root): `nice -n 10 python benchmarks/bench_select.py`",
+        "Command (repository root): `nice -n 10 python benchmarks/bench_select.py`"
+        + (
+            f" (here with `--baseline {r['baseline']['dir']}`, made by `git worktree add "
+            f"{r['baseline']['dir']} {r['baseline']['commit'].split()[0]}`)"
+            if "baseline" in r
+            else ""
+        ),
         "",
         f"Machine: {m['cpus']} CPUs, shared with other jobs while measured (1-minute load average "
         f"{m['load_average'][0]} at the start, {m['load_average'][1]} at the end), Python {m['python']}, "
@@ -432,6 +482,28 @@ def markdown(r: dict) -> str:
             f"{', '.join(map(str, x['walls']))} | {x['peak_rss'] / gib:.2f} | "
             f"{x['peak_tree_pss'] / 1e9:.2f} |"
         )
+    if "baseline" in r:
+        b = r["baseline"]
+        lines += [
+            "",
+            f"## Against a baseline checkout: {b['commit']} (this run: {b['this_commit']})",
+            "",
+            "The same whole-command rows, run for both checkouts in the same rounds (each round alternates "
+            "which goes first), so that the machine's drift over minutes hits both alike. Ratio = this "
+            "checkout's median wall / the baseline's; `same outputs`: ids.txt and coreset.fasta.gz "
+            "byte-identical.",
+            "",
+            "| strategy | baseline wall (s) | this wall (s) | ratio | baseline walls (s) | this walls (s) | "
+            "same outputs |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, x in r["cli"].items():
+            base = b["cli"][label]
+            lines.append(
+                f"| {label} | {base['wall']:.1f} | {x['wall']:.1f} | {x['wall'] / base['wall']:.2f} | "
+                f"{', '.join(map(str, base['walls']))} | {', '.join(map(str, x['walls']))} | "
+                f"{b['same_outputs'][label]} |"
+            )
     return "\n".join(lines) + "\n"
 
 
