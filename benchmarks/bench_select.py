@@ -28,7 +28,9 @@ same rounds, interleaved, and adds a table comparing the two: on a shared machin
 20-30% over minutes, that ratio is the measure of a change, more than either absolute time.
 
 Budget: pruning rate 0.99 (k = 200,000 of 20M; random10x: 2,000,000). Inputs go under
-benchmarks/work/select (git-ignored); results to benchmarks/results/select.{json,md}.
+benchmarks/work/select (git-ignored); results to benchmarks/results/select.{json,md}, the new run on top of
+the Markdown file; its ``## Earlier results`` section is kept (move the previous top section into it by
+hand).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's package, installed or not
 WORK = ROOT / "benchmarks" / "work" / "select"
 RESULTS = ROOT / "benchmarks" / "results"
+EARLIER = "## Earlier results"  # this heading and what follows it in select.md are kept on a new run
 STRATEGIES = ["topi", "cci", "random1x", "random10x", "cluster", "loss"]
 RATE = 0.99
 
@@ -297,7 +300,9 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "select.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "select.md").write_text(markdown(results))
+    md = RESULTS / "select.md"
+    earlier = md.read_text().partition(EARLIER)[2] if md.exists() else ""  # kept below the new run
+    md.write_text(markdown(results) + (f"\n{EARLIER}{earlier}" if earlier else ""))
     print(markdown(results))
 
 
@@ -315,8 +320,9 @@ def _run_families(small: Path) -> dict:
 
 def _commit(folder: Path) -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    # (results files rewritten by an earlier run do not make the code differ from its commit)
+    status = ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"]
+    dirty = subprocess.run(status, cwd=folder, capture_output=True, text=True).stdout.strip()
     return out.stdout.strip() + (" + uncommitted changes" if dirty else "")
 
 
