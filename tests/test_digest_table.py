@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bioprune.pool import digest_table
 from bioprune.pool.digest_table import DigestTable
 
 
@@ -44,6 +45,15 @@ def test_matches_a_dict_oracle(slots):
     distinct = rng.integers(0, 2**64, (3000, 2), dtype=np.uint64)
     blocks = [distinct[rng.integers(0, len(distinct), rng.integers(1, 900))] for _ in range(12)]
     _check(blocks, slots)
+
+
+def test_growing_a_chunk_at_a_time_keeps_every_digest(monkeypatch):
+    """The table moves its digests into the doubled one a chunk at a time (bounded temporaries)."""
+    monkeypatch.setattr(digest_table, "_GROW_CHUNK", 7)
+    rng = np.random.default_rng(3)
+    distinct = rng.integers(0, 2**64, (2000, 2), dtype=np.uint64)
+    blocks = [distinct[rng.integers(0, len(distinct), rng.integers(1, 700))] for _ in range(10)]
+    _check(blocks, 2)
 
 
 def test_keys_that_share_a_slot_or_a_half():

@@ -20,6 +20,7 @@ import numpy as np
 # and cost a small one only the pages its digests land on.
 _EMPTY = 0
 _START_SLOTS = 1 << 20
+_GROW_CHUNK = 1 << 16
 
 
 class DigestTable:
@@ -60,7 +61,10 @@ class DigestTable:
     def _grow(self) -> None:
         old = self.cells[self.row != _EMPTY]
         self._alloc(2 * len(self.row))
-        self._probe(old[:, 0], old[:, 1], old[:, 2])
+        # (a chunk at a time: the probe's temporaries, ~100 bytes a key, stay small beside the tables)
+        for start in range(0, len(old), _GROW_CHUNK):
+            part = old[start : start + _GROW_CHUNK]
+            self._probe(part[:, 0], part[:, 1], part[:, 2])
 
     def _probe(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray):
         """Look up the keys ``(hi, lo)`` in order, inserting ``values`` for those not found. Returns
