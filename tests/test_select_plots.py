@@ -26,6 +26,11 @@ def _assert_ticks_apart(fig) -> None:
             boxes.sort(key=lambda b: getattr(b, lo))
             for a, b in zip(boxes, boxes[1:], strict=False):
                 assert getattr(a, hi) <= getattr(b, lo), f"{ax.get_title()}: tick labels overlap"
+            # the power of ten printed beside the axis ("x10^5") must not run into the axis label
+            offset, label = axis.get_offset_text(), axis.get_label()
+            if offset.get_text() and label.get_text():
+                a, b = offset.get_window_extent(renderer), label.get_window_extent(renderer)
+                assert not a.overlaps(b), f"{ax.get_title()}: the axis label runs into {offset.get_text()!r}"
 
 
 def test_cci_diagnostics_is_a_histogram_of_its_bins_shaded_by_the_share_kept(tmp_path):

@@ -155,7 +155,7 @@ def _cci_panels(fig, ax_hist, ax_bins, values, column, cci) -> None:
         label="share of the bin kept",
         pad=0.01,
     )
-    ax_hist.set_title(f"score distribution in the {cci['bins']} CCI bins")
+    ax_hist.set_title(f"score distribution in the {cci['bins']} CCI bins (equal width)")
     ax_bins.stairs(sizes, edges, fill=True, color=POOL, label="bin size")
     ax_bins.stairs(kept, edges, fill=True, color=SELECTED, label="kept")
     ax_bins.set_title("kept per CCI bin")
@@ -164,7 +164,7 @@ def _cci_panels(fig, ax_hist, ax_bins, values, column, cci) -> None:
         if _log_x(values):
             ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel(f"{column} (CCI bins: equal width in score)")
+        ax.set_xlabel(column)  # (a longer label ran into the power of ten printed beside the axis)
         ax.set_ylabel("sequences")
 
 
