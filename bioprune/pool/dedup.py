@@ -43,6 +43,7 @@ from bioprune.pool.io import (
     open_pool,
     repeated_string,
     string_parts,
+    to_numpy,
     write_report,
 )
 
@@ -60,7 +61,7 @@ def hashes_to_u64(column: pa.Array | pa.ChunkedArray, path: Path, first_row: int
     row = first_row
     for chunk in chunks:
         if chunk.null_count:
-            bad = row + int(np.flatnonzero(chunk.is_null().to_numpy(zero_copy_only=False))[0])
+            bad = row + int(np.flatnonzero(to_numpy(chunk.is_null()))[0])
             raise InputError(path, f"row {bad}: missing hash; rerun bioprune ingest")
         chunk = chunk.cast(pa.string())
         offsets, data = string_parts(chunk)
@@ -126,7 +127,11 @@ class StreamingDedup:
         self.table = DigestTable()
         self.dup_rows: list[np.ndarray] = []  # per block with duplicates: the kept row each repeats
         self.dup_ids: list[pa.Array] = []
-        self.offered = self.n_kept = self.n_dup = 0
+        self.offered = self.n_kept = 0
+
+    @property
+    def n_dup(self) -> int:
+        return self.offered - self.n_kept
 
     def keep(self, digests: bytes, ids: pa.Array) -> np.ndarray | None:
         """Which records of a block (their digests joined, and their ids, in order) are seen for the
@@ -142,7 +147,6 @@ class StreamingDedup:
         fresh[new] = True
         self.dup_rows.append(kept_rows)
         self.dup_ids.append(ids.filter(bool_array(~fresh)))
-        self.n_dup += n - len(new)
         return fresh
 
     def finish(self, table: Path, duplicates: Path, source: str) -> dict:
