@@ -66,6 +66,7 @@ from bioprune.pool.io import (
     sequence_hash,
     table_path,
     take_ids,
+    to_numpy,
     write_pool,
     write_report,
 )
@@ -202,7 +203,7 @@ def exact_matches(src: Path, evals: Evals) -> dict[int, list[int]]:
     start = 0
     for batch in pf.iter_batches(columns=["hash"], batch_size=BATCH_ROWS):
         hashes = batch.column(0)
-        hit = pc.is_in(hashes, value_set=values).to_numpy(zero_copy_only=False)
+        hit = to_numpy(pc.is_in(hashes, value_set=values))
         for i in np.flatnonzero(hit):
             found[start + int(i)] = evals.by_hash[hashes[int(i)].as_py()]
         start += batch.num_rows

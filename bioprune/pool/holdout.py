@@ -34,7 +34,15 @@ import numpy as np
 from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
-from bioprune.pool.io import parquet_file, read_column, table_path, take_ids, write_pool, write_report
+from bioprune.pool.io import (
+    parquet_file,
+    read_column,
+    table_path,
+    take_ids,
+    to_numpy,
+    write_pool,
+    write_report,
+)
 from bioprune.select.inputs import column_codes, family_codes
 
 log = logging.getLogger(__name__)
@@ -120,7 +128,7 @@ def holdout(
     eligible = np.array([i for i, name in enumerate(names) if name not in keep], dtype=np.int64)
     chosen = choose_groups(len(names), fraction, seed, eligible)
     held = np.isin(code, chosen)
-    lengths = read_column(src, "length").to_numpy().astype(np.int64)
+    lengths = to_numpy(read_column(src, "length")).astype(np.int64)
     sizes = np.bincount(code, minlength=len(names))
     residues = np.bincount(code, weights=lengths, minlength=len(names)).astype(np.int64)
     kind_arr = np.array(kinds)

@@ -29,7 +29,7 @@ import numpy as np
 
 from bioprune.atomic import owner_tag, remove_stale
 from bioprune.errors import InputError, ToolError
-from bioprune.pool.io import fasta_path, iter_pool, read_column
+from bioprune.pool.io import fasta_path, iter_pool, read_column, to_numpy
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def thresholds(identity: float, coverage: float) -> list[object]:
 
 def write_numbered_fasta(pool_dir: Path, path: Path) -> np.ndarray:
     """Write the pool's sequences as ``>row`` records for ``createdb``; return their lengths."""
-    lengths = read_column(pool_dir, "length").to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = to_numpy(read_column(pool_dir, "length")).astype(np.int64)
     start = time.perf_counter()
     with open(path, "wb", buffering=1 << 20) as out:
         for row, rec in iter_pool(pool_dir):

@@ -42,6 +42,7 @@ from bioprune.pool.io import (
     read_column,
     refuse_empty,
     table_path,
+    to_numpy,
     write_report,
 )
 
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     src: Path = args.input
     fasta_path(src)  # fail early, naming the folder, when it is not a pool
     start_time = time.perf_counter()
-    lengths = read_column(src, "length").to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = to_numpy(read_column(src, "length")).astype(np.int64)
     refuse_empty(src, len(lengths), "shard")
     if len(lengths) and lengths.min() < 0:
         raise InputError(table_path(src), "negative sequence length")
