@@ -60,7 +60,7 @@ import pyarrow.csv as pacsv
 from bioprune import __version__
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, ToolError
-from bioprune.pool.io import open_pool, read_column, refuse_empty, write_pool, write_report
+from bioprune.pool.io import open_pool, read_column, refuse_empty, to_numpy, write_pool, write_report
 from bioprune.pool.mmseqs import MMseqs, thresholds, workdir, write_numbered_fasta
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,8 @@ def run_mmseqs_clustering(
     mm.run("createtsv", db, db, tmp / "clu", tmp / "clu.tsv")
     pairs = _read_tsv(tmp / "clu.tsv", {"rep": pa.int64(), "member": pa.int64()})
     rep_of = np.full(n_rows, -1, dtype=np.int64)
-    reps = pairs.column("rep").to_numpy()
-    members = pairs.column("member").to_numpy()
+    reps = to_numpy(pairs.column("rep"))
+    members = to_numpy(pairs.column("member"))
     if len(members) and (
         members.min() < 0 or members.max() >= n_rows or reps.min() < 0 or reps.max() >= n_rows
     ):
@@ -146,7 +146,7 @@ def run_mmseqs_clustering(
 def _check_keys(db: Path, n_rows: int) -> None:
     """MMseqs2 key of each entry must equal its row (its name): everything below maps keys back to rows."""
     lookup = _read_tsv(Path(f"{db}.lookup"), {"key": pa.int64(), "name": pa.int64(), "file": pa.int64()})
-    keys, names = lookup.column("key").to_numpy(), lookup.column("name").to_numpy()
+    keys, names = to_numpy(lookup.column("key")), to_numpy(lookup.column("name"))
     if len(keys) != n_rows or not np.array_equal(keys, names):
         raise ToolError(f"mmseqs createdb numbered {db.name} differently from the pool rows; cannot map back")
 
@@ -187,7 +187,7 @@ def member_strands(
     mm.run("convertalis", db, db, aln, f"{aln}.tsv", "--format-output", "query,target")
     ok = _read_tsv(Path(f"{aln}.tsv"), {"rep": pa.int64(), "member": pa.int64()})
     forward = np.zeros(n, dtype=bool)
-    r, m = ok.column("rep").to_numpy(), ok.column("member").to_numpy()
+    r, m = to_numpy(ok.column("rep")), to_numpy(ok.column("member"))
     forward[m[rep_of[m] == r]] = True
     doubtful = np.flatnonzero(is_member & ~forward)
     counts["strand_checked_by_search"] = int(len(doubtful))
@@ -248,11 +248,11 @@ def member_strands(
             "tend": pa.int64(),
         },
     )
-    hm, hr = hits.column("member").to_numpy(), hits.column("rep").to_numpy()
+    hm, hr = to_numpy(hits.column("member")), to_numpy(hits.column("rep"))
     own = rep_of[hm] == hr
-    hm, bits = hm[own], hits.column("bits").to_numpy()[own]
-    flipped = (hits.column("qstart").to_numpy()[own] > hits.column("qend").to_numpy()[own]) != (
-        hits.column("tstart").to_numpy()[own] > hits.column("tend").to_numpy()[own]
+    hm, bits = hm[own], to_numpy(hits.column("bits"))[own]
+    flipped = (to_numpy(hits.column("qstart"))[own] > to_numpy(hits.column("qend"))[own]) != (
+        to_numpy(hits.column("tstart"))[own] > to_numpy(hits.column("tend"))[own]
     )
     # The best-scoring alignment of each member to its representative decides its strand.
     order = np.lexsort((-bits, hm))
