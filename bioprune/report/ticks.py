@@ -8,8 +8,10 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 def tidy_ticks(ax, *, x: bool = True, y: bool = True) -> None:
     """Tick labels that do not run together: at most five on a linear axis, with large or small numbers
     as a power of ten beside the axis (six-digit scores otherwise print as "100000120000140000"); on a
-    log axis spanning under two decades 1-2-5 steps as plain numbers (20, 50, 100, 200), no minor labels.
-    ``x`` / ``y`` False: leave that axis as set (named categories, say)."""
+    log axis 1-2-5 steps (20, 50, 100, 200) while it spans under two decades, 1-3 steps under three, and
+    plain numbers (1, 10, 1,000, not 10^3) while it stays within 0.001-1,000,000, so that panels side by
+    side label their counts alike; no minor labels. ``x`` / ``y`` False: leave that axis as set (named
+    categories, say)."""
     axes = [(ax.xaxis, ax.get_xscale())] * x + [(ax.yaxis, ax.get_yscale())] * y
     for axis, scale in axes:
         if scale == "linear":
@@ -19,7 +21,8 @@ def tidy_ticks(ax, *, x: bool = True, y: bool = True) -> None:
             axis.set_major_formatter(formatter)
             continue
         lo, hi = sorted(ax.get_xlim() if axis is ax.xaxis else ax.get_ylim())
-        if lo > 0 and hi / lo < 100:
-            axis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        if lo > 0 and hi / lo < 1000:  # else the default: one tick a decade
+            axis.set_major_locator(LogLocator(subs=(1, 2, 5) if hi / lo < 100 else (1, 3)))
+        if lo >= 1e-3 and 0 < hi <= 1e6:
             axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.6g}"))
         axis.set_minor_formatter(NullFormatter())
