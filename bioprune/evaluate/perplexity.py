@@ -25,6 +25,7 @@ import torch
 import xxhash
 from tqdm import tqdm
 
+from bioprune.arrays import unique
 from bioprune.errors import InputError
 from bioprune.evaluate.embed import _batches
 from bioprune.fasta import FastaWriter, read_fasta
@@ -96,7 +97,7 @@ def read_id_hashes(paths: list[os.PathLike | str]) -> np.ndarray:
                 parts.append(_hash_ids(line.strip() for line in fh if line.strip()))
         except UnicodeDecodeError as exc:
             raise InputError(p, f"is not UTF-8 text (byte {exc.start}): expected one id per line") from None
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
+    return unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.uint64)
 
 
 def write_unselected_set(

@@ -58,6 +58,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from bioprune import __version__
+from bioprune.arrays import unique
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, ToolError
 from bioprune.pool.io import open_pool, read_column, refuse_empty, to_numpy, write_pool, write_report
@@ -199,7 +200,7 @@ def member_strands(
     )
     if not len(doubtful):
         return reverse, counts
-    their_reps = np.unique(rep_of[doubtful])
+    their_reps = unique(rep_of[doubtful])
     for name, keys in (("members", doubtful), ("reps", their_reps)):
         (tmp / f"{name}.keys").write_text("".join(f"{k}\n" for k in keys.tolist()))
         mm.run("createsubdb", tmp / f"{name}.keys", db, tmp / f"{name}db", "--subdb-mode", "1", threads=False)
@@ -278,7 +279,7 @@ def fix_strands(
     """Apply ``--strand``: returns (new rep_of, reverse flag relative to the new representative, stats)."""
     n = len(rep_of)
     rows = np.arange(n)
-    mixed_reps = np.unique(rep_of[reverse])
+    mixed_reps = unique(rep_of[reverse])
     stats = {
         # Relative to the representative MMseqs2 chose, before --strand is applied.
         "mmseqs_clusters_with_both_strands": int(len(mixed_reps)),

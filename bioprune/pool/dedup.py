@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bioprune import __version__
+from bioprune.arrays import unique
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.pool.digest_table import DigestTable
@@ -155,7 +156,7 @@ class StreamingDedup:
         block of duplicates at a time, and return the dedup report."""
         self.table = DigestTable()  # (its memory)
         kept_rows = np.concatenate(self.dup_rows or [np.empty(0, np.int64)])
-        reps = np.unique(kept_rows)
+        reps = unique(kept_rows)
         rep_ids = _Ids(pq.ParquetFile(table), table).take(reps)
         with open(duplicates, "wb") as fh:
             fh.write(b"duplicate_id\tkept_id\n")
@@ -197,7 +198,7 @@ def dedup(in_dir: os.PathLike | str, out_dir: os.PathLike | str) -> dict:
 
     ids = _Ids(pf, table_in)
     # Ids of the kept rows that duplicates point to, in row order: the only ids held in memory.
-    reps = np.unique(kept_rows)
+    reps = unique(kept_rows)
     rep_ids = ids.take(reps)
     with staged_dir(out) as stage:
         with _TableCopy(pf, table_in, keep, stage / TABLE_NAME) as table_copy:

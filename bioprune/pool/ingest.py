@@ -55,6 +55,7 @@ import xxhash
 
 from bioprune import __version__
 from bioprune.alphabet import ALPHABETS, GAP_CHARS, WHITESPACE, Alphabet, get_alphabet
+from bioprune.arrays import unique
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.fasta import GZIP_LEVEL, STORED, FastaWriter, iter_blocks
@@ -540,7 +541,7 @@ class _Ingester:
         repeated = hashes[1:][hashes[1:] == hashes[:-1]]
         if repeated.size == 0:
             return
-        suspects = {int(h) for h in np.unique(repeated)}
+        suspects = {int(h) for h in unique(repeated)}
         seen: dict[bytes, tuple[Path, int]] = {}
         # Second pass, only on this rare path: find where the suspected ids are, compare the ids themselves.
         for path in inputs:

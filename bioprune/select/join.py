@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bioprune.arrays import unique
 from bioprune.pool.io import string_parts, to_numpy
 
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -169,7 +170,7 @@ def _rematch(ids, pool_ids, rows, bad, keys, pool_keys, bits) -> bool:
     if len(bad) > MAX_FIXUP:
         return False
     low = np.uint64((1 << bits) - 1)
-    prefixes = np.unique(id_hashes(_take(ids, bad)) >> np.uint64(bits))
+    prefixes = unique(id_hashes(_take(ids, bad)) >> np.uint64(bits))
     first, last = prefixes << np.uint64(bits), (prefixes << np.uint64(bits)) | low
     mine, theirs = (_in_spans(k, first, last, low) for k in (keys, pool_keys))
     by_id = dict(zip(pool_ids.take(pa.array(theirs)).to_pylist(), theirs.tolist(), strict=True))
@@ -191,7 +192,7 @@ def _take(ids: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     its chunks into one copy (250 MB at 20M ids)."""
     bounds = np.cumsum([0] + [len(c) for c in ids.chunks])
     which = np.searchsorted(bounds, rows, side="right") - 1
-    parts = [ids.chunk(int(c)).take(pa.array(rows[which == c] - bounds[c])) for c in np.unique(which)]
+    parts = [ids.chunk(int(c)).take(pa.array(rows[which == c] - bounds[c])) for c in unique(which)]
     got = pa.concat_arrays(parts) if parts else pa.array([], ids.type)
     order = np.argsort(np.argsort(which, kind="stable"), kind="stable")  # back to the order of rows
     return got.take(pa.array(order))
