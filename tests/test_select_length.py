@@ -78,6 +78,7 @@ def test_length_matched_random_copies_the_reference_length_histogram():
     assert len(sel.rows) == 2000
     assert shares(strata, sel.rows, len(edges) - 1).tolist() == shares(strata, topi, len(edges) - 1).tolist()
     assert sel.details["overlap_with_reference"] < 2000  # a random draw, not the reference itself
+    assert sel.details["overlap_with_reference"] == len(set(sel.rows.tolist()) & set(topi.tolist()))
     again = st.select_length_matched(lengths, topi, 10, np.random.default_rng(0))
     assert again.rows.tolist() == sel.rows.tolist()
 

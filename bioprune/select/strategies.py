@@ -328,9 +328,12 @@ def select_length_matched(
     strata, edges = length_strata(lengths, n_strata)
     budgets = np.bincount(strata[reference_rows], minlength=len(edges) - 1)
     rows = sample_in_groups(strata, budgets, rng)
+    # (a mask, not np.intersect1d: its np.unique calls took 4.8 s for 2M rows under numpy 2.4)
+    in_reference = np.zeros(len(lengths), bool)
+    in_reference[reference_rows] = True
     return Selection(
         rows, {"strata_edges": edges.tolist(), "stratum_budgets": budgets.tolist(),
-               "overlap_with_reference": int(np.intersect1d(rows, reference_rows).size)},
+               "overlap_with_reference": int(np.count_nonzero(in_reference[rows]))},
     )  # fmt: skip
 
 
