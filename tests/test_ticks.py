@@ -38,3 +38,17 @@ def test_log_axes_within_plain_range_print_plain_numbers(lo, hi, expected):
 def test_log_axes_beyond_plain_range_keep_powers_of_ten():
     labels = _labels(1e-7, 1e-2)
     assert labels and all("10^" in t for t in labels)
+
+
+def test_minor_ticks_only_up_to_four_decades():
+    def minor_ticks(lo, hi):
+        fig, ax = plt.subplots()
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        tidy_ticks(ax, y=False)
+        ticks = [t for t in ax.xaxis.get_minorticklocs() if lo <= t <= hi]
+        plt.close(fig)
+        return ticks
+
+    assert len(minor_ticks(1, 1e4)) >= 20  # 2-9 in each decade
+    assert minor_ticks(1e-4, 1e4) == []  # eight decades: a mark every few pixels
