@@ -1,11 +1,11 @@
-"""bioprune.arrays.unique gives np.unique's answer, by a sort."""
+"""bioprune.arrays gives np.unique's answers, by a sort (unique) or by marking codes (unique_codes)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bioprune.arrays import unique
+from bioprune.arrays import unique, unique_codes
 
 
 @pytest.mark.parametrize(
@@ -29,3 +29,23 @@ def test_unique_equals_numpy(values):
 def test_floats_keep_numpys_nan_handling():
     values = np.array([1.0, np.nan, 1.0, np.nan])
     np.testing.assert_array_equal(unique(values), np.unique(values))  # one NaN, as numpy gives
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        np.random.default_rng(3).integers(0, 500, 5_000),  # clusters: many rows each
+        np.random.default_rng(4).integers(0, 50_000, 2_000, dtype=np.int32),  # sparse codes
+        np.array([10**12, 5, 10**12]),  # a range far above the count: np.unique's own way
+        np.array([0]),
+        np.zeros(0, np.int64),
+        np.array([3, -1, 3]),  # negative: np.unique's own way
+    ],
+)
+def test_unique_codes_equals_numpy(codes):
+    used, inverse = unique_codes(codes)
+    want_used, want_inverse = np.unique(codes, return_inverse=True)
+    assert used.dtype == want_used.dtype
+    np.testing.assert_array_equal(used, want_used)
+    np.testing.assert_array_equal(inverse, want_inverse)
+    np.testing.assert_array_equal(used[inverse], codes)

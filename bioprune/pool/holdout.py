@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bioprune import __version__
+from bioprune.arrays import unique_codes
 from bioprune.atomic import staged_dir
 from bioprune.errors import ConfigError, InputError
 from bioprune.pool.io import (
@@ -71,7 +72,7 @@ def groups_of(pool_dir: Path, family_regex: str | None) -> tuple[np.ndarray, lis
             codes, clusters = column_codes(table, "cluster")
             if (codes[rest] < 0).any():
                 raise InputError(table, f"{int((codes[rest] < 0).sum())} rows have no cluster; rerun cluster")
-            used, local = np.unique(codes[rest], return_inverse=True)
+            used, local = unique_codes(codes[rest])
             names += [f"cluster:{clusters[c]}" for c in used]
         else:  # a pool that was not clustered: each such sequence is a group of its own
             local = np.arange(len(rest))
