@@ -460,7 +460,8 @@ class _Ingester:
                 out_block, _ = kept_bytes(out_block, np.cumsum(sizes, dtype=np.int64), fresh)
                 digests = np.frombuffer(digests, np.uint8).reshape(-1, 16)[fresh].tobytes()
                 lengths, sizes = lengths[fresh], sizes[fresh]
-                id_col, desc_col = id_col.filter(bool_array(fresh)), desc_col.filter(bool_array(fresh))
+                kept = bool_array(fresh)
+                id_col, desc_col = id_col.filter(kept), desc_col.filter(kept)
         m = len(lengths)
         fasta.write_block(out_block, m)
         batch = pa.RecordBatch.from_arrays(
